@@ -1,0 +1,1 @@
+"""hacontrol: a keepalived-style HA controller for Linux IPVS director pairs."""

@@ -1,0 +1,154 @@
+"""The daemon: builds the runtime from a validated config and runs it.
+
+Start-up order matters: the config is already valid when we get here, the
+metrics endpoint comes up first (so a scrape can see a stuck start), then the
+VRRP engine; systemd hears READY=1 only once the instances run. SIGTERM and
+SIGINT stop the instances (a master sends priority 0 so its backup takes over
+after Skew_Time instead of Master_Down_Interval, RFC 5798 §6.4.3) and remove
+the VIPs before the process exits 0. SIGHUP re-reads the file: an invalid
+file is logged and the running config is left untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+from hacontrol import sdnotify
+from hacontrol.config import Config, ConfigError, VrrpInstanceConfig, load_config
+from hacontrol.metrics import Metrics
+from vrrp.types import InstanceParams
+
+log = logging.getLogger("hacontrol.daemon")
+
+
+def instance_params(inst: VrrpInstanceConfig) -> InstanceParams:
+    """The state machine's view of one configured instance.
+
+    The primary address is learnt from the interface at run time by the VRRP
+    adapter (the config may be checked on another machine); until then the
+    unicast source, or the unspecified address, stands in.
+    """
+    from ipaddress import IPv4Address, IPv6Address
+
+    placeholder = IPv4Address(0) if inst.family == 4 else IPv6Address(0)
+    return InstanceParams(
+        name=inst.name,
+        vrid=inst.vrid,
+        version=inst.effective_version,
+        priority=inst.priority,
+        advert_int=inst.advert_int_centis,
+        primary_address=inst.unicast_src_ip or placeholder,
+        virtual_addresses=tuple(vip.address for vip in inst.virtual_ipaddresses),
+        preempt=inst.preempt_mode,
+        preempt_delay=inst.preempt_delay,
+        accept_mode=inst.accept,
+        auth_type=inst.auth_type,
+        auth_data=inst.auth_data,
+        garp=inst.garp,
+    )
+
+
+class Daemon:
+    def __init__(self, config: Config, config_path: str | Path) -> None:
+        self.config = config
+        self.config_path = Path(config_path)
+        self.metrics = Metrics()
+        self._stop = asyncio.Event()
+        self._reload = asyncio.Event()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload.set)
+
+        self._start_metrics()
+        from vrrp.io import VrrpEngine
+
+        engine = VrrpEngine(self.metrics)
+        for inst in self.config.vrrp_instances:
+            engine.add_instance(
+                instance_params(inst),
+                inst.interface,
+                unicast_src_ip=inst.unicast_src_ip,
+                unicast_peers=inst.unicast_peers,
+                labels={vip.address: vip.label for vip in inst.virtual_ipaddresses if vip.label},
+            )
+        try:
+            await engine.start()
+        except OSError as exc:
+            log.error("daemon.start_failed error=%s", exc)
+            await engine.stop()
+            return 1
+        sdnotify.notify("READY=1\nSTATUS=running")
+        log.info(
+            "daemon.started config=%s vrrp_instances=%d",
+            self.config_path,
+            len(self.config.vrrp_instances),
+        )
+        watchdog = asyncio.create_task(self._watchdog())
+        try:
+            await self._wait_for_stop()
+        finally:
+            sdnotify.notify("STOPPING=1")
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+            await engine.stop()
+            log.info("daemon.stopped")
+        return 0
+
+    async def _wait_for_stop(self) -> None:
+        while not self._stop.is_set():
+            stop = asyncio.ensure_future(self._stop.wait())
+            reload = asyncio.ensure_future(self._reload.wait())
+            await asyncio.wait({stop, reload}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            reload.cancel()
+            if self._reload.is_set():
+                self._reload.clear()
+                self._reload_config()
+
+    def _reload_config(self) -> None:
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            # A bad file never disturbs what runs: report it, keep going.
+            for issue in exc.issues:
+                log.error("config.reload_rejected %s", issue)
+            self.metrics.config_reloads.labels("rejected").inc()
+            return
+        if new == self.config:
+            log.info("config.reload unchanged=true")
+            self.metrics.config_reloads.labels("unchanged").inc()
+            return
+        log.warning(
+            "config.reload changed=true applied=false "
+            "detail='changing VRRP instances needs a restart in this version'"
+        )
+        self.metrics.config_reloads.labels("needs_restart").inc()
+
+    def _start_metrics(self) -> None:
+        address = self.config.global_.metrics_address
+        if address is None:
+            return
+        from prometheus_client import start_http_server
+
+        host, port = address
+        try:
+            start_http_server(port, addr=host, registry=self.metrics.registry)
+        except OSError as exc:
+            # Metrics are not worth a failover: run without them, loudly.
+            log.error("metrics.listen_failed address=%s:%d error=%s", host, port, exc)
+
+    async def _watchdog(self) -> None:
+        interval = sdnotify.watchdog_interval()
+        if interval is None:
+            return
+        while True:
+            sdnotify.notify("WATCHDOG=1")
+            await asyncio.sleep(interval)

@@ -1,0 +1,1 @@
+"""Kernel IPVS: desired-table model, pure planner, netlink executor, reconciler, sync daemon."""

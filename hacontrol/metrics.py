@@ -1,0 +1,88 @@
+"""Prometheus metrics, fed by the adapters' events (never by pure code).
+
+Each daemon owns its own CollectorRegistry, so tests can run several daemons
+in one process and read each one's figures.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from vrrp.types import State, StateChanged
+
+log = logging.getLogger("hacontrol.vrrp")
+
+_STATE_VALUE = {State.INITIALIZE: 0, State.BACKUP: 1, State.MASTER: 2, State.FAULT: 3}
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.vrrp_state = Gauge(
+            "hacontrol_vrrp_state",
+            "VRRP instance state: 0 init, 1 backup, 2 master, 3 fault",
+            ["instance"],
+            registry=r,
+        )
+        self.vrrp_transitions = Counter(
+            "hacontrol_vrrp_transitions",
+            "VRRP state changes",
+            ["instance", "from_state", "to_state", "reason"],
+            registry=r,
+        )
+        self.vrrp_adverts_sent = Counter(
+            "hacontrol_vrrp_adverts_sent", "VRRP advertisements sent", ["instance"], registry=r
+        )
+        self.vrrp_adverts_received = Counter(
+            "hacontrol_vrrp_adverts_received",
+            "valid VRRP advertisements received",
+            ["instance"],
+            registry=r,
+        )
+        self.vrrp_drops = Counter(
+            "hacontrol_vrrp_packets_dropped",
+            "VRRP packets dropped, by reason",
+            ["interface", "reason"],
+            registry=r,
+        )
+        self.vrrp_address_mismatch = Counter(
+            "hacontrol_vrrp_address_list_mismatch",
+            "adverts whose address list differs from ours (RFC 5798 §7.1: logged, not dropped)",
+            ["instance"],
+            registry=r,
+        )
+        self.vrrp_garp_sent = Counter(
+            "hacontrol_vrrp_gratuitous_arp_sent",
+            "gratuitous ARP / unsolicited NA frames sent",
+            ["instance"],
+            registry=r,
+        )
+        self.config_reloads = Counter(
+            "hacontrol_config_reloads", "configuration reloads", ["result"], registry=r
+        )
+
+    # ---- the VRRP engine's observer interface ---------------------------
+
+    def on_state_change(self, instance: str, event: StateChanged) -> None:
+        self.vrrp_state.labels(instance).set(_STATE_VALUE[event.new])
+        self.vrrp_transitions.labels(
+            instance, event.old.value, event.new.value, event.reason.value
+        ).inc()
+
+    def on_drop(self, interface: str, reason: str) -> None:
+        self.vrrp_drops.labels(interface, reason).inc()
+
+    def on_advert_sent(self, instance: str) -> None:
+        self.vrrp_adverts_sent.labels(instance).inc()
+
+    def on_advert_received(self, instance: str) -> None:
+        self.vrrp_adverts_received.labels(instance).inc()
+
+    def on_address_mismatch(self, instance: str) -> None:
+        self.vrrp_address_mismatch.labels(instance).inc()
+
+    def on_garp_sent(self, instance: str, count: int) -> None:
+        self.vrrp_garp_sent.labels(instance).inc(count)

@@ -1,0 +1,1 @@
+"""Health checkers: probes, rise/fall state, scheduling and the real-server policy."""

@@ -1,0 +1,1 @@
+"""Probes: each a small async function returning a ProbeResult; none ever raises."""

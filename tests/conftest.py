@@ -1,0 +1,1 @@
+"""Root conftest: shared helpers live in tests/support.py (import as tests.support)."""

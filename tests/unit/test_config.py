@@ -1,0 +1,240 @@
+"""Config: valid files freeze into values; every error names file, line and key."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from ipaddress import ip_address, ip_interface
+from pathlib import Path
+
+import pytest
+
+from hacontrol.config import Config, ConfigError, load_config, parse_config
+from vrrp.types import AuthType
+
+ROOT = Path(__file__).resolve().parents[2]
+
+GOOD = """\
+vrrp_instances:
+  - name: VI_1
+    interface: eth0
+    vrid: 51
+    priority: 150
+    advert_int: 1
+    virtual_ipaddresses:
+      - 192.0.2.10/24
+      - {address: 192.0.2.11, label: "eth0:1"}
+    authentication: {auth_type: PASS, auth_pass: secret1}
+  - name: VI_6
+    interface: eth0
+    virtual_router_id: 52
+    advert_int: 0.35
+    nopreempt: true
+    virtual_ipaddresses: ["2001:db8::10/64"]
+"""
+
+
+def test_valid_file_gives_frozen_values_with_keepalived_defaults() -> None:
+    config = parse_config(GOOD, "good.yaml")
+    v4, v6 = config.vrrp_instances
+    assert v4.effective_version == 2  # keepalived's default for IPv4
+    assert v4.advert_int_centis == 100
+    assert v4.auth_type is AuthType.SIMPLE and v4.auth_data == b"secret1"
+    assert v4.virtual_ipaddresses[1].address == ip_interface("192.0.2.11/32")
+    assert v4.virtual_ipaddresses[1].label == "eth0:1"
+    assert v4.preempt_mode is True
+    assert v4.garp.master_repeat == 5 and v4.garp.master_delay == 5.0
+    assert v6.effective_version == 3  # IPv6 needs VRRPv3
+    assert v6.vrid == 52 and v6.priority == 100
+    assert v6.advert_int_centis == 35
+    assert v6.preempt_mode is False
+    with pytest.raises(Exception, match="frozen"):
+        v4.priority = 1  # type: ignore[misc]
+
+
+def errors_of(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "bad.yaml")
+    return [str(i) for i in info.value.issues]
+
+
+def test_every_field_error_reported_at_once_with_line_and_key() -> None:
+    text = """\
+vrrp_instances:
+  - name: VI_1
+    interface: eth0
+    vrid: 0
+    priority: 300
+    virtual_ipaddresses: [192.0.2.10/24]
+    colour: blue
+  - name: VI_2
+    interface: eth0
+    vrid: 2
+    virtual_ipaddresses: [not-an-address]
+"""
+    errs = errors_of(text)
+    assert any(e.startswith("bad.yaml:4: vrrp_instances[0].vrid:") for e in errs), errs
+    assert any(e.startswith("bad.yaml:5: vrrp_instances[0].priority:") for e in errs), errs
+    assert "bad.yaml:7: vrrp_instances[0].colour: unknown key" in errs
+    assert any(e.startswith("bad.yaml:11: vrrp_instances[1].virtual_ipaddresses[0]") for e in errs)
+    assert len(errs) == 4
+
+
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        ("version: 2\n    advert_int: 0.5", "whole seconds"),
+        ("version: 3\n    advert_int: 0.005", "0.01-40.95"),
+        ("version: 3\n    advert_int: 41", "0.01-40.95"),
+        ("version: 3\n    authentication: {auth_pass: x}", "only in VRRPv2"),
+        ("unicast_peers: ['2001:db8::1']", "is not IPv4"),
+        ("unicast_src_ip: 192.0.2.1", "unicast_peers is empty"),
+        ("nopreempt: true\n    preempt_delay: 5", "no effect with nopreempt"),
+        ("preempt: true\n    nopreempt: true", "contradict"),
+    ],
+)
+def test_semantic_errors_name_the_instance_line(snippet: str, expected: str) -> None:
+    text = f"""\
+vrrp_instances:
+  - name: VI_1
+    interface: eth0
+    vrid: 1
+    virtual_ipaddresses: [192.0.2.10/24]
+    {snippet}
+"""
+    errs = errors_of(text)
+    assert len(errs) == 1, errs
+    assert errs[0].startswith("bad.yaml:2: vrrp_instances[0]:"), errs
+    assert expected in errs[0]
+
+
+def test_long_password_is_an_error_on_its_key() -> None:
+    errs = errors_of(
+        "vrrp_instances:\n  - {name: a, interface: eth0, vrid: 1,\n"
+        "     authentication: {auth_pass: longer-than-8}, virtual_ipaddresses: [192.0.2.1/24]}\n"
+    )
+    assert len(errs) == 1
+    assert errs[0].startswith("bad.yaml:3: vrrp_instances[0].authentication.auth_pass:")
+    assert "at most 8 bytes" in errs[0]
+
+
+def test_ipv6_on_vrrpv2_and_mixed_families_rejected() -> None:
+    base = "vrrp_instances:\n  - {name: a, interface: eth0, vrid: 1, %s}\n"
+    errs = errors_of(base % "version: 2, virtual_ipaddresses: ['2001:db8::1/64']")
+    assert "IPv4 only" in errs[0]
+    errs = errors_of(base % "virtual_ipaddresses: ['2001:db8::1/64', 192.0.2.1/24]")
+    assert "mixes IPv4 and IPv6" in errs[0]
+
+
+def test_duplicate_names_and_vrids_per_interface_and_family() -> None:
+    text = """\
+vrrp_instances:
+  - {name: a, interface: eth0, vrid: 1, virtual_ipaddresses: [192.0.2.1/24]}
+  - {name: a, interface: eth0, vrid: 1, virtual_ipaddresses: [192.0.2.2/24]}
+  - {name: b, interface: eth1, vrid: 1, virtual_ipaddresses: [192.0.2.3/24]}
+  - {name: c, interface: eth0, vrid: 1, virtual_ipaddresses: ['2001:db8::1/64']}
+"""
+    errs = errors_of(text)
+    assert len(errs) == 1
+    assert "name 'a' is used twice" in errs[0]
+    assert "both use vrid 1 for IPv4 on eth0" in errs[0]
+    assert "'b'" not in errs[0] and "'c'" not in errs[0]
+
+
+def test_duplicate_yaml_key_is_an_error_not_a_silent_override() -> None:
+    text = """\
+vrrp_instances:
+  - name: a
+    interface: eth0
+    vrid: 1
+    priority: 50
+    priority: 200
+    virtual_ipaddresses: [192.0.2.1/24]
+"""
+    errs = errors_of(text)
+    assert errs == ["bad.yaml:6: vrrp_instances[0].priority: duplicate key (first given at line 5)"]
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [("vrrp_instances:\n  - name: [unclosed\n", 3), ("a: b\n\tc: d\n", 2), ("- 1\n- 2\n", 1)],
+)
+def test_malformed_yaml_is_one_clear_error(text: str, line: int) -> None:
+    errs = errors_of(text)
+    assert len(errs) == 1
+    assert errs[0].startswith(f"bad.yaml:{line}:"), errs
+
+
+def test_empty_file_is_a_valid_empty_config() -> None:
+    assert parse_config("", "empty.yaml") == Config()
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.yaml")
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes(b"name: \xff\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(bad)
+
+
+def test_check_command_exit_codes_and_messages(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(GOOD)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("vrrp_instances:\n  - name: a\n")
+    ok = subprocess.run(
+        [sys.executable, "-m", "hacontrol", "check", "-c", str(good)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "OK" in ok.stdout
+    fail = subprocess.run(
+        [sys.executable, "-m", "hacontrol", "check", "-c", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert fail.returncode == 1
+    assert f"{bad}:2: vrrp_instances[0].interface: required key is missing" in fail.stderr
+
+
+def test_example_config_is_valid() -> None:
+    config = load_config(ROOT / "conf" / "hacontrol.yaml")
+    assert config.vrrp_instances
+
+
+def test_run_with_bad_config_exits_nonzero_before_touching_anything(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("vrrp_instances:\n  - {name: a, interface: eth0, vrid: 999}\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "hacontrol", "run", "-c", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "vrrp_instances[0].vrid" in proc.stderr
+    assert "not starting" in proc.stderr
+
+
+def test_json_schema_is_published_and_current() -> None:
+    schema = Config.model_json_schema(by_alias=True)
+    assert "vrrp_instances" in schema["properties"]
+    published = json.loads((ROOT / "conf" / "hacontrol.schema.json").read_text())
+    assert published == schema, "run: hacontrol schema > conf/hacontrol.schema.json"
+
+
+def test_ip_values_are_typed() -> None:
+    config = parse_config(
+        "vrrp_instances:\n  - {name: a, interface: eth0, vrid: 1, unicast_src_ip: 192.0.2.1,"
+        " unicast_peers: [192.0.2.2], virtual_ipaddresses: [192.0.2.9/24]}\n"
+    )
+    assert config.vrrp_instances[0].unicast_peers == (ip_address("192.0.2.2"),)

@@ -1,0 +1,140 @@
+"""Values shared by the VRRP codec, the state machine and the asyncio adapter.
+
+Kept apart from packet.py and fsm.py so each of those can be read (and tested)
+without the other: the codec produces `Advertisement`s, the state machine
+consumes them and produces `Action`s, the adapter performs the actions.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
+
+IPAddress = IPv4Address | IPv6Address
+IPInterface = IPv4Interface | IPv6Interface
+
+VRRP_PROTOCOL = 112
+VRRP_MCAST_V4 = IPv4Address("224.0.0.18")
+VRRP_MCAST_V6 = IPv6Address("ff02::12")
+
+
+class AuthType(enum.IntEnum):
+    """RFC 3768 §5.3.6 (VRRPv2 only; RFC 5798 dropped authentication)."""
+
+    NONE = 0
+    SIMPLE = 1  # "PASS" in keepalived: an 8-byte clear-text password
+    AH = 2  # historic; rejected
+
+
+@dataclass(frozen=True, slots=True)
+class Advertisement:
+    """One decoded (or to-be-encoded) VRRP advertisement.
+
+    `max_advert_int` is always in centiseconds, whatever the version: VRRPv2
+    carries whole seconds on the wire (codec multiplies / divides by 100) and
+    VRRPv3 carries centiseconds (RFC 5798 §5.2.7).
+    """
+
+    version: int  # 2 or 3
+    vrid: int  # 1..255
+    priority: int  # 0..255
+    max_advert_int: int  # centiseconds
+    addresses: tuple[IPAddress, ...]
+    auth_type: AuthType = AuthType.NONE  # v2 only
+    auth_data: bytes = b""  # v2 only: the 8-byte password field
+
+
+class State(enum.Enum):
+    """RFC 5798 §6.4 states plus FAULT (interface down), as keepalived has it."""
+
+    INITIALIZE = "INIT"
+    BACKUP = "BACKUP"
+    MASTER = "MASTER"
+    FAULT = "FAULT"
+
+
+class Reason(enum.Enum):
+    """Why a state changed; logged and counted by the adapter."""
+
+    STARTUP = "startup"  # Initialize -> Backup at start
+    ADDRESS_OWNER = "address_owner"  # priority 255: straight to Master (§6.4.1)
+    MASTER_DOWN = "master_down"  # Master_Down_Timer fired (§6.4.2)
+    PRIORITY_ZERO = "priority_zero"  # master resigned, we waited Skew_Time only (§6.4.2)
+    PREEMPT = "preempt"  # we are higher priority than the master we hear
+    HIGHER_PRIORITY = "higher_priority"  # a master stepping down (§6.4.3)
+    SHUTDOWN = "shutdown"  # stop(): priority 0 advert sent, addresses removed
+    INTERFACE_DOWN = "interface_down"
+    INTERFACE_UP = "interface_up"
+
+
+# ---- actions: what the sans-IO core asks the adapter to do -------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendAdvertisement:
+    advertisement: Advertisement
+
+
+@dataclass(frozen=True, slots=True)
+class AddAddresses:
+    addresses: tuple[IPInterface, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveAddresses:
+    addresses: tuple[IPInterface, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SendGratuitousArp:
+    """Announce these VIPs: gratuitous ARP for IPv4, unsolicited NA for IPv6.
+
+    `count` frames per address, back to back (keepalived's garp_master_repeat).
+    """
+
+    addresses: tuple[IPAddress, ...]
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    old: State
+    new: State
+    reason: Reason
+
+
+Action = SendAdvertisement | AddAddresses | RemoveAddresses | SendGratuitousArp | StateChanged
+
+
+@dataclass(frozen=True, slots=True)
+class GarpSettings:
+    """keepalived's gratuitous-ARP knobs, with keepalived's defaults."""
+
+    master_repeat: int = 5  # garp_master_repeat: frames per address at once
+    master_delay: float = 5.0  # garp_master_delay: second burst after this (0 = none)
+    master_refresh: float = 0.0  # garp_master_refresh: periodic burst while master (0 = off)
+    master_refresh_repeat: int = 1  # garp_master_refresh_repeat
+    lower_prio_repeat: int = 5  # garp_lower_prio_repeat: burst on hearing a lower priority
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceParams:
+    """What the state machine needs to know about one VRRP instance.
+
+    Plain values only: the daemon builds this from the validated config.
+    """
+
+    name: str
+    vrid: int
+    version: int  # 2 or 3
+    priority: int  # base priority 1..255 (255 = address owner)
+    advert_int: int  # centiseconds (v2: a multiple of 100)
+    primary_address: IPAddress  # our own address on the interface, the tie-break key
+    virtual_addresses: tuple[IPInterface, ...]
+    preempt: bool = True
+    preempt_delay: float = 0.0  # seconds
+    accept_mode: bool = False
+    auth_type: AuthType = AuthType.NONE
+    auth_data: bytes = b""  # padded to 8 bytes by the codec
+    garp: GarpSettings = GarpSettings()
