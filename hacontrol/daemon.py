@@ -15,33 +15,62 @@ import asyncio
 import contextlib
 import logging
 import signal
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 from hacontrol import sdnotify
 from hacontrol.config import Config, ConfigError, VrrpInstanceConfig, load_config
+from hacontrol.iptypes import IPAddress
 from hacontrol.metrics import Metrics
 from vrrp.types import InstanceParams
 
 log = logging.getLogger("hacontrol.daemon")
 
 
-def instance_params(inst: VrrpInstanceConfig) -> InstanceParams:
-    """The state machine's view of one configured instance.
+async def primary_address(interface: str, family: int, exclude: set[IPAddress]) -> IPAddress | None:
+    """The address adverts come from and the tie-break key (RFC 5798 §6.4.3).
 
-    The primary address is learnt from the interface at run time by the VRRP
-    adapter (the config may be checked on another machine); until then the
-    unicast source, or the unspecified address, stands in.
+    IPv4: the interface's first address that is not one of our VIPs (the
+    kernel lists primaries before secondaries; keepalived takes the same).
+    IPv6: the link-local address, which RFC 5798 §5.1.2.1 makes the source
+    of every advert. None when the interface or the address is absent; the
+    instance then starts in FAULT.
     """
-    from ipaddress import IPv4Address, IPv6Address
+    from vrrp.addresses import Rtnl
 
-    placeholder = IPv4Address(0) if inst.family == 4 else IPv6Address(0)
+    rtnl = Rtnl()
+    try:
+        await rtnl.open()
+        index = {link.ifname: link.ifindex for link in await rtnl.links()}.get(interface)
+        if index is None:
+            return None
+        for entry in await rtnl.addresses():
+            addr = entry.address.ip
+            if entry.ifindex != index or addr.version != family or addr in exclude:
+                continue
+            if family == 6 and not addr.is_link_local:
+                continue
+            return addr
+        return None
+    finally:
+        rtnl.close()
+
+
+def instance_params(inst: VrrpInstanceConfig, primary: IPAddress | None) -> InstanceParams:
+    """The state machine's view of one configured instance."""
+    if inst.unicast_src_ip is not None:
+        primary = inst.unicast_src_ip
+    if primary is None:
+        # No address yet: the engine puts the instance in FAULT until the
+        # interface is usable; the unspecified address loses every tie-break.
+        primary = IPv4Address(0) if inst.family == 4 else IPv6Address(0)
     return InstanceParams(
         name=inst.name,
         vrid=inst.vrid,
         version=inst.effective_version,
         priority=inst.priority,
         advert_int=inst.advert_int_centis,
-        primary_address=inst.unicast_src_ip or placeholder,
+        primary_address=primary,
         virtual_addresses=tuple(vip.address for vip in inst.virtual_ipaddresses),
         preempt=inst.preempt_mode,
         preempt_delay=inst.preempt_delay,
@@ -71,12 +100,24 @@ class Daemon:
 
         engine = VrrpEngine(self.metrics)
         for inst in self.config.vrrp_instances:
+            vips = {vip.address.ip for vip in inst.virtual_ipaddresses}
+            try:
+                primary = await primary_address(inst.interface, inst.family, vips)
+            except OSError as exc:
+                log.error("vrrp.primary_address_failed instance=%s error=%s", inst.name, exc)
+                primary = None
+            if primary is None and inst.unicast_src_ip is None:
+                log.warning(
+                    "vrrp.no_primary_address instance=%s iface=%s", inst.name, inst.interface
+                )
             engine.add_instance(
-                instance_params(inst),
+                instance_params(inst, primary),
                 inst.interface,
                 unicast_src_ip=inst.unicast_src_ip,
                 unicast_peers=inst.unicast_peers,
-                labels={vip.address: vip.label for vip in inst.virtual_ipaddresses if vip.label},
+                vip_labels={
+                    vip.address.ip: vip.label for vip in inst.virtual_ipaddresses if vip.label
+                },
             )
         try:
             await engine.start()

@@ -60,6 +60,12 @@ class Metrics:
             ["instance"],
             registry=r,
         )
+        self.vrrp_errors = Counter(
+            "hacontrol_vrrp_errors",
+            "VRRP actions that failed (send_advert, add_address, remove_address, send_garp)",
+            ["instance", "operation"],
+            registry=r,
+        )
         self.config_reloads = Counter(
             "hacontrol_config_reloads", "configuration reloads", ["result"], registry=r
         )
@@ -86,3 +92,6 @@ class Metrics:
 
     def on_garp_sent(self, instance: str, count: int) -> None:
         self.vrrp_garp_sent.labels(instance).inc(count)
+
+    def on_error(self, instance: str, operation: str) -> None:
+        self.vrrp_errors.labels(instance, operation).inc()

@@ -1,0 +1,164 @@
+"""Run one VrrpEngine in this process (started inside a namespace by the netns tests).
+
+Usage: python3 tests/netns/vrrp_driver.py CONFIG_JSON
+
+CONFIG_JSON: {"instances": [{"name", "interface", "vrid", "version", "priority", "advert_int",
+"primary", "vips": ["192.0.2.100/24", ...], optional "preempt", "unicast_src", "peers",
+"garp": {GarpSettings fields}}]}
+
+Writes one JSON object per line on stdout: {"event": "ready"} once started, then every
+observer event as it happens ("state", "drop", "garp", "mismatch", "error"), and answers to
+commands read from stdin, one per line:
+
+    status                 -> {"event": "status", "id": N, "states": {...}, "drops": {...},
+                               "sent": {...}, "received": {...}}
+    priority NAME P        -> set_priority, then {"event": "ok", "id": N}
+    stop                   -> await engine.stop(), {"event": "stopped"}, exit 0
+
+SIGTERM and SIGINT stop the engine the same way (priority-0 adverts, VIPs removed).
+Logs (DEBUG) go to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections import Counter
+from dataclasses import fields
+from ipaddress import ip_address, ip_interface
+from typing import Any
+
+from vrrp.io import VrrpEngine
+from vrrp.types import GarpSettings, InstanceParams, StateChanged
+
+
+def emit(**event: Any) -> None:
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+class Recorder:
+    """A VrrpObserver that counts and echoes every event."""
+
+    def __init__(self) -> None:
+        self.drops: Counter[str] = Counter()
+        self.sent: Counter[str] = Counter()
+        self.received: Counter[str] = Counter()
+        self.mismatches: Counter[str] = Counter()
+        self.garps: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+
+    def on_state_change(self, instance: str, change: StateChanged) -> None:
+        emit(
+            event="state",
+            instance=instance,
+            old=change.old.value,
+            new=change.new.value,
+            reason=change.reason.value,
+        )
+
+    def on_drop(self, interface: str, reason: str) -> None:
+        self.drops[reason] += 1
+        emit(event="drop", iface=interface, reason=reason)
+
+    def on_advert_sent(self, instance: str) -> None:
+        self.sent[instance] += 1
+
+    def on_advert_received(self, instance: str) -> None:
+        self.received[instance] += 1
+
+    def on_address_mismatch(self, instance: str) -> None:
+        self.mismatches[instance] += 1
+        emit(event="mismatch", instance=instance)
+
+    def on_garp_sent(self, instance: str, count: int) -> None:
+        self.garps[instance] += count
+        emit(event="garp", instance=instance, count=count)
+
+    def on_error(self, instance: str, operation: str) -> None:
+        self.errors[f"{instance}:{operation}"] += 1
+        emit(event="error", instance=instance, operation=operation)
+
+
+def build(engine: VrrpEngine, spec: dict[str, Any]) -> None:
+    garp_fields = {f.name for f in fields(GarpSettings)}
+    garp = GarpSettings(**{k: v for k, v in spec.get("garp", {}).items() if k in garp_fields})
+    params = InstanceParams(
+        name=spec["name"],
+        vrid=spec["vrid"],
+        version=spec["version"],
+        priority=spec["priority"],
+        advert_int=spec["advert_int"],
+        primary_address=ip_address(spec["primary"]),
+        virtual_addresses=tuple(ip_interface(v) for v in spec["vips"]),
+        preempt=spec.get("preempt", True),
+        garp=garp,
+    )
+    unicast_src = spec.get("unicast_src")
+    engine.add_instance(
+        params,
+        spec["interface"],
+        unicast_src_ip=ip_address(unicast_src) if unicast_src else None,
+        unicast_peers=[ip_address(p) for p in spec.get("peers", [])],
+    )
+
+
+async def main(config: dict[str, Any]) -> int:
+    loop = asyncio.get_running_loop()
+    recorder = Recorder()
+    engine = VrrpEngine(recorder)
+    for spec in config["instances"]:
+        build(engine, spec)
+    done = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+
+    async def commands() -> None:
+        serial = 0
+        while not done.is_set():
+            line = (await reader.readline()).decode()
+            if not line:
+                return  # stdin closed: keep running until a signal
+            serial += 1
+            words = line.split()
+            if words == ["status"]:
+                emit(
+                    event="status",
+                    id=serial,
+                    states={k: v.value for k, v in engine.states().items()},
+                    drops=recorder.drops,
+                    sent=recorder.sent,
+                    received=recorder.received,
+                    mismatches=recorder.mismatches,
+                    garps=recorder.garps,
+                    errors=recorder.errors,
+                )
+            elif len(words) == 3 and words[0] == "priority":
+                engine.set_priority(words[1], int(words[2]))
+                emit(event="ok", id=serial)
+            elif words == ["stop"]:
+                done.set()
+
+    await engine.start()
+    emit(event="ready")
+    command_task = asyncio.create_task(commands())
+    await done.wait()
+    await engine.stop()
+    command_task.cancel()
+    emit(event="stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(
+        level=logging.DEBUG,
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)
+    sys.exit(asyncio.run(main(json.loads(sys.argv[1]))))

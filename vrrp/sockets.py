@@ -1,0 +1,182 @@
+"""Raw VRRP sockets and AF_PACKET frames: opening, reading one datagram, sending.
+
+One raw IP protocol-112 socket serves one (interface, address family). It is bound to the
+device, joined to the VRRP group on that interface only, and sends with TTL / hop limit 255
+(RFC 5798 §5.1.1.3 / §5.1.2.3: receivers drop anything else, so a packet cannot have crossed
+a router). The receive side hands back the VRRP payload plus what the codec needs from the IP
+layer: source, destination and the received TTL / hop limit.
+
+Parsing of what arrives is pure (`parse_ipv4`, `parse_ipv6`) and raises `DatagramError` with a
+reason; the adapter counts it like any other drop.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+
+from vrrp.types import VRRP_MCAST_V4, VRRP_MCAST_V6, VRRP_PROTOCOL, IPAddress
+
+# Linux values the socket module does not export.
+IP_PKTINFO = 8
+IP_MULTICAST_ALL = 49
+ETH_P_ARP = 0x0806
+ETH_P_IPV6 = 0x86DD
+
+# keepalived marks adverts IPTOS_PREC_INTERNETCONTROL (and the same class for IPv6), so
+# switches that honour DSCP keep them ahead of data traffic.
+TOS_INTERNETCONTROL = 0xC0
+VRRP_TTL = 255
+RECV_BUFFER = 4096  # an advert is at most 8 + 255*16 bytes plus an IPv4 header
+ANCILLARY_BUFFER = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4)
+
+
+class DatagramError(Exception):
+    """What arrived is not a usable IP datagram; `reason` is the counter label."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Datagram:
+    """A received VRRP payload with what the codec checks from the IP layer."""
+
+    payload: bytes
+    source: IPAddress
+    destination: IPAddress
+    ttl: int  # IPv4 TTL or IPv6 hop limit
+
+
+def open_vrrp_socket(family: socket.AddressFamily, ifname: str, ifindex: int) -> socket.socket:
+    """A non-blocking raw VRRP socket on `ifname`, joined to the VRRP group there.
+
+    Raises OSError (e.g. the interface vanished in between); the caller treats that as the
+    interface being down.
+    """
+    sock = socket.socket(family, socket.SOCK_RAW, VRRP_PROTOCOL)
+    try:
+        sock.setblocking(False)
+        # Only this interface's packets: the same VRID may mean another group elsewhere.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+        if family == socket.AF_INET:
+            mreqn = struct.pack("4s4si", VRRP_MCAST_V4.packed, b"\0" * 4, ifindex)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
+            # Linux's default (1) would deliver groups joined by *any* socket to this one.
+            sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, VRRP_TTL)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, VRRP_TTL)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, TOS_INTERNETCONTROL)
+        else:
+            mreq = struct.pack("16sI", VRRP_MCAST_V6.packed, ifindex)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, VRRP_TTL)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, VRRP_TTL)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, TOS_INTERNETCONTROL)
+            # IPv6 raw sockets deliver no header: hop limit and destination come as cmsgs.
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def parse_ipv4(data: bytes) -> Datagram:
+    """Split what an IPv4 raw socket delivers (header + payload) into a `Datagram`."""
+    if len(data) < 20:
+        raise DatagramError("ip_header", f"{len(data)} bytes, shorter than an IPv4 header")
+    version, ihl = data[0] >> 4, (data[0] & 0x0F) * 4
+    if version != 4 or ihl < 20 or ihl > len(data):
+        raise DatagramError("ip_header", f"version {version}, header length {ihl}")
+    total_length = int.from_bytes(data[2:4], "big")
+    if total_length < ihl or total_length > len(data):
+        raise DatagramError("ip_header", f"total length {total_length} of {len(data)} bytes")
+    return Datagram(
+        payload=bytes(data[ihl:total_length]),
+        source=IPv4Address(data[12:16]),
+        destination=IPv4Address(data[16:20]),
+        ttl=data[8],
+    )
+
+
+def parse_ipv6(data: bytes, source: str, ancdata: Iterable[tuple[int, int, bytes]]) -> Datagram:
+    """Build a `Datagram` from an IPv6 raw socket's payload, peer address and cmsgs."""
+    hop_limit: int | None = None
+    destination: IPv6Address | None = None
+    for level, kind, value in ancdata:
+        if level != socket.IPPROTO_IPV6:
+            continue
+        if kind == socket.IPV6_HOPLIMIT and len(value) >= 4:
+            hop_limit = struct.unpack("=i", value[:4])[0]
+        elif kind == socket.IPV6_PKTINFO and len(value) >= 20:
+            destination = IPv6Address(value[:16])
+    if hop_limit is None or destination is None:
+        raise DatagramError("no_ancillary", "hop limit or packet info missing")
+    try:
+        # Python renders link-local peers as "fe80::1%eth0".
+        src = IPv6Address(source.split("%", 1)[0])
+    except ValueError as exc:
+        raise DatagramError("ip_header", f"source {source!r}") from exc
+    return Datagram(payload=bytes(data), source=src, destination=destination, ttl=hop_limit)
+
+
+def read_datagram(sock: socket.socket) -> Datagram | None:
+    """One datagram from a socket made by `open_vrrp_socket`, or None when none is queued.
+
+    Raises DatagramError for something unusable and OSError for socket trouble.
+    """
+    try:
+        data, ancdata, flags, peer = sock.recvmsg(RECV_BUFFER, ANCILLARY_BUFFER)
+    except (BlockingIOError, InterruptedError):
+        return None
+    if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+        raise DatagramError("truncated", f"recvmsg flags {flags:#x}")
+    if sock.family == socket.AF_INET:
+        return parse_ipv4(data)
+    return parse_ipv6(data, peer[0], ancdata)
+
+
+def send_vrrp(
+    sock: socket.socket,
+    payload: bytes,
+    source: IPAddress,
+    destination: IPAddress,
+    ifindex: int,
+) -> None:
+    """Send one VRRP payload from `source` (which must be ours) on interface `ifindex`.
+
+    The source goes in IP_PKTINFO / IPV6_PKTINFO rather than bind(): binding a raw socket to
+    an address would also filter what it receives by destination, and one socket serves every
+    instance on the interface, each with its own source. The codec's checksum covers this
+    source (the RFC 5798 §5.2.8 pseudo-header), so the kernel must not pick another.
+    """
+    if isinstance(source, IPv4Address):
+        pktinfo = struct.pack("I4s4s", ifindex, source.packed, b"\0" * 4)
+        cmsg = (socket.IPPROTO_IP, IP_PKTINFO, pktinfo)
+        sock.sendmsg([payload], [cmsg], 0, (str(destination), 0))
+    else:
+        pktinfo = struct.pack("16sI", source.packed, ifindex)
+        cmsg = (socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)
+        sock.sendmsg([payload], [cmsg], 0, (str(destination), 0, 0, ifindex))
+
+
+def open_packet_socket() -> socket.socket:
+    """An AF_PACKET socket for sending whole Ethernet frames (protocol 0: it receives none)."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    sock.setblocking(False)
+    return sock
+
+
+def send_frame(sock: socket.socket, ifname: str, ethertype: int, frame: bytes) -> None:
+    """Send one complete Ethernet frame out of `ifname`."""
+    sock.sendto(frame, (ifname, ethertype))
