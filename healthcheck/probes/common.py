@@ -1,0 +1,205 @@
+"""What every probe shares: the target, socket set-up (bind, SO_MARK), TCP connect with a
+deadline, abortive close, and the boundary that turns any failure into a down ProbeResult."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+import ssl
+import struct
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+
+from healthcheck.config import NetworkCheck
+from healthcheck.types import ProbeResult
+
+log = logging.getLogger("healthcheck.probes")
+
+Clock = Callable[[], float]
+Address = IPv4Address | IPv6Address
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeTarget:
+    """The real server a check is attached to; a check's connect_ip/connect_port win.
+
+    `port` 0 means the real server has no port (keepalived allows `real_server IP` alone);
+    a port-based check then needs `connect_port`.
+    """
+
+    address: IPv4Address | IPv6Address
+    port: int
+
+
+class ProbeFailure(Exception):
+    """Ends a probe as down with `reason`; raised inside probes, caught by `timed`."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Up:
+    """A probe's success; `weight` as in ProbeResult (None: keep the configured weight)."""
+
+    weight: int | None = None
+
+
+def endpoint(check: NetworkCheck, target: ProbeTarget) -> tuple[Address, int]:
+    address = check.connect_ip if check.connect_ip is not None else target.address
+    port = check.connect_port if check.connect_port is not None else target.port
+    return address, port
+
+
+def sockaddr(address: Address, port: int) -> tuple[str, int]:
+    return (str(address), port)
+
+
+def family_of(address: Address) -> socket.AddressFamily:
+    return socket.AF_INET if address.version == 4 else socket.AF_INET6
+
+
+def reason_for_oserror(exc: OSError) -> str:
+    """A stable reason token for a socket error."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
+        return "reset"
+    if exc.errno == errno.EHOSTUNREACH:
+        return "host_unreachable"
+    if exc.errno == errno.ENETUNREACH:
+        return "network_unreachable"
+    if exc.errno is not None and exc.errno in errno.errorcode:
+        return "error_" + errno.errorcode[exc.errno].lower()
+    return "os_error"
+
+
+def open_socket(
+    check: NetworkCheck,
+    family: socket.AddressFamily,
+    kind: socket.SocketKind,
+    proto: int = 0,
+    *,
+    bind_port: bool = True,
+) -> socket.socket:
+    """A non-blocking socket with the check's SO_MARK and source address applied."""
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setblocking(False)
+        if check.fwmark is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, check.fwmark)
+            except PermissionError as exc:
+                # SO_MARK needs CAP_NET_ADMIN (socket(7)); without it the check would bypass
+                # the policy route it exists to test, so it must not silently go unmarked.
+                raise ProbeFailure("fwmark_not_permitted") from exc
+        port = check.bind_port if bind_port and check.bind_port is not None else 0
+        if check.bind_ip is not None or port:
+            if port:
+                # A fixed source port is reused every delay_loop; without SO_REUSEADDR a
+                # lingering TIME_WAIT of a previous probe would make bind() fail.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            host = "" if check.bind_ip is None else str(check.bind_ip)
+            try:
+                sock.bind((host, port))
+            except OSError as exc:
+                raise ProbeFailure("bind_failed_" + reason_for_oserror(exc)) from exc
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def deadline_of(check: NetworkCheck) -> float:
+    """The loop time by which the whole probe must end (connect_timeout bounds all of it)."""
+    return asyncio.get_running_loop().time() + check.connect_timeout
+
+
+async def tcp_connect(
+    check: NetworkCheck, address: Address, port: int, deadline: float
+) -> socket.socket:
+    """A connected TCP socket; fails with connect_timeout / refused / ... as a ProbeFailure.
+
+    The caller then bounds the rest of the exchange by the same `deadline`, one after the
+    other rather than nested, so that a SYN left unanswered ("connect_timeout") is told
+    apart from a server that accepted and then hung ("timeout").
+    """
+    if port == 0:
+        raise ProbeFailure("no_port")
+    sock = open_socket(check, family_of(address), socket.SOCK_STREAM)
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout_at(deadline):
+            await loop.sock_connect(sock, sockaddr(address, port))
+    except TimeoutError as exc:
+        sock.close()
+        raise ProbeFailure("connect_timeout") from exc
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def set_linger_zero(sock: socket.socket | None) -> None:
+    """Make the next close() send RST instead of FIN.
+
+    The side that closes first keeps the connection in TIME_WAIT for 60 s (RFC 9293
+    §3.6.1); a prober that closes first every few seconds per server piles up thousands of
+    them and can exhaust its source ports (fatal with a fixed bind_port). Only used once the
+    exchange is complete, so nothing the server still sends is lost.
+    """
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def close_writer(writer: asyncio.StreamWriter, *, abortive: bool) -> None:
+    """Close a stream's transport now; with `abortive`, by RST (see set_linger_zero)."""
+    transport = writer.transport
+    if abortive:
+        set_linger_zero(transport.get_extra_info("socket"))
+        transport.abort()
+    else:
+        # The peer closed first (we saw EOF): our FIN leaves no TIME_WAIT on our side.
+        transport.close()
+
+
+async def timed(body: Callable[[], Awaitable[Up]], clock: Clock | None) -> ProbeResult:
+    """Run one probe body, time it, and turn every failure into a down ProbeResult.
+
+    Only asyncio.CancelledError (and BaseExceptions such as KeyboardInterrupt) escape: the
+    scheduler must be able to cancel a probe on reload or shutdown.
+    """
+    now = clock if clock is not None else asyncio.get_running_loop().time
+    start = now()
+    ok, reason, weight = False, "internal_error", None
+    try:
+        up = await body()
+        ok, reason, weight = True, "ok", up.weight
+    except ProbeFailure as exc:
+        reason = exc.reason
+    except ssl.SSLCertVerificationError as exc:
+        log.debug("probe.tls_verify_failed error=%s", exc)
+        reason = "tls_verify_failed"
+    except ssl.SSLError as exc:
+        log.debug("probe.tls_error error=%s", exc)
+        reason = "tls_error"
+    except TimeoutError:
+        reason = "timeout"
+    except asyncio.IncompleteReadError:
+        reason = "closed_early"
+    except asyncio.LimitOverrunError:
+        reason = "line_too_long"
+    except OSError as exc:
+        reason = reason_for_oserror(exc)
+    except UnicodeError:
+        reason = "decode_error"
+    except Exception:
+        log.exception("probe.internal_error")
+    return ProbeResult(ok=ok, reason=reason, duration=now() - start, weight=weight)
