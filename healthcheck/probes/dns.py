@@ -188,7 +188,9 @@ async def _dns(check: DnsCheck, target: ProbeTarget) -> Up:
     sock = open_socket(check, family_of(address), socket.SOCK_DGRAM)
     try:
         # Connected: the kernel drops datagrams from any other source, and an ICMP port
-        # unreachable surfaces as ECONNREFUSED ("refused").
+        # unreachable surfaces as ECONNREFUSED ("refused"). Not asyncio-dgram: its recv()
+        # looks for a queued ICMP error only before it starts waiting, so a refusal that
+        # arrives during the wait would read as "no_reply" after the whole timeout.
         await loop.sock_connect(sock, sockaddr(address, port))
         await loop.sock_sendall(sock, build_query(qid, check.name, QTYPES[check.qtype]))
         try:
