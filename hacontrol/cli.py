@@ -57,7 +57,13 @@ def _cmd_check(path: str) -> int:
 
 
 def _summary(config: Config) -> str:
-    return f"{len(config.vrrp_instances)} vrrp instance(s)"
+    real = sum(len(vs.real_servers) for vs in config.virtual_servers)
+    checks = sum(len(rs.checks) for vs in config.virtual_servers for rs in vs.real_servers)
+    return (
+        f"{len(config.vrrp_instances)} vrrp instance(s), "
+        f"{len(config.virtual_servers)} virtual server(s), {real} real server(s), "
+        f"{checks} check(s)"
+    )
 
 
 def _cmd_run(path: str, log_level: str) -> int:

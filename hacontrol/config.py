@@ -10,20 +10,11 @@ keepalived's keywords where keepalived has one (`virtual_ipaddresses`,
 from __future__ import annotations
 
 from collections.abc import Sequence
-from ipaddress import (
-    IPv4Address,
-    IPv4Interface,
-    IPv6Address,
-    IPv6Interface,
-    ip_address,
-    ip_interface,
-)
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -31,33 +22,10 @@ from pydantic import (
     model_validator,
 )
 
+from hacontrol.config_lvs import IpvsSection, VirtualServerConfig
+from hacontrol.iptypes import IPAddress, IPInterface
 from hacontrol.yamlsrc import SourceIssue, load_yaml
 from vrrp.types import AuthType, GarpSettings
-
-
-def _to_ip(value: Any) -> Any:
-    # One clear message instead of pydantic's one-per-union-branch pair.
-    if isinstance(value, str):
-        try:
-            return ip_address(value)
-        except ValueError:
-            raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
-    return value
-
-
-def _to_interface(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return ip_interface(value)
-        except ValueError:
-            raise ValueError(
-                f"{value!r} is not an IPv4 or IPv6 address with an optional /prefix"
-            ) from None
-    return value
-
-
-IPAddress = Annotated[IPv4Address | IPv6Address, BeforeValidator(_to_ip)]
-IPInterface = Annotated[IPv4Interface | IPv6Interface, BeforeValidator(_to_interface)]
 
 # keepalived's defaults, so an imported config behaves the same.
 DEFAULT_PRIORITY = 100
@@ -242,6 +210,8 @@ class GlobalConfig(Frozen):
 class Config(Frozen):
     global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
     vrrp_instances: tuple[VrrpInstanceConfig, ...] = ()
+    virtual_servers: tuple[VirtualServerConfig, ...] = ()
+    ipvs: IpvsSection = IpvsSection()
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -263,9 +233,42 @@ class Config(Frozen):
                     f"for IPv{inst.family} on {inst.interface}"
                 )
             routers[key] = inst.name
+        problems.extend(self._lvs_problems(names))
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _lvs_problems(self, vrrp_names: set[str]) -> list[str]:
+        problems: list[str] = []
+        sync = self.ipvs.sync_daemon
+        if sync is not None and sync.vrrp_instance not in vrrp_names:
+            problems.append(
+                f"ipvs.sync_daemon.vrrp_instance {sync.vrrp_instance!r} is not a vrrp instance"
+            )
+        seen: set[str] = set()
+        for vs in self.virtual_servers:
+            name = vs.display_name
+            if name in seen:
+                problems.append(f"virtual server {name!r} is given twice")
+            seen.add(name)
+            family = vs.family if vs.address is None else vs.address.version
+            servers: set[tuple[Any, Any]] = set()
+            for rs in vs.real_servers:
+                key = (rs.address, rs.port)
+                if key in servers:
+                    problems.append(f"{name}: real server {rs.address} port {rs.port} given twice")
+                servers.add(key)
+                forwarding = rs.forwarding or vs.forwarding
+                # The kernel takes a real server of the other family only for
+                # tunnelling (IPv4-in-IPv6 and back).
+                if rs.address.version != family and forwarding != "TUN":
+                    problems.append(
+                        f"{name}: real server {rs.address} is IPv{rs.address.version} but the "
+                        f"service is IPv{family} (only TUN forwarding can mix families)"
+                    )
+            if vs.sorry_server is not None and vs.sorry_server.address.version != family:
+                problems.append(f"{name}: sorry_server is not IPv{family}")
+        return problems
 
 
 def parse_config(text: str, filename: str = "<config>") -> Config:

@@ -238,3 +238,64 @@ def test_ip_values_are_typed() -> None:
         " unicast_peers: [192.0.2.2], virtual_ipaddresses: [192.0.2.9/24]}\n"
     )
     assert config.vrrp_instances[0].unicast_peers == (ip_address("192.0.2.2"),)
+
+
+LVS = """\
+vrrp_instances:
+  - {name: VI_1, interface: eth0, vrid: 1, virtual_ipaddresses: [192.0.2.10/24]}
+virtual_servers:
+  - address: 192.0.2.10
+    port: 80
+    protocol: tcp
+    scheduler: mh
+    sched_flags: [mh-port]
+    forwarding: nat
+    persistence_timeout: 60
+    quorum: 2
+    hysteresis: 1
+    sorry_server: {address: 198.51.100.99, port: 8080}
+    real_servers:
+      - address: 198.51.100.1
+        port: 8080
+        weight: 3
+        checks: [{type: http, path: /h, status_codes: [200, "300-302"]}]
+      - {address: 198.51.100.2, port: 8080, checks: [{type: tcp}]}
+  - fwmark: 7
+    family: 6
+    real_servers: [{address: "2001:db8::1"}]
+ipvs:
+  timeouts: {tcp: 900, tcpfin: 120, udp: 300}
+  sync_daemon: {interface: eth1, vrrp_instance: VI_1, syncid: 9}
+"""
+
+
+def test_lvs_sections_parse_with_keepalived_words() -> None:
+    config = parse_config(LVS, "lvs.yaml")
+    web, mark = config.virtual_servers
+    assert web.protocol == "TCP" and web.forwarding == "NAT" and web.scheduler == "mh"
+    assert web.display_name == "TCP 192.0.2.10:80"
+    assert web.real_servers[0].weight == 3
+    assert web.real_servers[0].checks[0].type == "http"
+    assert web.real_servers[1].checks[0].type == "tcp"
+    assert mark.display_name == "FWM 7 IPv6"
+    assert config.ipvs.timeouts.tcpfin == 120
+    assert config.ipvs.sysctls.expire_nodest_conn == 1  # set by default: removal expires conns
+    assert config.ipvs.sync_daemon is not None and config.ipvs.sync_daemon.syncid == 9
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("scheduler: mh", "scheduler: fastest", "unknown scheduler 'fastest'"),
+        ("port: 80", "port: 0", "port 0 is only for fwmark services"),
+        ("weight: 3", "weight: 70000", "less than or equal to 65535"),
+        ("address: 198.51.100.1", "address: '2001:db8::5'", "only TUN forwarding can mix"),
+        ("vrrp_instance: VI_1", "vrrp_instance: VI_9", "'VI_9' is not a vrrp instance"),
+        ("hysteresis: 1", "hysteresis: 2", "hysteresis must be below quorum"),
+        ("path: /h", "path: /h, regex: '(unclosed'", "regex"),
+    ],
+)
+def test_lvs_errors_name_the_object(old: str, new: str, expected: str) -> None:
+    assert old in LVS
+    errs = errors_of(LVS.replace(old, new, 1))
+    assert any(expected in e for e in errs), errs

@@ -1,0 +1,43 @@
+"""Pydantic IP types with one clear message for a bad address.
+
+A plain `IPv4Address | IPv6Address` field gives one error per union branch;
+operators should read one line that says what is wrong.
+"""
+
+from __future__ import annotations
+
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv6Address,
+    IPv6Interface,
+    ip_address,
+    ip_interface,
+)
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
+
+
+def _to_ip(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return ip_address(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+    return value
+
+
+def _to_interface(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return ip_interface(value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not an IPv4 or IPv6 address with an optional /prefix"
+            ) from None
+    return value
+
+
+IPAddress = Annotated[IPv4Address | IPv6Address, BeforeValidator(_to_ip)]
+IPInterface = Annotated[IPv4Interface | IPv6Interface, BeforeValidator(_to_interface)]
