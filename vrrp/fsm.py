@@ -1,0 +1,465 @@
+"""The VRRP state machine of one virtual router, sans-IO (RFC 5798 §6, RFC 3768 v2 timings).
+
+`Instance` owns no clock and no socket. Every call takes `now` (float seconds on
+the adapter's monotonic clock) and returns the `Action`s the adapter must
+perform, in order; `get_timer()` says when `handle_timer()` is next due. The
+adapter validates packets and instance membership (VRID, auth, v2 interval)
+before `receive()`; anything it still passes that looks wrong is ignored,
+never raised, because it came from the network. Misuse by our own code
+(`receive()` before `start()`, `start()` twice, bad `InstanceParams`) raises.
+
+Behaviour beyond the RFC follows keepalived, which operators compare us with:
+
+* Gratuitous ARP / unsolicited NA: `garp.master_repeat` frames per VIP at once on
+  becoming master, the same again `garp.master_delay` seconds later, then
+  `garp.master_refresh_repeat` every `garp.master_refresh` seconds while master;
+  `garp.lower_prio_repeat` frames when a master hears a lower-priority master.
+* A master that hears a lower-priority (or tie-losing) master answers at once
+  with an advertisement, so the other side steps down without waiting a full
+  Advertisement_Interval (split-brain recovery).
+* FAULT: the interface is down; adverts are ignored; a master drops its VIPs.
+* preempt_delay, exactly as implemented here (keepalived's documented intent,
+  "seconds after startup or seeing a lower priority master until preemption",
+  made exact): a preempting backup that hears a live lower-priority master
+  takes over `preempt_delay` seconds later than it would without the delay.
+  Without the delay RFC 5798 §6.4.2 (470) discards that master's adverts and
+  the Master_Down_Timer pending at the first such advert (time D) runs out:
+  takeover at D. With the delay we take over at D + preempt_delay instead
+  (the "preempt-delay timer"). Meanwhile the lower master's adverts are
+  accepted as from any master (§6.4.2 (450)-(460): interval learnt, timer
+  reset), as keepalived does, so if it falls silent we still take over
+  Master_Down_Interval after its last advert (Reason.MASTER_DOWN), possibly
+  before the delay ends. The hold is cancelled when a master we would not
+  preempt speaks, when the master resigns (priority 0), when our own priority
+  drops so that we no longer outrank it, and when we leave BACKUP. The address
+  owner (priority 255) always preempts and ignores preempt_delay (§6.1).
+"""
+
+from __future__ import annotations
+
+from vrrp.types import (
+    Action,
+    AddAddresses,
+    Advertisement,
+    AuthType,
+    InstanceParams,
+    IPAddress,
+    Reason,
+    RemoveAddresses,
+    SendAdvertisement,
+    SendGratuitousArp,
+    State,
+    StateChanged,
+)
+
+OWNER_PRIORITY = 255  # RFC 5798 §5.2.4: the router that owns the virtual addresses
+_CENTISECONDS = 100
+_V3_MAX_ADVER_INT = 4095  # RFC 5798 §5.2.7: a 12-bit field of centiseconds
+_V2_MAX_ADVER_INT = 255 * _CENTISECONDS  # RFC 3768 §5.3.7: an 8-bit field of seconds
+
+
+class InstanceUsageError(RuntimeError):
+    """Our own code called an `Instance` in a way its contract forbids."""
+
+
+def _check_params(params: InstanceParams) -> None:
+    """Reject parameters the config layer should never have let through."""
+    problems: list[str] = []
+    if params.version not in (2, 3):
+        problems.append(f"version must be 2 or 3, not {params.version}")
+    if not 1 <= params.vrid <= 255:
+        problems.append(f"vrid must be 1..255, not {params.vrid}")
+    if not 1 <= params.priority <= OWNER_PRIORITY:
+        problems.append(f"priority must be 1..255, not {params.priority}")
+    if params.version == 3 and not 1 <= params.advert_int <= _V3_MAX_ADVER_INT:
+        problems.append(f"v3 advert_int must be 1..4095 centiseconds, not {params.advert_int}")
+    if params.version == 2 and (
+        not _CENTISECONDS <= params.advert_int <= _V2_MAX_ADVER_INT
+        or params.advert_int % _CENTISECONDS
+    ):
+        problems.append(f"v2 advert_int must be whole seconds 1..255, not {params.advert_int} cs")
+    if params.preempt_delay < 0:
+        problems.append(f"preempt_delay must be >= 0, not {params.preempt_delay}")
+    garp = params.garp
+    if min(garp.master_repeat, garp.master_refresh_repeat, garp.lower_prio_repeat) < 0:
+        problems.append("garp repeat counts must be >= 0")
+    if garp.master_delay < 0 or garp.master_refresh < 0:
+        problems.append("garp delays must be >= 0")
+    if problems:
+        raise ValueError(f"instance {params.name!r}: " + "; ".join(problems))
+
+
+class Instance:
+    """One VRRP virtual router as seen by this host: RFC 5798 §6.4 plus keepalived's extras."""
+
+    def __init__(self, params: InstanceParams) -> None:
+        _check_params(params)
+        self._params = params
+        family = params.primary_address.version
+        # RFC 5798 §5.2.9: an advert lists the virtual addresses of its own family only.
+        self._advert_addresses: tuple[IPAddress, ...] = tuple(
+            vip.ip for vip in params.virtual_addresses if vip.version == family
+        )
+        self._vip_addresses: tuple[IPAddress, ...] = tuple(
+            vip.ip for vip in params.virtual_addresses
+        )
+        self._state = State.INITIALIZE
+        self._started = False
+        self._link_up = True
+        self._effective_priority = params.priority
+        self._master_adver_interval = params.advert_int  # centiseconds
+        # Deadlines (float seconds) or None; which ones may be set depends on the state.
+        self._adver_timer: float | None = None  # MASTER
+        self._master_down_timer: float | None = None  # BACKUP
+        self._preempt_timer: float | None = None  # BACKUP, preempt_delay hold
+        self._garp_delayed_timer: float | None = None  # MASTER
+        self._garp_refresh_timer: float | None = None  # MASTER
+        # Why the Master_Down_Timer will have fired, decided when it was (re)set.
+        self._master_down_reason = Reason.MASTER_DOWN
+        # The master a backup last heard and preempted or waited for (for the hold).
+        self._heard_priority: int | None = None
+        self._heard_address: IPAddress | None = None
+
+    # ---- read-only view ------------------------------------------------------
+
+    @property
+    def params(self) -> InstanceParams:
+        return self._params
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def effective_priority(self) -> int:
+        return self._effective_priority
+
+    @property
+    def accept_mode(self) -> bool:
+        """RFC 5798 §6.1 Accept_Mode: whether the adapter lets a master accept packets to VIPs."""
+        return self._params.accept_mode
+
+    @property
+    def preempt_mode(self) -> bool:
+        """RFC 5798 §6.1 Preempt_Mode as it applies: the owner always preempts."""
+        return self._params.preempt or self._is_owner
+
+    @property
+    def master_adver_interval(self) -> int:
+        """RFC 5798 §6.1 Master_Adver_Interval, centiseconds (v2: always our own interval)."""
+        return self._master_adver_interval
+
+    @property
+    def skew_time(self) -> float:
+        """Seconds. v3: RFC 5798 §6.1 ((256 - Priority) * Master_Adver_Interval) / 256.
+
+        v2: RFC 3768 §6.1 (256 - Priority) / 256 seconds. One division of integers, so
+        the result is the correctly rounded float of the exact value.
+        """
+        weight = 256 - self._effective_priority
+        if self._params.version == 3:
+            return (weight * self._master_adver_interval) / (256 * _CENTISECONDS)
+        return weight / 256
+
+    @property
+    def master_down_interval(self) -> float:
+        """Seconds: 3 * Master_Adver_Interval + Skew_Time (RFC 5798 §6.1; RFC 3768 §6.1 uses
+        our own Advertisement_Interval), as one correctly rounded division."""
+        weight = 256 - self._effective_priority
+        if self._params.version == 3:
+            return ((3 * 256 + weight) * self._master_adver_interval) / (256 * _CENTISECONDS)
+        return (3 * 256 * self._params.advert_int + weight * _CENTISECONDS) / (256 * _CENTISECONDS)
+
+    @property
+    def _advertisement_interval(self) -> float:
+        return self._params.advert_int / _CENTISECONDS
+
+    @property
+    def _is_owner(self) -> bool:
+        return self._effective_priority == OWNER_PRIORITY
+
+    def get_timer(self) -> float | None:
+        deadlines = [
+            t
+            for t in (
+                self._adver_timer,
+                self._master_down_timer,
+                self._preempt_timer,
+                self._garp_delayed_timer,
+                self._garp_refresh_timer,
+            )
+            if t is not None
+        ]
+        return min(deadlines) if deadlines else None
+
+    # ---- events from the daemon ----------------------------------------------
+
+    def start(self, now: float) -> list[Action]:
+        """RFC 5798 §6.4.1: the Startup event."""
+        if self._state is not State.INITIALIZE:
+            raise InstanceUsageError(f"{self._params.name}: start() while {self._state.name}")
+        self._started = True
+        if not self._link_up:
+            return self._change_state(State.FAULT, Reason.INTERFACE_DOWN, now)
+        if self._is_owner:
+            # §6.4.1: the address owner goes straight to Master.
+            return self._change_state(State.MASTER, Reason.ADDRESS_OWNER, now)
+        return self._change_state(State.BACKUP, Reason.STARTUP, now)
+
+    def stop(self, now: float) -> list[Action]:
+        """RFC 5798 §6.4.2 (350) / §6.4.3 (660): the Shutdown event. Stopping twice is harmless."""
+        if self._state is State.INITIALIZE:
+            return []
+        return self._change_state(State.INITIALIZE, Reason.SHUTDOWN, now)
+
+    def interface_down(self, now: float) -> list[Action]:
+        """keepalived's FAULT: without the link we can neither hear nor be heard."""
+        self._link_up = False
+        if self._state in (State.INITIALIZE, State.FAULT):
+            # Before start() this is remembered: start() then goes to FAULT.
+            return []
+        return self._change_state(State.FAULT, Reason.INTERFACE_DOWN, now)
+
+    def interface_up(self, now: float) -> list[Action]:
+        self._link_up = True
+        if self._state is not State.FAULT:
+            return []
+        # Like §6.4.1: the owner becomes Master at once, anyone else listens first.
+        new = State.MASTER if self._is_owner else State.BACKUP
+        return self._change_state(new, Reason.INTERFACE_UP, now)
+
+    def set_priority(self, priority: int, now: float) -> list[Action]:
+        """Set the effective priority (base + tracking weights), clamped as keepalived does.
+
+        Only the address owner may advertise 255 (RFC 5798 §5.2.4) and 0 means
+        "resigning", so anyone else is held to 1..254; the owner stays at 255.
+        """
+        if self._params.priority == OWNER_PRIORITY:
+            new = OWNER_PRIORITY
+        else:
+            new = max(1, min(OWNER_PRIORITY - 1, priority))
+        if new == self._effective_priority:
+            return []
+        self._effective_priority = new
+        if self._state is State.MASTER:
+            # Tell the backups now rather than an Advertisement_Interval later: a
+            # master whose priority recovered stops a backup that was about to
+            # preempt it (its adverts were being discarded), and a backup that now
+            # outranks us starts its preempt clock sooner. RFC 5798 does not
+            # forbid an extra advert; the Adver_Timer restarts from it.
+            return self._send_advertisement(now)
+        if (
+            self._state is State.BACKUP
+            and self._preempt_timer is not None
+            and not self._would_preempt_heard_master()
+        ):
+            self._preempt_timer = None
+        return []
+
+    def receive(self, adv: Advertisement, source: IPAddress, now: float) -> list[Action]:
+        """An advertisement for this virtual router, already validated by the adapter."""
+        if self._state is State.INITIALIZE:
+            if not self._started:
+                raise InstanceUsageError(f"{self._params.name}: receive() before start()")
+            return []  # in flight when we stopped
+        if self._state is State.FAULT:
+            return []
+        if adv.version != self._params.version or adv.vrid != self._params.vrid:
+            return []
+        if source == self._params.primary_address:
+            # Our own advert looped back, or someone using our address: neither is a
+            # master we could follow or fight, and the tie-break cannot order them.
+            return []
+        if self._state is State.BACKUP:
+            return self._backup_receive(adv, source, now)
+        return self._master_receive(adv, source, now)
+
+    def handle_timer(self, now: float) -> list[Action]:
+        """Fire every deadline that is due at `now`; one that is not yet due does nothing."""
+        if self._state is State.BACKUP:
+            return self._backup_timers(now)
+        if self._state is State.MASTER:
+            return self._master_timers(now)
+        return []
+
+    # ---- BACKUP: RFC 5798 §6.4.2 ---------------------------------------------
+
+    def _backup_receive(self, adv: Advertisement, source: IPAddress, now: float) -> list[Action]:
+        if adv.priority == 0:
+            # (425)-(430): the master resigned; take over after Skew_Time only, so the
+            # highest-priority backup (smallest skew) wins.
+            self._master_down_timer = now + self.skew_time
+            self._master_down_reason = Reason.PRIORITY_ZERO
+            self._preempt_timer = None
+            self._heard_priority = self._heard_address = None
+            return []
+        self._heard_priority, self._heard_address = adv.priority, source
+        if not self._would_preempt(adv.priority, source):
+            # (440)-(460): follow this master.
+            self._preempt_timer = None
+            self._accept_master(adv, now)
+            return []
+        if self._params.preempt_delay > 0 and not self._is_owner:
+            # keepalived's preempt_delay (module docstring): postpone the takeover we
+            # would have made when the pending Master_Down_Timer ran out, and follow
+            # the lower master in the meantime.
+            if self._preempt_timer is None:
+                pending = self._master_down_timer  # always armed in BACKUP
+                if pending is None:
+                    pending = now + self.master_down_interval
+                self._preempt_timer = pending + self._params.preempt_delay
+            self._accept_master(adv, now)
+            return []
+        # (465)-(470): discard; the Master_Down_Timer runs out and we preempt.
+        self._master_down_reason = Reason.PREEMPT
+        return []
+
+    def _accept_master(self, adv: Advertisement, now: float) -> None:
+        if self._params.version == 3 and adv.max_advert_int > 0:
+            # (450)-(455): v3 backups time the master by its interval, not ours.
+            # RFC 3768 has no such step: v2 intervals must match (the adapter checks).
+            self._master_adver_interval = adv.max_advert_int
+        self._master_down_timer = now + self.master_down_interval  # (460)
+        self._master_down_reason = Reason.MASTER_DOWN
+
+    def _would_preempt(self, priority: int, source: IPAddress) -> bool:
+        """Whether Preempt_Mode lets us take over from a master advertising `priority`.
+
+        RFC 5798 §6.4.2 (440) follows a master of equal priority; we add the
+        §6.4.3 (735) tie-break so that backup and master agree on who should
+        lead: on equal priority the higher primary address wins, so a backup
+        with the higher address preempts an equal master with a lower one.
+        """
+        if not self.preempt_mode:
+            return False
+        if priority != self._effective_priority:
+            return priority < self._effective_priority
+        ours = self._params.primary_address
+        return source.version == ours.version and int(source) < int(ours)
+
+    def _would_preempt_heard_master(self) -> bool:
+        if self._heard_priority is None or self._heard_address is None:
+            return False
+        return self._would_preempt(self._heard_priority, self._heard_address)
+
+    def _backup_timers(self, now: float) -> list[Action]:
+        if self._master_down_timer is not None and now >= self._master_down_timer:
+            # (365)-(410): Master_Down_Timer fired.
+            return self._change_state(State.MASTER, self._master_down_reason, now)
+        if self._preempt_timer is not None and now >= self._preempt_timer:
+            self._preempt_timer = None
+            if self._would_preempt_heard_master():
+                return self._change_state(State.MASTER, Reason.PREEMPT, now)
+        return []
+
+    # ---- MASTER: RFC 5798 §6.4.3 ---------------------------------------------
+
+    def _master_receive(self, adv: Advertisement, source: IPAddress, now: float) -> list[Action]:
+        if adv.priority == 0:
+            # (705)-(715): another master resigned; answer at once so backups that
+            # started their Skew_Time countdown hear that a master is still here.
+            return self._send_advertisement(now)
+        ours = self._params.primary_address
+        if adv.priority > self._effective_priority or (
+            adv.priority == self._effective_priority
+            and source.version == ours.version
+            and int(source) > int(ours)
+        ):
+            # (725)-(765): step down.
+            if self._params.version == 3 and adv.max_advert_int > 0:
+                self._master_adver_interval = adv.max_advert_int  # (745)
+            actions = self._change_state(State.BACKUP, Reason.HIGHER_PRIORITY, now)
+            self._heard_priority, self._heard_address = adv.priority, source
+            return actions
+        # (770)-(775) say discard. keepalived instead answers a lower (split-brain)
+        # master at once so it steps down now, and re-announces the VIPs, because
+        # switches may have learnt the other master's MAC for them.
+        actions = self._send_advertisement(now)
+        actions.extend(self._garp(self._params.garp.lower_prio_repeat))
+        return actions
+
+    def _master_timers(self, now: float) -> list[Action]:
+        actions: list[Action] = []
+        if self._adver_timer is not None and now >= self._adver_timer:
+            actions.extend(self._send_advertisement(now))  # (680)-(690)
+        garp = self._params.garp
+        if self._garp_delayed_timer is not None and now >= self._garp_delayed_timer:
+            self._garp_delayed_timer = None
+            actions.extend(self._garp(garp.master_repeat))
+        if self._garp_refresh_timer is not None and now >= self._garp_refresh_timer:
+            self._garp_refresh_timer = now + garp.master_refresh
+            actions.extend(self._garp(garp.master_refresh_repeat))
+        return actions
+
+    def _advertisement(self, priority: int) -> Advertisement:
+        v2 = self._params.version == 2
+        return Advertisement(
+            version=self._params.version,
+            vrid=self._params.vrid,
+            priority=priority,
+            max_advert_int=self._params.advert_int,
+            addresses=self._advert_addresses,
+            auth_type=self._params.auth_type if v2 else AuthType.NONE,
+            auth_data=self._params.auth_data if v2 else b"",
+        )
+
+    def _send_advertisement(self, now: float) -> list[Action]:
+        self._adver_timer = now + self._advertisement_interval
+        return [SendAdvertisement(self._advertisement(self._effective_priority))]
+
+    def _garp(self, count: int) -> list[Action]:
+        if count <= 0 or not self._vip_addresses:
+            return []
+        return [SendGratuitousArp(self._vip_addresses, count)]
+
+    # ---- the one place where the state changes -------------------------------
+
+    def _change_state(self, new: State, reason: Reason, now: float) -> list[Action]:
+        """Leave the current state and enter `new`; StateChanged always comes first.
+
+        StateChanged leads so that the adapter logs, counts and notifies in the
+        order things happen, and so that `state` already reads `new` while the
+        adapter performs the remaining actions.
+        """
+        old = self._state
+        actions: list[Action] = [StateChanged(old, new, reason)]
+        self._adver_timer = self._master_down_timer = self._preempt_timer = None
+        self._garp_delayed_timer = self._garp_refresh_timer = None
+        self._heard_priority = self._heard_address = None
+        self._state = new
+
+        if old is State.MASTER:
+            if new is State.INITIALIZE:
+                # §6.4.3 (660)-(670): priority 0 lets the backups take over after
+                # Skew_Time instead of Master_Down_Interval. Sent before the VIPs go
+                # so that the gap with nobody holding them is as short as possible.
+                actions.append(SendAdvertisement(self._advertisement(0)))
+            # On FAULT the link is gone and an advert could not leave; on step-down
+            # the new master already speaks.
+            actions.append(RemoveAddresses(self._params.virtual_addresses))
+
+        if new is State.MASTER:
+            # Our own interval is the master's interval now (v3 backups learn it from us).
+            self._master_adver_interval = self._params.advert_int
+            # Addresses first: by the time anyone reacts to our advert or GARP, the
+            # kernel must already answer for the VIPs. Then the advert before the
+            # GARP, as the RFC orders them (§6.4.2 (370) before (375)-(395)): an old
+            # master still alive (split brain) steps down on hearing it, so it goes
+            # out soonest; GARP moves the switches' traffic to us, which only helps
+            # once we hold the VIPs.
+            actions.append(AddAddresses(self._params.virtual_addresses))
+            actions.extend(self._send_advertisement(now))
+            garp = self._params.garp
+            actions.extend(self._garp(garp.master_repeat))
+            if garp.master_delay > 0:
+                self._garp_delayed_timer = now + garp.master_delay
+            if garp.master_refresh > 0:
+                self._garp_refresh_timer = now + garp.master_refresh
+        elif new is State.BACKUP:
+            if old is not State.MASTER:
+                # §6.4.1: start from our own interval until a master tells us its
+                # own. On step-down the caller has already learnt it (§6.4.3 (745)).
+                self._master_adver_interval = self._params.advert_int
+            self._master_down_timer = now + self.master_down_interval  # §6.4.1 / (760)
+            self._master_down_reason = Reason.MASTER_DOWN
+        return actions
