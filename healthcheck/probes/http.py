@@ -5,6 +5,10 @@ body by closing, so no chunked decoding is needed, and the server, closing first
 TIME_WAIT. A server that answers chunked anyway (RFC 9112 §7.1 forbids it towards 1.0) is
 still decoded. The body is read only when a regex or digest needs it, and never more than
 `max_body_bytes`.
+
+One pure parser (`judge_response`, fed bytes, never touching a socket or clock) judges the
+response for both: plain HTTP reads it straight off the non-blocking socket, HTTPS through
+an asyncio TLS stream.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import asyncio
 import hashlib
 import re
 import ssl
+from collections.abc import Generator
+from typing import TypeVar
 
 from healthcheck.config import HttpCheck, HttpsCheck
 from healthcheck.probes.common import (
@@ -24,6 +30,9 @@ from healthcheck.probes.common import (
     close_writer,
     deadline_of,
     endpoint,
+    set_linger_zero,
+    sock_recv,
+    sock_sendall,
     tcp_connect,
     timed,
 )
@@ -35,6 +44,9 @@ _MAX_HEADERS = 100
 _STATUS_RE = re.compile(rb"HTTP/1\.[01] ([0-9]{3})(?: [^\r\n]*)?\r?\n")
 _CHUNK_SIZE_RE = re.compile(rb"[0-9a-fA-F]{1,16}")
 _PORT_SUFFIX_RE = re.compile(r":[0-9]+$")
+_FRAMING_HEADERS = (b"content-length", b"transfer-encoding")
+_RECV_SIZE = 64 * 1024
+_T = TypeVar("_T")
 
 
 def host_header(check: HttpCheck | HttpsCheck, address: Address, port: int) -> str:
@@ -83,38 +95,89 @@ def server_hostname(check: HttpsCheck, address: Address) -> str:
     return str(address) if check.verify else ""
 
 
-async def _read_line(reader: asyncio.StreamReader, *, first: bool = False) -> bytes:
-    try:
-        return await reader.readuntil(b"\n")
-    except asyncio.IncompleteReadError as exc:
-        raise ProbeFailure("no_response" if first and not exc.partial else "closed_early") from exc
-    except asyncio.LimitOverrunError as exc:
-        raise ProbeFailure("headers_too_large") from exc
+# Each `yield` asks the driver for more bytes; it sends them back, b"" meaning EOF. The parser
+# thus never touches a socket or a clock, and the same one reads plain HTTP and TLS.
+Needs = Generator[None, bytes, _T]
 
 
-async def read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, list[str]]]:
-    """Status code and headers (names lower-cased) of a response."""
-    match = _STATUS_RE.fullmatch(await _read_line(reader, first=True))
+class _Received:
+    """The bytes received and not yet consumed, and whether EOF has been seen."""
+
+    __slots__ = ("data", "eof", "pos")
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.pos = 0
+        self.eof = False
+
+    def _more(self) -> Needs[None]:
+        chunk = yield
+        if not chunk:
+            self.eof = True
+            return
+        if self.pos:
+            del self.data[: self.pos]
+            self.pos = 0
+        self.data += chunk
+
+    def line(self, *, first: bool = False) -> Needs[bytes]:
+        """One line with its line ending (lines longer than _LINE_LIMIT: headers_too_large)."""
+        while True:
+            end = self.data.find(b"\n", self.pos)
+            length = (end if end >= 0 else len(self.data)) - self.pos
+            if length > _LINE_LIMIT:
+                raise ProbeFailure("headers_too_large")
+            if end >= 0:
+                line = bytes(self.data[self.pos : end + 1])
+                self.pos = end + 1
+                return line
+            if self.eof:
+                nothing = first and self.pos == len(self.data)
+                raise ProbeFailure("no_response" if nothing else "closed_early")
+            yield from self._more()
+
+    def exactly(self, size: int) -> Needs[bytes]:
+        while len(self.data) - self.pos < size:
+            if self.eof:
+                raise ProbeFailure("closed_early")
+            yield from self._more()
+        chunk = bytes(self.data[self.pos : self.pos + size])
+        self.pos += size
+        return chunk
+
+    def to_eof(self, limit: int) -> Needs[bytes]:
+        while True:
+            if len(self.data) - self.pos > limit:
+                raise ProbeFailure("body_too_large")
+            if self.eof:
+                return bytes(self.data[self.pos :])
+            yield from self._more()
+
+
+def _read_head(received: _Received) -> Needs[tuple[int, dict[bytes, list[str]]]]:
+    """Status code and the framing headers (Content-Length, Transfer-Encoding)."""
+    match = _STATUS_RE.fullmatch((yield from received.line(first=True)))
     if match is None:
         raise ProbeFailure("bad_status_line")
-    headers: dict[str, list[str]] = {}
+    framing: dict[bytes, list[str]] = {}
     for _ in range(_MAX_HEADERS):
-        line = await _read_line(reader)
+        line = yield from received.line()
         if line in (b"\r\n", b"\n"):
-            return int(match.group(1)), headers
+            return int(match.group(1)), framing
         name, sep, value = line.partition(b":")
         if not sep or not name or name != name.strip():
             raise ProbeFailure("bad_header")
-        key = name.decode("latin-1").lower()
-        headers.setdefault(key, []).append(value.strip().decode("latin-1"))
+        key = name.lower()
+        if key in _FRAMING_HEADERS:
+            framing.setdefault(key, []).append(value.strip().decode("latin-1"))
     raise ProbeFailure("headers_too_large")
 
 
-async def _read_chunked(reader: asyncio.StreamReader, limit: int) -> bytes:
+def _read_chunked(received: _Received, limit: int) -> Needs[bytes]:
     # RFC 9112 §7.1: chunk-size [; ext] CRLF data CRLF ... last-chunk trailers CRLF.
     body = bytearray()
     while True:
-        size_text = (await _read_line(reader)).split(b";", 1)[0].strip()
+        size_text = (yield from received.line()).split(b";", 1)[0].strip()
         if not _CHUNK_SIZE_RE.fullmatch(size_text):
             raise ProbeFailure("bad_chunk")
         size = int(size_text, 16)
@@ -122,27 +185,27 @@ async def _read_chunked(reader: asyncio.StreamReader, limit: int) -> bytes:
             break
         if len(body) + size > limit:
             raise ProbeFailure("body_too_large")
-        body += await reader.readexactly(size)
-        if (await _read_line(reader)).strip():
+        body += yield from received.exactly(size)
+        if (yield from received.line()).strip():
             raise ProbeFailure("bad_chunk")
     for _ in range(_MAX_HEADERS):
-        if not (await _read_line(reader)).strip():
+        if not (yield from received.line()).strip():
             return bytes(body)
     raise ProbeFailure("headers_too_large")
 
 
-async def read_body(
-    reader: asyncio.StreamReader, status: int, headers: dict[str, list[str]], limit: int
-) -> tuple[bytes, bool]:
+def _read_body(
+    received: _Received, status: int, framing: dict[bytes, list[str]], limit: int
+) -> Needs[tuple[bytes, bool]]:
     """The body (at most `limit` bytes, else body_too_large) and whether EOF was seen."""
     if status in (204, 304) or status < 200:
         return b"", False
-    encodings = ",".join(headers.get("transfer-encoding", [])).lower()
+    encodings = ",".join(framing.get(b"transfer-encoding", [])).lower()
     if encodings:
         if encodings.replace(" ", "").split(",")[-1] != "chunked":
             raise ProbeFailure("bad_transfer_encoding")
-        return await _read_chunked(reader, limit), False
-    lengths = {v.strip() for v in ",".join(headers.get("content-length", [])).split(",") if v}
+        return (yield from _read_chunked(received, limit)), False
+    lengths = {v.strip() for v in ",".join(framing.get(b"content-length", [])).split(",") if v}
     if lengths:
         # RFC 9112 §6.3: differing or non-numeric Content-Length values are unrecoverable.
         if len(lengths) != 1 or not next(iter(lengths)).isdigit():
@@ -150,13 +213,27 @@ async def read_body(
         length = int(next(iter(lengths)))
         if length > limit:
             raise ProbeFailure("body_too_large")
-        return await reader.readexactly(length), False
-    body = bytearray()
-    while data := await reader.read(64 * 1024):
-        body += data
-        if len(body) > limit:
-            raise ProbeFailure("body_too_large")
-    return bytes(body), True
+        return (yield from received.exactly(length)), False
+    return (yield from received.to_eof(limit)), True
+
+
+def judge_response(check: HttpCheck | HttpsCheck) -> Needs[bool]:
+    """Judge a response fed in pieces: status, then (only if needed) the body.
+
+    Raises ProbeFailure with the first reason it fails; returns whether it read up to EOF
+    (then the server closed first, and our close leaves no TIME_WAIT: no RST needed). The
+    head is read whole even when only the status matters, so a truncated or malformed head
+    is still a failure; the body is read only when a regex or digest needs it.
+    """
+    received = _Received()
+    status, framing = yield from _read_head(received)
+    if not check.accepts_status(status):
+        raise ProbeFailure(f"status_{status}")
+    if not check.needs_body:
+        return False
+    body, saw_eof = yield from _read_body(received, status, framing, check.max_body_bytes)
+    judge_body(check, body)
+    return saw_eof
 
 
 def judge_body(check: HttpCheck | HttpsCheck, body: bytes) -> None:
@@ -173,39 +250,67 @@ def judge_body(check: HttpCheck | HttpsCheck, body: bytes) -> None:
         raise ProbeFailure("sha256_digest_mismatch")
 
 
-async def _http(check: HttpCheck | HttpsCheck, target: ProbeTarget) -> Up:
+async def _http(check: HttpCheck, target: ProbeTarget) -> Up:
+    # Straight on the socket, no asyncio streams: a transport, protocol and StreamReader per
+    # check cost more CPU than the whole exchange (see wait_ready).
     address, port = endpoint(check, target)
-    ctx = tls_context(check) if isinstance(check, HttpsCheck) else None
+    deadline = deadline_of(check)
+    sock = await tcp_connect(check, address, port, deadline)
+    loop = asyncio.get_running_loop()
+    saw_eof = False
+    try:
+        await sock_sendall(sock, build_request(check, host_header(check, address, port)), deadline)
+        judge = judge_response(check)
+        next(judge)
+        while True:
+            chunk = await sock_recv(sock, _RECV_SIZE, deadline)
+            # A server that always has more data ready never makes sock_recv wait, so the
+            # deadline is checked here too.
+            if loop.time() >= deadline:
+                raise TimeoutError
+            judge.send(chunk)
+    except StopIteration as done:
+        saw_eof = done.value
+    except TimeoutError as exc:
+        raise ProbeFailure("timeout") from exc
+    finally:
+        if not saw_eof:
+            set_linger_zero(sock)
+        sock.close()
+    return Up()
+
+
+async def _https(check: HttpsCheck, target: ProbeTarget) -> Up:
+    address, port = endpoint(check, target)
+    ctx = tls_context(check)
     deadline = deadline_of(check)
     sock = await tcp_connect(check, address, port, deadline)
     writer: asyncio.StreamWriter | None = None
     saw_eof = False
     try:
         async with asyncio.timeout_at(deadline):
-            if isinstance(check, HttpsCheck):
-                try:
-                    reader, writer = await asyncio.open_connection(
-                        sock=sock,
-                        ssl=ctx,
-                        server_hostname=server_hostname(check, address),
-                        limit=_LINE_LIMIT,
-                    )
-                except ssl.SSLCertVerificationError:
-                    raise
-                except (ssl.SSLError, ConnectionError) as exc:
-                    # A server refusing the handshake sends an alert and closes; whether we
-                    # read the alert or the RST that follows it is a race: both are TLS errors.
-                    raise ProbeFailure("tls_error") from exc
-            else:
-                reader, writer = await asyncio.open_connection(sock=sock, limit=_LINE_LIMIT)
+            try:
+                reader, writer = await asyncio.open_connection(
+                    sock=sock,
+                    ssl=ctx,
+                    server_hostname=server_hostname(check, address),
+                    limit=_LINE_LIMIT,
+                )
+            except ssl.SSLCertVerificationError:
+                raise
+            except (ssl.SSLError, ConnectionError) as exc:
+                # A server refusing the handshake sends an alert and closes; whether we
+                # read the alert or the RST that follows it is a race: both are TLS errors.
+                raise ProbeFailure("tls_error") from exc
             writer.write(build_request(check, host_header(check, address, port)))
             await writer.drain()
-            status, headers = await read_head(reader)
-            if not check.accepts_status(status):
-                raise ProbeFailure(f"status_{status}")
-            if check.needs_body:
-                body, saw_eof = await read_body(reader, status, headers, check.max_body_bytes)
-                judge_body(check, body)
+            judge = judge_response(check)
+            try:
+                next(judge)
+                while True:
+                    judge.send(await reader.read(_RECV_SIZE))
+            except StopIteration as done:
+                saw_eof = done.value
     except TimeoutError as exc:
         raise ProbeFailure("timeout") from exc
     finally:
@@ -220,4 +325,6 @@ async def probe_http(
     check: HttpCheck | HttpsCheck, target: ProbeTarget, *, clock: Clock | None = None
 ) -> ProbeResult:
     """GET `check.path` and judge the response; never raises except asyncio.CancelledError."""
+    if isinstance(check, HttpsCheck):
+        return await timed(lambda: _https(check, target), clock)
     return await timed(lambda: _http(check, target), clock)

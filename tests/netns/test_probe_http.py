@@ -11,6 +11,8 @@ import pytest
 
 from healthcheck.config import HttpCheck
 from healthcheck.probes import ProbeTarget, run_probe
+from healthcheck.probes.common import ProbeFailure
+from healthcheck.probes.http import judge_response
 from tests.netns.probe_servers import (
     Handler,
     HttpRequest,
@@ -21,6 +23,7 @@ from tests.netns.probe_servers import (
     full_backlog_listener,
     response,
 )
+from tests.netns.test_probe_tcp import TCP_TIME_WAIT, sockets_from
 from tests.support import require_tool
 
 BODY = b"<html><body>hacontrol says hello</body></html>\n"
@@ -91,6 +94,25 @@ async def chunked(req: HttpRequest, r: asyncio.StreamReader, w: asyncio.StreamWr
     )
 
 
+CHUNKED = (
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    + f"{len(BODY) // 2:x};ext=1\r\n".encode()
+    + BODY[: len(BODY) // 2]
+    + b"\r\n"
+    + f"{len(BODY) - len(BODY) // 2:X}\r\n".encode()
+    + BODY[len(BODY) // 2 :]
+    + b"\r\n0\r\nX-Trailer: y\r\n\r\n"
+)
+
+
+async def trickle(req: HttpRequest, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    # One byte per segment (asyncio sets TCP_NODELAY), so the probe waits many times.
+    for i in range(len(CHUNKED)):
+        w.write(CHUNKED[i : i + 1])
+        await w.drain()
+        await asyncio.sleep(0.001)
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[HttpServer]:
     routes: dict[str, Handler] = {
@@ -106,6 +128,7 @@ async def server() -> AsyncIterator[HttpServer]:
         "/big-eof": big_to_eof,
         "/eof": to_eof,
         "/chunked": chunked,
+        "/trickle": trickle,
     }
     srv = HttpServer(fresh_loopback(), routes)
     routes["/hang"] = lambda req, r, w: srv.hang()
@@ -287,3 +310,118 @@ async def test_ipv6_host_header_is_bracketed() -> None:
 async def test_a_non_check_object_is_a_down_result_not_an_exception() -> None:
     result = await run_probe(object(), ProbeTarget(IPv4Address("127.0.0.1"), 80))  # type: ignore[arg-type]
     assert (result.ok, result.reason) == (False, "internal_error")
+
+
+async def test_response_trickling_in_byte_by_byte_is_read_whole(server: HttpServer) -> None:
+    check = HttpCheck(path="/trickle", digest=hashlib.md5(BODY).hexdigest())
+    result = await run_probe(check, target(server))
+    assert (result.ok, result.reason) == (True, "ok")
+
+
+async def test_no_time_wait_is_left_on_the_probe_side(server: HttpServer) -> None:
+    # Status only (the body is left unread) and a body read to the server's close: neither
+    # leaves the prober a TIME_WAIT (RST in the first case; the server closed first in the
+    # second).
+    source = fresh_loopback()
+    for check in (
+        HttpCheck(path="/ok", bind_ip=source),
+        HttpCheck(path="/eof", bind_ip=source, regex="hello"),
+    ):
+        for _ in range(3):
+            assert (await run_probe(check, target(server))).ok
+    assert TCP_TIME_WAIT not in sockets_from(source)
+
+
+async def test_after_eof_the_close_is_a_fin_not_a_reset(server: HttpServer) -> None:
+    # The server closed first; our FIN (not an RST) completes its close, which leaves the
+    # server in TIME_WAIT. An RST would have dropped its socket at once.
+    assert TCP_TIME_WAIT not in sockets_from(server.address)
+    assert (await run_probe(HttpCheck(path="/eof", regex="hello"), target(server))).ok
+    async with asyncio.timeout(5):
+        while TCP_TIME_WAIT not in sockets_from(server.address):
+            await asyncio.sleep(0.01)
+
+
+# ------------------------------------------------------ the pure parser, fed piece by piece
+
+
+def judge(check: HttpCheck, response: bytes, step: int) -> tuple[str, bool | None]:
+    """Feed `response` to judge_response `step` bytes at a time, then EOF: (reason, saw_eof)."""
+    parser = judge_response(check)
+    try:
+        next(parser)
+        for i in range(0, len(response), step):
+            parser.send(response[i : i + step])
+        parser.send(b"")
+    except StopIteration as done:
+        return "ok", done.value
+    except ProbeFailure as exc:
+        return exc.reason, None
+    raise AssertionError("the parser asked for more after EOF")
+
+
+def head(*lines: str) -> bytes:
+    return "".join(line + "\r\n" for line in lines).encode() + b"\r\n"
+
+
+MD5 = HttpCheck(digest=hashlib.md5(BODY).hexdigest())
+
+
+@pytest.mark.parametrize("step", [1, 7, 1 << 20])
+@pytest.mark.parametrize(
+    ("check", "response", "expected"),
+    [
+        (HttpCheck(), response(200, BODY), ("ok", False)),
+        (MD5, response(200, BODY), ("ok", False)),
+        (MD5, b"HTTP/1.0 200 OK\r\n\r\n" + BODY, ("ok", True)),
+        (MD5, b"HTTP/1.0 200 OK\nContent-Length: %d\n\n" % len(BODY) + BODY, ("ok", False)),
+        (MD5, CHUNKED, ("ok", False)),
+        (MD5, CHUNKED[:-2], ("closed_early", None)),
+        (HttpCheck(), b"", ("no_response", None)),
+        (HttpCheck(), b"HTTP/1.0 200 OK\r\nContent-", ("closed_early", None)),
+        (HttpCheck(), b"HTTP/1.0 200 OK", ("closed_early", None)),
+        (HttpCheck(), b"SSH-2.0-OpenSSH_9.2\r\n\r\n", ("bad_status_line", None)),
+        (HttpCheck(), response(503, b"busy"), ("status_503", None)),
+        (HttpCheck(status_codes=("500-503",)), response(503, b"busy"), ("ok", False)),
+        (HttpCheck(), head("HTTP/1.0 200 OK", " folded: x"), ("bad_header", None)),
+        (
+            HttpCheck(),
+            head("HTTP/1.0 200 OK", "X-Big: " + "a" * 17000),
+            ("headers_too_large", None),
+        ),
+        (HttpCheck(), head("HTTP/1.0 200 OK", *["X: y"] * 101), ("headers_too_large", None)),
+        (
+            MD5,
+            head("HTTP/1.0 200 OK", "Content-Length: 5, 6") + b"hello",
+            ("bad_content_length", None),
+        ),
+        (MD5, head("HTTP/1.0 200 OK", "Transfer-Encoding: gzip"), ("bad_transfer_encoding", None)),
+        (
+            MD5,
+            head("HTTP/1.1 200 OK", "Transfer-Encoding: chunked") + b"zz\r\n",
+            ("bad_chunk", None),
+        ),
+        (MD5, head("HTTP/1.0 204 No Content"), ("digest_mismatch", None)),
+        (
+            HttpCheck(regex="a", max_body_bytes=10),
+            response(200, b"a" * 11),
+            ("body_too_large", None),
+        ),
+        (
+            HttpCheck(regex="a", max_body_bytes=10),
+            head("HTTP/1.0 200 OK") + b"a" * 11,
+            ("body_too_large", None),
+        ),
+        (
+            HttpCheck(regex="a", max_body_bytes=10),
+            head("HTTP/1.0 200 OK") + b"a" * 10,
+            ("ok", True),
+        ),
+        # Status only: a truncated or huge body is never read.
+        (HttpCheck(), head("HTTP/1.0 200 OK", "Content-Length: 99999999"), ("ok", False)),
+    ],
+)
+def test_parser_verdict_does_not_depend_on_how_the_bytes_arrive(
+    check: HttpCheck, response: bytes, expected: tuple[str, bool | None], step: int
+) -> None:
+    assert judge(check, response, step) == expected
