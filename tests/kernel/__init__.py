@@ -1,0 +1,1 @@
+"""Kernel tier (runs inside the VM: scripts/vm-pytest)."""
