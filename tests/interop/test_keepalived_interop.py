@@ -1,0 +1,387 @@
+"""hacontrol against the real keepalived (Debian 2.2.7) on one link, in network namespaces.
+
+Topology, shared by the whole module: a bridge in its own namespace; namespace "ha" runs
+hacontrol (192.0.2.1, 2001:db8::1), namespace "ka" runs keepalived (192.0.2.2, 2001:db8::2),
+and namespace "w" only watches (an AF_PACKET witness with kernel timestamps). Each test
+uses its own VRID and stops its daemons and removes the VIP in its finalizer, so sharing the
+namespaces is safe.
+
+What is checked, for VRRPv2 without and with PASS authentication, VRRPv3 over IPv4 and over
+IPv6, each with either implementation as the first master:
+- election: the higher priority owns the VIP, and "never two masters once converged": the
+  VIP is sampled on both sides over a window and exactly one holds it every time, while the
+  witness sees adverts from one source only;
+- kill -9 of the master: the other takes over one Master_Down_Interval (RFC 5798 §6.1)
+  after the last advert it heard, sends its first advert, then its GARP / NA burst;
+- restart of the killed one: it preempts back, and the other lets go;
+- SIGTERM of the master: priority-0 advert, the other takes over after Skew_Time only;
+- a wrong password: the two cannot hear each other and both become master (the documented
+  outcome of that misconfiguration); hacontrol counts the drops as bad_auth.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+from itertools import count
+from pathlib import Path
+
+import pytest
+
+from tests.interop.ka_util import (
+    AdvertSeen,
+    HaDaemon,
+    Instance,
+    Keepalived,
+    Peer,
+    Witness,
+    holders,
+    sample_single_holder,
+    vip_address,
+    wait_single_holder,
+)
+from tests.netns.netns_util import Lab, Netns, require_root
+from tests.support import require_tool
+from vrrp import arp
+
+pytestmark = pytest.mark.interop
+
+HA_PRIORITY_HIGH, HA_PRIORITY_LOW = 200, 100
+_vrids = count(60)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    version: int
+    advert_int: float
+    vip: str
+    auth_pass: str | None = None
+
+    @property
+    def address(self) -> IPv4Address | IPv6Address:
+        return vip_address(self.vip)
+
+    def skew_time(self, priority: int) -> float:
+        # RFC 3768 §6.1: (256 - Priority) / 256 seconds; RFC 5798 §6.1 scales it by the
+        # (master's) advertisement interval. Equal for advert_int 1.
+        scale = self.advert_int if self.version == 3 else 1.0
+        return (256 - priority) / 256 * scale
+
+    def master_down(self, priority: int) -> float:
+        return 3 * self.advert_int + self.skew_time(priority)
+
+    @property
+    def slack(self) -> float:
+        """Scheduling allowance on a loaded 2-core machine."""
+        return 0.3 if self.version == 3 else 0.5
+
+    @property
+    def window(self) -> float:
+        """How long "converged" must hold: at least three advert intervals."""
+        return max(1.0, 3 * self.advert_int)
+
+    @property
+    def converge_timeout(self) -> float:
+        # Python start-up (~1.5 s under load) + Master_Down_Interval + preemption margin.
+        return 6.0 + 2 * self.master_down(1)
+
+
+PROTOCOLS = {
+    "v2": Protocol(2, 1.0, "192.0.2.100/24"),
+    "v2-pass": Protocol(2, 1.0, "192.0.2.100/24", auth_pass="s3cret"),
+    "v3-ipv4": Protocol(3, 0.1, "192.0.2.100/24"),
+    "v3-ipv6": Protocol(3, 0.1, "2001:db8::100/64"),
+}
+
+
+@dataclass
+class Link:
+    lab: Lab
+    ha_ns: Netns
+    ka_ns: Netns
+    watch_ns: Netns
+    keepalived: str
+
+
+@pytest.fixture(scope="module")
+def link() -> Iterator[Link]:
+    require_root()
+    binary = require_tool("keepalived")
+    with Lab("ka") as lab:
+        switch = lab.switch()
+        ha_ns, ka_ns, watch_ns = lab.netns("ha"), lab.netns("kd"), lab.netns("w")
+        lab.plug(ha_ns, switch, "eth0", "192.0.2.1/24", "2001:db8::1/64")
+        lab.plug(ka_ns, switch, "eth0", "192.0.2.2/24", "2001:db8::2/64")
+        lab.plug(watch_ns, switch, "eth0")
+        yield Link(lab, ha_ns, ka_ns, watch_ns, binary)
+
+
+@dataclass
+class Pair:
+    link: Link
+    proto: Protocol
+    vrid: int
+    tmp: Path
+    witness: Witness
+    ha: HaDaemon | None = None
+    ka: Keepalived | None = None
+
+    def hacontrol(
+        self, priority: int, *, auth_pass: str | None = None, metrics_listen: str | None = None
+    ) -> HaDaemon:
+        inst = self._instance(priority, auth_pass)
+        self.ha = HaDaemon(
+            self.link.lab, self.link.ha_ns, self.tmp, "ha", [inst], metrics_listen=metrics_listen
+        )
+        return self.ha
+
+    def keepalived(self, priority: int, *, auth_pass: str | None = None) -> Keepalived:
+        inst = self._instance(priority, auth_pass)
+        self.ka = Keepalived(
+            self.link.lab, self.link.ka_ns, self.tmp, "ka", [inst], binary=self.link.keepalived
+        )
+        return self.ka
+
+    def _instance(self, priority: int, auth_pass: str | None) -> Instance:
+        return Instance(
+            vrid=self.vrid,
+            priority=priority,
+            vips=(self.proto.vip,),
+            version=self.proto.version,
+            advert_int=self.proto.advert_int,
+            auth_pass=auth_pass if auth_pass is not None else self.proto.auth_pass,
+        )
+
+    @property
+    def peers(self) -> list[Peer]:
+        return [p for p in (self.ha, self.ka) if p is not None]
+
+    def adverts(self, since: float = 0.0, until: float = float("inf")) -> list[AdvertSeen]:
+        return [a for a in self.witness.adverts(self.vrid, since) if a.at <= until]
+
+    def cleanup(self) -> None:
+        for peer in self.peers:
+            peer.stop(signal.SIGTERM)
+        for ns in (self.link.ha_ns, self.link.ka_ns):
+            if ns.has_address("eth0", str(self.proto.address)):
+                ns.ip("addr", "del", self.proto.vip, "dev", "eth0", check=False)
+        self.witness.close()
+
+
+@pytest.fixture
+def pair(link: Link, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Pair]:
+    proto = PROTOCOLS[request.param] if hasattr(request, "param") else PROTOCOLS["v2"]
+    pair = Pair(link, proto, next(_vrids), tmp_path, Witness(link.watch_ns, "eth0"))
+    try:
+        yield pair
+    finally:
+        pair.cleanup()
+
+
+def _logs(pair: Pair) -> str:
+    return "\n".join(f"== {p.name} ({p.kind})\n{p.tail(30)}" for p in pair.peers)
+
+
+def assert_converged(pair: Pair, master: Peer, *, priority: int) -> None:
+    """Exactly one VIP holder at every sample, and adverts from the master alone."""
+    start = time.time()
+    samples = sample_single_holder(pair.peers, str(pair.proto.address), duration=pair.proto.window)
+    assert holders(pair.peers, str(pair.proto.address)) == [master.name]
+    adverts = pair.witness.wait_for(
+        lambda: pair.adverts(start) or None, timeout=2.0, message="adverts in the window"
+    )
+    mac = master.ns.mac("eth0")
+    strangers = {(a.src, a.src_mac.hex()) for a in adverts if a.src_mac != mac}
+    assert not strangers, f"adverts from non-masters after convergence: {strangers}\n{_logs(pair)}"
+    # At one per interval; fewer means the master stalled (or a backup answered instead).
+    assert len(adverts) >= int(pair.proto.window / pair.proto.advert_int) - 1, adverts
+    for adv in adverts:
+        assert (adv.version, adv.priority, adv.ttl) == (pair.proto.version, priority, 255)
+        assert adv.interval_centis == round(pair.proto.advert_int * 100)
+        assert adv.auth_type == (1 if pair.proto.auth_pass and adv.version == 2 else 0)
+    assert samples >= 3
+
+
+def expected_announcement(mac: bytes, vip: IPv4Address | IPv6Address) -> bytes:
+    if isinstance(vip, IPv4Address):
+        return arp.gratuitous_arp(mac, vip)
+    return arp.unsolicited_na(mac, vip)
+
+
+def assert_takeover(
+    pair: Pair, old: Peer, new: Peer, *, killed_at: float, new_priority: int, old_priority: int
+) -> None:
+    """Timing and frames of a takeover after `old` died without a word."""
+    proto = pair.proto
+    mac_old, mac_new = old.ns.mac("eth0"), new.ns.mac("eth0")
+
+    def first_new() -> AdvertSeen | None:
+        return next((a for a in pair.adverts(killed_at - 1) if a.src_mac == mac_new), None)
+
+    takeover: AdvertSeen = pair.witness.wait_for(
+        first_new, timeout=proto.master_down(new_priority) + 5, message=f"{new.name}'s advert"
+    )
+    last_old = [a for a in pair.adverts(killed_at - 60) if a.src_mac == mac_old][-1]
+    assert last_old.at < takeover.at and last_old.priority == old_priority
+    # Nobody else spoke between the old master's last advert and the takeover.
+    between = [a for a in pair.adverts(last_old.at) if last_old.at < a.at < takeover.at]
+    assert not between, f"{between}\n{_logs(pair)}"
+    # No advert from the dead master after the kill: the right process was killed.
+    assert not [a for a in pair.adverts(killed_at + 0.01) if a.src_mac == mac_old]
+    detection = takeover.at - last_old.at
+    expected = proto.master_down(new_priority)
+    assert expected - 0.05 <= detection <= expected + proto.slack, (
+        f"{new.name} took over {detection:.3f}s after the last advert; "
+        f"Master_Down_Interval is {expected:.3f}s\n{_logs(pair)}"
+    )
+    # RFC 5798 §6.4.2 (395)-(405): advert first, then the announcements (keepalived's
+    # garp_master_repeat 5 frames at once).
+    frames = pair.witness.wait_for(
+        lambda: (
+            g
+            if len(
+                g := [
+                    f
+                    for f in pair.witness.garps(proto.address, takeover.at - 0.05)
+                    if f.src_mac == mac_new and f.at <= takeover.at + 1.0
+                ]
+            )
+            >= 5
+            else None
+        ),
+        timeout=3.0,
+        message=f"{new.name}'s 5 announcements",
+    )
+    assert len(frames) == 5, f"{len(frames)} announcements within 1 s of the takeover"
+    wanted = expected_announcement(mac_new, proto.address)
+    for frame in frames:
+        # keepalived sends a 42-byte ARP, hacontrol pads to 60 with zeros (vrrp/arp.py).
+        assert frame.data[: len(wanted)].ljust(len(wanted), b"\0") == wanted, frame.data.hex()
+    assert frames[0].at - takeover.at < 0.5
+
+
+@pytest.mark.parametrize("first_master", ["keepalived", "hacontrol"])
+@pytest.mark.parametrize("pair", list(PROTOCOLS), indirect=True)
+def test_failover_both_ways(pair: Pair, first_master: str) -> None:
+    """Election, kill -9 failover, restart and preemption back; one master at every step."""
+    ka_first = first_master == "keepalived"
+    ka_prio = HA_PRIORITY_HIGH if ka_first else HA_PRIORITY_LOW
+    ha_prio = HA_PRIORITY_LOW if ka_first else HA_PRIORITY_HIGH
+    ka, ha = pair.keepalived(ka_prio), pair.hacontrol(ha_prio)
+    master, backup = (ka, ha) if ka_first else (ha, ka)
+    m_prio, b_prio = (ka_prio, ha_prio) if ka_first else (ha_prio, ka_prio)
+    vip = str(pair.proto.address)
+
+    ha.start()
+    ka.start()
+    wait_single_holder(pair.peers, vip, master.name, timeout=pair.proto.converge_timeout)
+    assert_converged(pair, master, priority=m_prio)
+
+    killed_at = master.kill9()
+    wait_single_holder([backup], vip, backup.name, timeout=pair.proto.master_down(b_prio) + 5)
+    assert_takeover(
+        pair, master, backup, killed_at=killed_at, new_priority=b_prio, old_priority=m_prio
+    )
+    assert backup.running, backup.tail()
+
+    # The crashed master comes back, removes the VIP it left behind, and preempts.
+    master.start()
+    wait_single_holder(pair.peers, vip, master.name, timeout=pair.proto.converge_timeout)
+    assert_converged(pair, master, priority=m_prio)
+    assert ha.stop() == 0, ha.tail()
+    assert ka.stop() == 0, ka.tail()
+
+
+@pytest.mark.parametrize("first_master", ["keepalived", "hacontrol"])
+@pytest.mark.parametrize("pair", ["v2"], indirect=True)
+def test_sigterm_hands_over_after_skew_time(pair: Pair, first_master: str) -> None:
+    """A master stopped with SIGTERM sends priority 0; the other waits Skew_Time, not 3 s."""
+    ka_first = first_master == "keepalived"
+    ka = pair.keepalived(HA_PRIORITY_HIGH if ka_first else HA_PRIORITY_LOW)
+    ha = pair.hacontrol(HA_PRIORITY_LOW if ka_first else HA_PRIORITY_HIGH)
+    master, backup = (ka, ha) if ka_first else (ha, ka)
+    vip = str(pair.proto.address)
+    ha.start()
+    ka.start()
+    wait_single_holder(pair.peers, vip, master.name, timeout=pair.proto.converge_timeout)
+
+    stopped_at = time.time()
+    assert master.stop(signal.SIGTERM) == 0, master.tail()
+    assert not master.holds(vip), "the VIP must go with the process"
+    wait_single_holder(pair.peers, vip, backup.name, timeout=5.0)
+    mac_m, mac_b = master.ns.mac("eth0"), backup.ns.mac("eth0")
+    resign = pair.witness.wait_for(
+        lambda: next(
+            (a for a in pair.adverts(stopped_at) if a.src_mac == mac_m and a.priority == 0), None
+        ),
+        timeout=2.0,
+        message="the priority-0 advert",
+    )
+    first = pair.witness.wait_for(
+        lambda: next((a for a in pair.adverts(resign.at) if a.src_mac == mac_b), None),
+        timeout=3.0,
+        message="the backup's first advert",
+    )
+    delay = first.at - resign.at
+    skew = pair.proto.skew_time(HA_PRIORITY_LOW)
+    # keepalived and hacontrol both take over Skew_Time after a priority-0 advert
+    # (RFC 5798 §6.4.2 (425)-(430)); far below Master_Down_Interval.
+    assert skew - 0.05 <= delay <= skew + pair.proto.slack, (delay, skew)
+    assert delay < pair.proto.master_down(HA_PRIORITY_LOW) / 2
+
+
+@pytest.mark.parametrize("pair", ["v2-pass"], indirect=True)
+def test_wrong_password_both_become_master(pair: Pair) -> None:
+    """Mismatched PASS passwords: neither accepts the other's adverts, so both are master.
+
+    That is what VRRPv2 authentication does by design (RFC 3768 §10: it only keeps out
+    misconfigured routers); the operator sees it in hacontrol's bad_auth drop counter and
+    in keepalived's "received an invalid passwd!" log line.
+
+    keepalived quirk (2.2.7, seen here): as master it re-arms its advert timer on every
+    packet it receives, invalid ones included, so with hacontrol's adverts arriving every
+    second it stays silent most of the time. hacontrol therefore starts first and listens,
+    and keepalived's first advert as master is the one it must count.
+    """
+    ka = pair.keepalived(HA_PRIORITY_HIGH, auth_pass="right")
+    ha = pair.hacontrol(HA_PRIORITY_LOW, auth_pass="wrong", metrics_listen="127.0.0.1:9650")
+    vip = str(pair.proto.address)
+    ha.start()
+    wait_single_holder([ha], vip, "ha", timeout=pair.proto.converge_timeout)
+    ka_start = time.time()
+    ka.start()
+    ka.wait_ready()
+    deadline = time.monotonic() + pair.proto.converge_timeout
+    while time.monotonic() < deadline and len(holders(pair.peers, vip)) < 2:
+        time.sleep(0.1)
+    assert sorted(holders(pair.peers, vip)) == ["ha", "ka"], _logs(pair)
+    window = time.monotonic() + 2.5
+    while time.monotonic() < window:
+        assert sorted(holders(pair.peers, vip)) == ["ha", "ka"], "both stay master"
+        time.sleep(0.1)
+    adverts = pair.adverts(ka_start)
+    by_ka = [a for a in adverts if a.src_mac == ka.ns.mac("eth0")]
+    by_ha = [a for a in adverts if a.src_mac == ha.ns.mac("eth0")]
+    assert by_ka and by_ha, "each master advertised"
+    assert {(a.auth_type, a.priority) for a in by_ka} == {(1, HA_PRIORITY_HIGH)}
+    assert {(a.auth_type, a.priority) for a in by_ha} == {(1, HA_PRIORITY_LOW)}
+    samples = ha.metrics()
+    bad_auth = samples.get(
+        'hacontrol_vrrp_packets_dropped_total{interface="eth0",reason="bad_auth"}'
+    )
+    dropped = {k: v for k, v in samples.items() if "dropped" in k}
+    assert bad_auth is not None and bad_auth >= 1, dropped
+    assert "received an invalid passwd" in ka.current_log(), ka.tail()
+    assert ha.stop() == 0 and ka.stop() == 0
+
+
+def test_keepalived_is_the_debian_build(link: Link) -> None:
+    """The interop claims are about keepalived 2.2.x; record which one ran."""
+    out = subprocess.run(
+        [link.keepalived, "--version"], capture_output=True, text=True, timeout=10, check=False
+    )
+    assert "Keepalived v2." in out.stdout + out.stderr
