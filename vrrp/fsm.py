@@ -441,14 +441,14 @@ class Instance:
         if new is State.MASTER:
             # Our own interval is the master's interval now (v3 backups learn it from us).
             self._master_adver_interval = self._params.advert_int
-            # Addresses first: by the time anyone reacts to our advert or GARP, the
-            # kernel must already answer for the VIPs. Then the advert before the
-            # GARP, as the RFC orders them (§6.4.2 (370) before (375)-(395)): an old
-            # master still alive (split brain) steps down on hearing it, so it goes
-            # out soonest; GARP moves the switches' traffic to us, which only helps
-            # once we hold the VIPs.
-            actions.append(AddAddresses(self._params.virtual_addresses))
+            # RFC 5798 §6.4.2 (370)-(395) order, as keepalived does: the advert
+            # first, so the old master (split brain) and the other backups hear us
+            # as soon as possible; then the VIPs; then GARP, which moves the
+            # switches' traffic to us and so must follow the addresses. The advert
+            # itself attracts no traffic, so sending it before the netlink address
+            # add (a few ms) costs nothing and shortens the failover.
             actions.extend(self._send_advertisement(now))
+            actions.append(AddAddresses(self._params.virtual_addresses))
             garp = self._params.garp
             actions.extend(self._garp(garp.master_repeat))
             if garp.master_delay > 0:

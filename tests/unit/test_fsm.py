@@ -111,8 +111,9 @@ def own_advert(p: InstanceParams, priority: int | None = None) -> Advertisement:
 def become_master_actions(p: InstanceParams, old: State, reason: Reason) -> list[object]:
     return [
         StateChanged(old, State.MASTER, reason),
-        AddAddresses(p.virtual_addresses),
+        # RFC 5798 §6.4.2: the advert goes out before the VIPs are added.
         SendAdvertisement(own_advert(p)),
+        AddAddresses(p.virtual_addresses),
         SendGratuitousArp(tuple(v.ip for v in p.virtual_addresses), p.garp.master_repeat),
     ]
 
@@ -200,11 +201,11 @@ def test_action_order_and_advert_contents_v2_with_auth_and_mixed_families() -> N
     actions = Instance(p).start(0.0)
     assert actions == [
         StateChanged(State.INITIALIZE, State.MASTER, Reason.ADDRESS_OWNER),
-        AddAddresses((VIP, v6, VIP2)),
         # RFC 5798 §5.2.9: only the instance's own family in the advert.
         SendAdvertisement(
             Advertisement(2, 51, 255, 300, (VIP.ip, VIP2.ip), AuthType.SIMPLE, b"secret")
         ),
+        AddAddresses((VIP, v6, VIP2)),
         SendGratuitousArp((VIP.ip, v6.ip, VIP2.ip), 5),
     ]
 
