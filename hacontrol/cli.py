@@ -72,6 +72,10 @@ def _cmd_run(path: str, log_level: str) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    # pyroute2 logs every netlink message at debug level; --log-level debug is
+    # for our own events (each dropped packet), not for that.
+    for noisy in ("pyroute2", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
     try:
         config = load_config(path)
     except ConfigError as exc:

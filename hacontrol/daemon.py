@@ -21,8 +21,9 @@ from pathlib import Path
 from hacontrol import sdnotify
 from hacontrol.config import Config, ConfigError, VrrpInstanceConfig, load_config
 from hacontrol.iptypes import IPAddress
+from hacontrol.lvs import LvsRuntime
 from hacontrol.metrics import Metrics
-from vrrp.types import InstanceParams
+from vrrp.types import InstanceParams, StateChanged
 
 log = logging.getLogger("hacontrol.daemon")
 
@@ -98,7 +99,16 @@ class Daemon:
         self._start_metrics()
         from vrrp.io import VrrpEngine
 
-        engine = VrrpEngine(self.metrics)
+        # IPVS first: a VIP that arrives before its virtual service would
+        # take traffic the kernel then drops.
+        lvs = LvsRuntime(
+            self.config,
+            on_pass=self.metrics.on_pass,
+            on_policy_event=self.metrics.on_policy_event,
+            on_health_event=self.metrics.on_health_event,
+        )
+        await lvs.start()
+        engine = VrrpEngine(_Observers(self.metrics, lvs))
         for inst in self.config.vrrp_instances:
             vips = {vip.address.ip for vip in inst.virtual_ipaddresses}
             try:
@@ -124,6 +134,7 @@ class Daemon:
         except OSError as exc:
             log.error("daemon.start_failed error=%s", exc)
             await engine.stop()
+            await lvs.stop()
             return 1
         sdnotify.notify("READY=1\nSTATUS=running")
         log.info(
@@ -140,6 +151,7 @@ class Daemon:
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
             await engine.stop()
+            await lvs.stop()
             log.info("daemon.stopped")
         return 0
 
@@ -193,3 +205,33 @@ class Daemon:
         while True:
             sdnotify.notify("WATCHDOG=1")
             await asyncio.sleep(interval)
+
+
+class _Observers:
+    """The VRRP engine's observer: metrics, plus the sync daemon following the state."""
+
+    def __init__(self, metrics: Metrics, lvs: LvsRuntime) -> None:
+        self.metrics = metrics
+        self.lvs = lvs
+
+    def on_state_change(self, instance: str, change: StateChanged) -> None:
+        self.metrics.on_state_change(instance, change)
+        self.lvs.on_vrrp_state(instance, change)
+
+    def on_drop(self, interface: str, reason: str) -> None:
+        self.metrics.on_drop(interface, reason)
+
+    def on_advert_sent(self, instance: str) -> None:
+        self.metrics.on_advert_sent(instance)
+
+    def on_advert_received(self, instance: str) -> None:
+        self.metrics.on_advert_received(instance)
+
+    def on_address_mismatch(self, instance: str) -> None:
+        self.metrics.on_address_mismatch(instance)
+
+    def on_garp_sent(self, instance: str, count: int) -> None:
+        self.metrics.on_garp_sent(instance, count)
+
+    def on_error(self, instance: str, operation: str) -> None:
+        self.metrics.on_error(instance, operation)

@@ -10,6 +10,9 @@ import logging
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from hacontrol.ipvs.reconcile import PassResult
+from healthcheck.policy import PolicyEvent, QuorumChanged
+from healthcheck.state import HealthEvent, RealServerDown, RealServerUp
 from vrrp.types import State, StateChanged
 
 log = logging.getLogger("hacontrol.vrrp")
@@ -66,6 +69,33 @@ class Metrics:
             ["instance", "operation"],
             registry=r,
         )
+        self.ipvs_passes = Counter(
+            "hacontrol_ipvs_reconcile_passes", "IPVS reconcile passes", ["result"], registry=r
+        )
+        self.ipvs_ops = Counter(
+            "hacontrol_ipvs_ops", "IPVS kernel writes planned by the reconciler", registry=r
+        )
+        self.ipvs_op_failures = Counter(
+            "hacontrol_ipvs_op_failures", "IPVS kernel writes that failed", ["errno"], registry=r
+        )
+        self.real_server_up = Gauge(
+            "hacontrol_real_server_up",
+            "1 when a real server's checks pass",
+            ["virtual_server", "real_server"],
+            registry=r,
+        )
+        self.check_transitions = Counter(
+            "hacontrol_real_server_transitions",
+            "real-server up/down changes",
+            ["virtual_server", "to_state"],
+            registry=r,
+        )
+        self.quorum_up = Gauge(
+            "hacontrol_virtual_server_quorum_up",
+            "1 while a virtual server has quorum",
+            ["virtual_server"],
+            registry=r,
+        )
         self.config_reloads = Counter(
             "hacontrol_config_reloads", "configuration reloads", ["result"], registry=r
         )
@@ -95,3 +125,25 @@ class Metrics:
 
     def on_error(self, instance: str, operation: str) -> None:
         self.vrrp_errors.labels(instance, operation).inc()
+
+    # ---- the LVS runtime's hooks -----------------------------------------
+
+    def on_pass(self, result: PassResult) -> None:
+        self.ipvs_passes.labels("ok" if result.ok else "failed").inc()
+        self.ipvs_ops.inc(len(result.ops))
+        for failure in result.failures:
+            self.ipvs_op_failures.labels(failure.error.errno_name).inc()
+
+    def on_health_event(self, event: HealthEvent) -> None:
+        server = event.server
+        rs = f"{server.address}:{server.port}"
+        if isinstance(event, RealServerUp):
+            self.real_server_up.labels(server.virtual_service, rs).set(1)
+            self.check_transitions.labels(server.virtual_service, "up").inc()
+        elif isinstance(event, RealServerDown):
+            self.real_server_up.labels(server.virtual_service, rs).set(0)
+            self.check_transitions.labels(server.virtual_service, "down").inc()
+
+    def on_policy_event(self, event: PolicyEvent) -> None:
+        if isinstance(event, QuorumChanged):
+            self.quorum_up.labels(event.virtual_service).set(1 if event.up else 0)
