@@ -116,6 +116,11 @@ class ipvs_config_msg(ipvsmsg):  # type: ignore[misc]
 
     daemon = ipvs_daemon
 
+    # pyroute2 compiles nla_map once per class and records that in a class
+    # attribute; a subclass would inherit "compiled" (and the parent's map)
+    # whenever pyroute2's own ipvsmsg was used first. Start uncompiled.
+    _nlmsg_base__compiled_nla = False
+
 
 # ---- values ----------------------------------------------------------------------
 
