@@ -89,6 +89,7 @@ class Daemon:
         self.metrics = Metrics()
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
+        self._lvs: LvsRuntime | None = None
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -108,6 +109,7 @@ class Daemon:
             on_health_event=self.metrics.on_health_event,
         )
         await lvs.start()
+        self._lvs = lvs
         engine = VrrpEngine(_Observers(self.metrics, lvs))
         for inst in self.config.vrrp_instances:
             vips = {vip.address.ip for vip in inst.virtual_ipaddresses}
@@ -179,11 +181,29 @@ class Daemon:
             log.info("config.reload unchanged=true")
             self.metrics.config_reloads.labels("unchanged").inc()
             return
-        log.warning(
-            "config.reload changed=true applied=false "
-            "detail='changing VRRP instances needs a restart in this version'"
+        # The LVS half reloads in place; VRRP instances and global settings
+        # need a restart in this version (said loudly, never half-applied).
+        assert self._lvs is not None
+        lvs_done = self._lvs.reload(new)
+        restart_needed = [
+            name
+            for name, changed in (
+                ("vrrp_instances", new.vrrp_instances != self.config.vrrp_instances),
+                ("global", new.global_ != self.config.global_),
+                ("virtual_servers/ipvs", not lvs_done),
+            )
+            if changed
+        ]
+        # Keep what runs for the parts not applied, so the next diff is honest.
+        self.config = self.config.model_copy(
+            update={"virtual_servers": new.virtual_servers, "ipvs": new.ipvs} if lvs_done else {}
         )
-        self.metrics.config_reloads.labels("needs_restart").inc()
+        if restart_needed:
+            log.warning("config.reload applied=partial needs_restart=%s", ",".join(restart_needed))
+            self.metrics.config_reloads.labels("needs_restart").inc()
+        else:
+            log.info("config.reload applied=true")
+            self.metrics.config_reloads.labels("applied").inc()
 
     def _start_metrics(self) -> None:
         address = self.config.global_.metrics_address

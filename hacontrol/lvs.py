@@ -280,6 +280,8 @@ class LvsRuntime:
         self._syncd: SyncDaemonController | None = None
         self._sync_client: IpvsConfigClient | None = None
         self._sync_lock = asyncio.Lock()
+        # The tied VRRP instance's last state: the role a (re)opened controller applies.
+        self._sync_vrrp_state = State.BACKUP
         self._recompute_handle: asyncio.Handle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -323,6 +325,51 @@ class LvsRuntime:
             len(self.runner),
         )
 
+    def reload(self, new: Config) -> bool:
+        """Apply a new config's `virtual_servers` and `ipvs` sections in place.
+
+        Check state survives for every real server whose checks did not change
+        (runner.update_real_server keeps it); a real server that left the config
+        is drained by the policy (weight 0, deleted once its connections are gone
+        or after drain_timeout) rather than deleted at once. Returns False when
+        the change needs a restart (IPVS was not in use and now is).
+        """
+        if self._kernel is None:
+            return not uses_ipvs(new)
+        old = self.config
+        self.config = new
+        self._policies = policy_inputs(new)
+        self._vs_by_name = {vs.display_name: vs for vs in new.virtual_servers}
+        wanted: set[RealServerId] = set()
+        for vs in new.virtual_servers:
+            for rs in vs.real_servers:
+                port = _rs_port(vs, rs.port)
+                server = RealServerId(vs.display_name, str(rs.address), port)
+                wanted.add(server)
+                self.runner.update_real_server(
+                    server, ProbeTarget(rs.address, port), rs.weight, check_specs(vs, rs)
+                )
+        for server in set(self.runner.healths()) - wanted:
+            self.runner.remove_real_server(server)
+        if new.ipvs.sysctls != old.ipvs.sysctls:
+            self._apply_sysctls()
+        if self.reconciler is not None:
+            self.reconciler.purge_unowned = new.ipvs.purge_unowned
+            self.reconciler.interval = new.ipvs.reconcile_interval
+        if new.ipvs.timeouts != old.ipvs.timeouts or new.ipvs.sync_daemon != old.ipvs.sync_daemon:
+            if self._sync_client is not None:
+                self._sync_client.close()
+                self._sync_client = None
+            self._syncd = None
+            self._spawn(self._apply_timeouts_and_open_sync())
+        self._recompute_now()
+        log.info(
+            "lvs.reloaded virtual_servers=%d real_servers=%d",
+            len(new.virtual_servers),
+            len(self.runner),
+        )
+        return True
+
     async def stop(self) -> None:
         if self._recompute_handle is not None:
             self._recompute_handle.cancel()
@@ -345,10 +392,13 @@ class LvsRuntime:
 
     def on_vrrp_state(self, instance: str, change: StateChanged) -> None:
         sync = self.config.ipvs.sync_daemon
-        if sync is None or instance != sync.vrrp_instance or self._syncd is None:
+        if sync is None or instance != sync.vrrp_instance:
             return
         if change.new is State.INITIALIZE:
             return  # shutting down: leave the daemon; a restart adopts it
+        self._sync_vrrp_state = change.new
+        if self._syncd is None:
+            return
         self._spawn(self._apply_sync_role(change.new))
 
     async def _apply_sync_role(self, state: State) -> None:
@@ -481,7 +531,7 @@ class LvsRuntime:
         if template is not None:
             self._syncd = SyncDaemonController(client, template)
             # Until VRRP says otherwise this director is not master: run the backup daemon.
-            self._spawn(self._apply_sync_role(State.BACKUP))
+            self._spawn(self._apply_sync_role(self._sync_vrrp_state))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

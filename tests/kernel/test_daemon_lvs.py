@@ -244,6 +244,39 @@ def test_daemon_drives_ipvs_from_checks_and_vrrp(
             lambda: weights_are("TCP 192.0.2.10:80", {"127.0.0.2:8080": 3, "127.0.0.3:8080": 1}),
             "drift repaired",
         )
+
+        # A bad file on reload changes nothing and the daemon runs on.
+        good = config.read_text()
+        config.write_text("virtual_servers: [unclosed\n")
+        daemon.send_signal(signal.SIGHUP)
+        wait_for(lambda: "config.reload_rejected" in log.read_text(), "the rejected reload")
+        assert daemon.poll() is None
+        assert weights(ipvsadm, ns, "TCP 192.0.2.10:80") == {
+            "127.0.0.2:8080": 3,
+            "127.0.0.3:8080": 1,
+        }
+
+        # Reload: a weight edited in place; a real server that left the config is
+        # drained (weight 0, then deleted once it has no connections).
+        edited = good.replace(
+            "address: 127.0.0.3\n        port: 8080\n        weight: 1",
+            "address: 127.0.0.3\n        port: 8080\n        weight: 2",
+        )
+        tail = "      - address: 127.0.0.3\n        port: 8080\nipvs:"
+        assert tail in edited and edited != good
+        edited = edited.replace(tail, "ipvs:")
+        config.write_text(edited)
+        daemon.send_signal(signal.SIGHUP)
+        wait_for(
+            lambda: weights_are("TCP 192.0.2.10:80", {"127.0.0.2:8080": 3, "127.0.0.3:8080": 2}),
+            "the edited weight",
+        )
+        wait_for(
+            lambda: weights_are("TCP 192.0.2.10:8000", {"127.0.0.2:8080": 1}),
+            "the drained server's removal",
+        )
+        text = log.read_text()
+        assert "DrainStarted" in text and "config.reload applied=true" in text, text
     finally:
         daemon.send_signal(signal.SIGTERM)
         rc = daemon.wait(timeout=30)
@@ -251,4 +284,4 @@ def test_daemon_drives_ipvs_from_checks_and_vrrp(
         print(log.read_text())
     assert rc == 0, log.read_text()
     # No flush on exit: connections through the table live on, a restart adopts it.
-    assert weights(ipvsadm, ns, "TCP 192.0.2.10:80") == {"127.0.0.2:8080": 3, "127.0.0.3:8080": 1}
+    assert weights(ipvsadm, ns, "TCP 192.0.2.10:80") == {"127.0.0.2:8080": 3, "127.0.0.3:8080": 2}
