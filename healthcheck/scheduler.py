@@ -42,7 +42,9 @@ class DueHeap(Generic[K]):
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, K]] = []
-        self._due: dict[K, tuple[float, int]] = {}
+        # key -> its live heap entry: an entry popped from the heap is live when it IS the
+        # one here (an identity test, and one tuple per push rather than two).
+        self._due: dict[K, tuple[float, int, K]] = {}
         self._seq = 0  # ties on due time keep insertion order (FIFO), and keys never compare
 
     def __len__(self) -> int:
@@ -54,11 +56,12 @@ class DueHeap(Generic[K]):
     def push(self, key: K, due: float) -> None:
         """Schedule `key` at `due`, replacing any earlier schedule of it."""
         self._seq += 1
-        self._due[key] = (due, self._seq)
-        heapq.heappush(self._heap, (due, self._seq, key))
+        entry = (due, self._seq, key)
+        self._due[key] = entry
+        heapq.heappush(self._heap, entry)
         # Bound the stale entries: rebuild when they outnumber the live ones.
         if len(self._heap) > 2 * len(self._due) + 64:
-            self._heap = [(d, s, k) for k, (d, s) in self._due.items()]
+            self._heap = list(self._due.values())
             heapq.heapify(self._heap)
 
     def remove(self, key: K) -> None:
@@ -71,11 +74,8 @@ class DueHeap(Generic[K]):
 
     def _drop_stale(self) -> None:
         heap = self._heap
-        while heap:
-            _due, seq, key = heap[0]
-            entry = self._due.get(key)
-            if entry is not None and entry[1] == seq:
-                return
+        dues = self._due
+        while heap and dues.get(heap[0][2]) is not heap[0]:
             heapq.heappop(heap)
 
     def next_deadline(self) -> float | None:
@@ -86,12 +86,17 @@ class DueHeap(Generic[K]):
     def pop_due(self, now: float) -> Iterator[tuple[K, float]]:
         """Yield (key, due) for every key due at or before `now`, earliest first, removing
         each from the heap as it is yielded (a consumer may stop early; the rest stay)."""
-        while True:
-            self._drop_stale()
-            if not self._heap or self._heap[0][0] > now:
-                return
-            due, _, key = heapq.heappop(self._heap)
-            del self._due[key]
+        heap = self._heap
+        dues = self._due
+        while heap:
+            entry = heap[0]
+            due, _seq, key = entry
+            if due > now:
+                return  # a stale entry up here is left for next_deadline() to drop
+            heapq.heappop(heap)
+            if dues.get(key) is not entry:
+                continue  # rescheduled or removed since: not this entry's turn
+            del dues[key]
             yield key, due
 
 
@@ -110,12 +115,17 @@ class Lateness:
             self.counts = [0] * (self.max_ms + 1)
 
     def record(self, seconds: float) -> None:
-        assert self.counts is not None
-        late = max(seconds, 0.0)
-        self.counts[min(int(late * 1000.0), self.max_ms)] += 1
+        # Once per attempt: comparisons rather than min()/max() calls, which cost more.
+        counts = self.counts
+        assert counts is not None
+        if seconds > 0.0:
+            ms = int(seconds * 1000.0)
+            counts[ms if ms < self.max_ms else self.max_ms] += 1
+            if seconds > self.worst:
+                self.worst = seconds
+        else:
+            counts[0] += 1  # early (clock granularity) counts as on time
         self.total += 1
-        if late > self.worst:
-            self.worst = late
 
     def quantile(self, q: float) -> float:
         """The q-quantile in seconds (upper edge of its 1 ms bucket); 0.0 with no samples."""

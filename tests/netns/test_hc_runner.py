@@ -269,3 +269,172 @@ async def test_reload_keeps_the_state_of_unchanged_checks(listener: asyncio.Serv
         assert events[2:] == [RealServerDown(rs, "reload")]
         await wait_for(lambda: len(events) >= 4)
         assert events[3:] == [RealServerUp(rs, 3, "tcp:ok")]
+
+
+async def test_restart_after_stop_picks_every_check_up_again() -> None:
+    # Stopped with attempts in flight and others waiting for a free worker: none of them is
+    # on the heap any more, and a later start() must still check every server.
+    probed: list[int] = []
+
+    async def slow_probe(check: object, target: int) -> ProbeResult:
+        await asyncio.sleep(0.05)
+        probed.append(target)
+        return ProbeResult(True, "ok", 0.05)
+
+    params = CheckParams(delay_loop=0.05, retry=0, warmup=0.0)
+    runner = CheckRunner(lambda e: None, probe=slow_probe, max_concurrency=2)
+    for i in range(6):
+        runner.add_real_server(
+            RealServerId("web", "127.0.0.1", 1000 + i), i, 1, [CheckSpec(params, None)]
+        )
+    async with runner:
+        await asyncio.sleep(0.02)  # two in flight, four waiting
+        assert runner.stats.in_flight == 2
+    assert probed == [] and runner.stats.in_flight == 0
+    async with runner:
+        await wait_for(lambda: set(probed) == set(range(6)), timeout=5)
+    assert runner.stats.crashes == 0
+
+
+async def test_probes_that_never_suspend_do_not_starve_the_loop() -> None:
+    # A file check completes without ever suspending; a worker draining a long queue of
+    # them must still let the rest of the daemon run now and then.
+    async def instant_probe(check: object, target: object) -> ProbeResult:
+        return ProbeResult(True, "ok", 0.0)
+
+    seen_by_ticker: list[int] = []
+    params = CheckParams(delay_loop=60.0, retry=0, warmup=0.0)
+    runner = CheckRunner(lambda e: None, probe=instant_probe, max_concurrency=1)
+    for i in range(600):
+        runner.add_real_server(
+            RealServerId("web", "127.0.0.1", i), None, 1, [CheckSpec(params, None)]
+        )
+
+    async def ticker() -> None:
+        for _ in range(10_000):
+            seen_by_ticker.append(runner.stats.results)
+            await asyncio.sleep(0)
+
+    async with runner:
+        tick = asyncio.create_task(ticker())
+        await wait_for(lambda: runner.stats.results >= 600)
+        tick.cancel()
+    assert any(0 < n < 600 for n in seen_by_ticker)  # the loop ran during the burst
+    assert runner.stats.lateness.total == 600
+
+
+async def test_guard_cut_of_a_probe_that_swallows_it_leaves_the_worker_usable() -> None:
+    # The first attempt swallows the guard's cancellation and returns late; the worker must
+    # come out of it uncancelled and the guard must still cut the next hung attempt.
+    calls = 0
+
+    async def stubborn_probe(check: object, target: object) -> ProbeResult:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                return ProbeResult(True, "ok", 0.1)
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    events: list[HealthEvent] = []
+    rs = RealServerId("web", "127.0.0.1", 9)
+    params = CheckParams(delay_loop=0.05, retry=0, warmup=0.0, timeout=0.05)
+    runner = CheckRunner(
+        events.append,
+        probe=stubborn_probe,
+        max_concurrency=1,
+        guard_margin=0.05,
+        guard_interval=0.05,
+    )
+    async with runner:
+        runner.add_real_server(rs, None, 1, [CheckSpec(params, None)])
+        await wait_for(lambda: bool(events), timeout=5)
+        assert runner.stats.results >= 2  # the swallowed one fed as the probe said
+    assert events == [RealServerDown(rs, "check:guard_timeout")]
+    assert runner.stats.guard_timeouts >= 1 and runner.stats.crashes == 0
+
+
+async def test_stop_while_a_guard_cut_probe_cleans_up_does_not_hang() -> None:
+    # stop() cancels a worker whose probe the guard already cancelled: the guard must not
+    # swallow stop's cancellation and keep the worker alive.
+    cleaning = asyncio.Event()
+
+    async def slow_cleanup_probe(check: object, target: object) -> ProbeResult:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cleaning.set()
+            await asyncio.sleep(0.2)  # the guard's cut arrives; cleaning up takes a while
+            raise
+        raise AssertionError("unreachable")
+
+    params = CheckParams(delay_loop=1.0, retry=0, warmup=0.0, timeout=0.02)
+    runner = CheckRunner(
+        lambda e: None, probe=slow_cleanup_probe, guard_margin=0.02, guard_interval=0.02
+    )
+    runner.add_real_server(RealServerId("web", "127.0.0.1", 9), None, 1, [CheckSpec(params, None)])
+    await runner.start()
+    try:
+        await asyncio.wait_for(cleaning.wait(), timeout=5)
+    finally:
+        await asyncio.wait_for(runner.stop(), timeout=5)
+    assert runner.stats.in_flight == 0 and runner.stats.guard_timeouts == 0
+
+
+class _NotAnException(BaseException):
+    """Escapes `except Exception`: kills the worker that runs the probe."""
+
+
+async def test_a_worker_killed_by_a_base_exception_is_replaced_and_checking_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls = 0
+
+    async def killing_probe(check: object, target: object) -> ProbeResult:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise _NotAnException
+        return ProbeResult(True, "ok", 0.0)
+
+    params = CheckParams(delay_loop=0.02, retry=0, warmup=0.0)
+    rs = RealServerId("web", "127.0.0.1", 9)
+    async with CheckRunner(lambda e: None, probe=killing_probe) as runner:
+        runner.add_real_server(rs, None, 1, [CheckSpec(params, None)])
+        await wait_for(lambda: runner.stats.results >= 5)
+    assert runner.stats.crashes == 1
+    assert "healthcheck.worker_died" in caplog.text
+
+
+async def test_dispatches_are_bounded_by_the_quantum() -> None:
+    # 5,000 attempts a second spread evenly: without the quantum the dispatcher would run
+    # for nearly every one of them.
+    async def instant_probe(check: object, target: object) -> ProbeResult:
+        return ProbeResult(True, "ok", 0.0)
+
+    params = CheckParams(delay_loop=0.1, retry=0)  # first attempts spread over 0.1 s
+    runner = CheckRunner(lambda e: None, probe=instant_probe)
+    runner.dispatch_quantum = 0.01
+    dispatches = 0
+    dispatch = runner._dispatch
+
+    def counting_dispatch() -> None:
+        nonlocal dispatches
+        dispatches += 1
+        dispatch()
+
+    runner._dispatch = counting_dispatch  # type: ignore[method-assign]
+    for i in range(500):
+        runner.add_real_server(
+            RealServerId("web", "127.0.0.1", i), None, 1, [CheckSpec(params, None)]
+        )
+    loop = asyncio.get_running_loop()
+    async with runner:
+        t0 = loop.time()
+        await wait_for(lambda: runner.stats.results >= 1500)
+        elapsed = loop.time() - t0
+    assert dispatches <= elapsed / 0.01 + 5
+    assert runner.stats.lateness.worst < 5.0  # sanity: nothing was starved

@@ -69,6 +69,18 @@ def test_reschedule_replaces_and_remove_unschedules() -> None:
     assert list(heap.pop_due(5.0)) == [("a", 5.0)]
 
 
+def test_rescheduled_earlier_fires_once_at_the_new_time() -> None:
+    heap: DueHeap[str] = DueHeap()
+    heap.push("a", 3.0)
+    heap.push("b", 2.0)
+    heap.push("a", 1.0)  # earlier now: its stale entry at 3.0 stays in the heap, unseen
+    assert heap.next_deadline() == 1.0
+    assert list(heap.pop_due(1.5)) == [("a", 1.0)]
+    assert "a" not in heap and heap.due_of("a") is None
+    assert list(heap.pop_due(10.0)) == [("b", 2.0)]
+    assert heap.next_deadline() is None and len(heap) == 0
+
+
 def test_consumer_may_stop_early_and_the_rest_stays() -> None:
     heap: DueHeap[int] = DueHeap()
     for i in range(5):
@@ -132,3 +144,13 @@ def test_lateness_quantiles() -> None:
     assert lat.quantile(1.0) == pytest.approx(0.101)
     lat.reset()
     assert lat.total == 0 and lat.quantile(0.5) == 0.0
+
+
+def test_lateness_bucket_edges() -> None:
+    lat = Lateness(max_ms=10)
+    lat.record(0.0)  # on time: the first bucket
+    lat.record(0.0099)  # just under the last bucket
+    lat.record(0.010)  # exactly max_ms: the last bucket
+    assert lat.counts is not None
+    assert (lat.counts[0], lat.counts[9], lat.counts[10], lat.total) == (1, 1, 1, 3)
+    assert lat.worst == 0.010

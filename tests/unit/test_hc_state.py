@@ -214,3 +214,25 @@ def test_reconfigure_keeps_or_resets_and_reports_the_change() -> None:
     assert ev == (RealServerDown(RS, "reload"),) and not h3.up
     h4, ev = reconfigure(h3, 4, h2.checks)
     assert ev == (RealServerUp(RS, 4, "reload"),) and h4.up
+
+
+def test_steady_state_keeps_the_verdict_and_only_moves_the_schedule() -> None:
+    # The reducer's fast path (nothing the verdict reads changed): the other check's state,
+    # the verdict and the weight stay exactly as they were, and no event comes out.
+    pa = CheckParams(delay_loop=2.0, retry=0, name="tcp")
+    pb = CheckParams(delay_loop=3.0, retry=0, name="file")
+    h = initial_health(RS, 7, [pa, pb], [0.0, 0.0])
+    h, ev = apply_result(h, 1, pb, ok_with(4), 0.0)
+    assert ev == (RealServerWeight(RS, 7, 4, "file:dynamic"),)
+    before = h
+    h, ev = apply_result(h, 1, pb, ok_with(4), 3.0)
+    assert ev == ()
+    assert (h.up, h.weight, h.configured_weight, h.server) == (True, 4, 7, RS)
+    assert h.checks[0] is before.checks[0]
+    assert (h.checks[1].next_due, h.checks[1].weight, h.checks[1].has_run) == (6.0, 4, True)
+    # Down stays down the same way: no event, and the failure reason is kept.
+    h, ev = apply_result(h, 0, pa, REFUSED, 4.0)
+    assert ev == (RealServerDown(RS, "tcp:refused"),)
+    h, ev = apply_result(h, 0, pa, ProbeResult(False, "timeout", 1.0), 6.0)
+    assert ev == () and not h.up
+    assert (h.checks[0].last_reason, h.checks[0].next_due) == ("timeout", 8.0)
