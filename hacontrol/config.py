@@ -296,8 +296,16 @@ def parse_config(text: str, filename: str = "<config>") -> Config:
                 SourceIssue(filename, loaded.line_of(loc), _clean_loc(loc), _message(err))
             )
         raise ConfigError(_sorted(issues)) from None
+    # What the IPVS model refuses (a DR real server on another port, ...), named
+    # by the layer that would refuse it. Imported here: hacontrol.lvs builds on
+    # this module.
+    from hacontrol.lvs import model_problems
+
+    for index, message in model_problems(config):
+        path = ("virtual_servers", index)
+        issues.append(SourceIssue(filename, loaded.line_of(path), path, message))
     if issues:
-        raise ConfigError(issues)
+        raise ConfigError(_sorted(issues))
     return config
 
 

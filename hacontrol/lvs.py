@@ -176,30 +176,50 @@ def _real_server(
     )
 
 
+def _virtual_service(vs: VirtualServerConfig, wants: Sequence[DesiredRealServer]) -> VirtualService:
+    by_key = {(str(rs.address), _rs_port(vs, rs.port)): rs for rs in vs.real_servers}
+    base = base_service(vs)
+    return VirtualService(
+        key=base.key,
+        scheduler=base.scheduler,
+        sched_flags=base.sched_flags,
+        one_packet=base.one_packet,
+        persistence_timeout=base.persistence_timeout,
+        persistence_netmask=base.persistence_netmask,
+        persistence_engine=base.persistence_engine,
+        real_servers=tuple(
+            _real_server(vs, by_key.get((want.address, want.port)), want) for want in wants
+        ),
+    )
+
+
 def desired_table(config: Config, desired: Mapping[str, Sequence[DesiredRealServer]]) -> Table:
     """The IPVS table for the policy's verdict: every configured service, with the real
     servers (and weights) the policy wants in it."""
-    services = []
-    for vs in config.virtual_servers:
-        by_key = {(str(rs.address), _rs_port(vs, rs.port)): rs for rs in vs.real_servers}
-        servers = tuple(
-            _real_server(vs, by_key.get((want.address, want.port)), want)
-            for want in desired.get(vs.display_name, ())
-        )
-        base = base_service(vs)
-        services.append(
-            VirtualService(
-                key=base.key,
-                scheduler=base.scheduler,
-                sched_flags=base.sched_flags,
-                one_packet=base.one_packet,
-                persistence_timeout=base.persistence_timeout,
-                persistence_netmask=base.persistence_netmask,
-                persistence_engine=base.persistence_engine,
-                real_servers=servers,
-            )
-        )
-    return Table.of(services)
+    return Table.of(
+        _virtual_service(vs, desired.get(vs.display_name, ())) for vs in config.virtual_servers
+    )
+
+
+def model_problems(config: Config) -> list[tuple[int, str]]:
+    """What the IPVS model refuses in each virtual server (index, message), so that
+    `hacontrol check` and start-up report it before any kernel call."""
+    out: list[tuple[int, str]] = []
+    for index, vs in enumerate(config.virtual_servers):
+        wants = [
+            DesiredRealServer(str(rs.address), _rs_port(vs, rs.port), rs.weight)
+            for rs in vs.real_servers
+        ]
+        if vs.sorry_server is not None:
+            s = vs.sorry_server
+            wants.append(DesiredRealServer(str(s.address), _rs_port(vs, s.port), s.weight))
+        try:
+            service = _virtual_service(vs, wants)
+        except ValueError as exc:
+            out.append((index, str(exc)))
+            continue
+        out.extend((index, message) for message in service.validate())
+    return out
 
 
 def sync_template(config: Config) -> SyncDaemonConfig | None:
@@ -547,4 +567,4 @@ def _describe(event: HealthEvent) -> str:
     return f"weight server={event.server} old={event.old} new={event.new} reason={event.reason}"
 
 
-__all__ = ["LvsRuntime", "desired_table", "policy_inputs", "uses_ipvs"]
+__all__ = ["LvsRuntime", "desired_table", "model_problems", "policy_inputs", "uses_ipvs"]

@@ -299,3 +299,26 @@ def test_lvs_errors_name_the_object(old: str, new: str, expected: str) -> None:
     assert old in LVS
     errs = errors_of(LVS.replace(old, new, 1))
     assert any(expected in e for e in errs), errs
+
+
+def test_ipvs_model_refusals_are_config_errors_with_lines() -> None:
+    # Checked before any kernel call: what the IPVS model refuses is a config error.
+    text = """\
+virtual_servers:
+  - address: 192.0.2.10
+    port: 80
+    forwarding: DR
+    real_servers:
+      - {address: 198.51.100.1, port: 8080}
+  - address: 192.0.2.10
+    port: 81
+    scheduler: sh
+    sched_flags: [mh-port]
+    real_servers: [{address: 198.51.100.1}]
+"""
+    errs = errors_of(text)
+    assert len(errs) == 2, errs
+    assert errs[0].startswith("bad.yaml:2: virtual_servers[0]:")
+    assert "DR forwards to the virtual port 80" in errs[0]
+    assert errs[1].startswith("bad.yaml:7: virtual_servers[1]:")
+    assert "'mh-port' does not apply to scheduler 'sh'" in errs[1]
