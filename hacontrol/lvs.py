@@ -63,6 +63,7 @@ from healthcheck.policy import (
     SorryServer,
     VirtualServicePolicy,
     decide,
+    shutdown_events,
 )
 from healthcheck.probes import ProbeTarget
 from healthcheck.runner import CheckRunner, CheckSpec
@@ -394,9 +395,9 @@ class LvsRuntime:
         if self._recompute_handle is not None:
             self._recompute_handle.cancel()
         await self.runner.stop()
-        for vs in self._policies:
-            if vs.omega and self.decision is not None:
-                self._quorum_hook(QuorumChanged(vs.id, False, 0, vs.quorum, "shutdown"))
+        if self.decision is not None:  # only a runtime that ran has hooks to fire
+            for event in shutdown_events(self._policies):
+                self._quorum_hook(event)
         if self.reconciler is not None:
             await self.reconciler.stop()
         for task in list(self._tasks):
