@@ -1,4 +1,4 @@
-"""Notify hooks: real tiny scripts, run in order, without a shell, killed on timeout."""
+"""Notify hooks with real processes: in order, without a shell, killed on timeout (real time)."""
 
 from __future__ import annotations
 
