@@ -285,13 +285,11 @@ class LvsRuntime:
         on_policy_event: Callable[[PolicyEvent], None] | None = None,
         on_health_event: Callable[[HealthEvent], None] | None = None,
     ) -> None:
-        self.config = config
         self._clock = clock
         self._on_pass_cb = on_pass
         self._on_policy_event = on_policy_event
         self._on_health_cb = on_health_event
-        self._policies = policy_inputs(config)
-        self._vs_by_name = {vs.display_name: vs for vs in config.virtual_servers}
+        self._use_config(config)
         self._policy_state = PolicyState()
         self.decision: PolicyDecision | None = None
         self.runner = CheckRunner(self._on_health_event, clock=clock)
@@ -305,6 +303,19 @@ class LvsRuntime:
         self._sync_vrrp_state = State.BACKUP
         self._recompute_handle: asyncio.Handle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def _use_config(self, config: Config) -> None:
+        """Everything derived from the config, built once per config (start, reload):
+        health events and drain passes look servers up here instead of scanning."""
+        self.config = config
+        self._policies = policy_inputs(config)
+        self._vs_by_name = {vs.display_name: vs for vs in config.virtual_servers}
+        self._vs_by_key = {service_key(vs): vs for vs in config.virtual_servers}
+        self._rs_by_id: dict[RealServerId, tuple[VirtualServerConfig, RealServerConfig]] = {
+            RealServerId(vs.display_name, str(rs.address), _rs_port(vs, rs.port)): (vs, rs)
+            for vs in config.virtual_servers
+            for rs in vs.real_servers
+        }
 
     # -- life cycle
 
@@ -320,15 +331,10 @@ class LvsRuntime:
             return
         self._kernel = _CountingKernel(ipvs)
         await self._apply_timeouts_and_open_sync()
-        for vs in self.config.virtual_servers:
-            for rs in vs.real_servers:
-                port = _rs_port(vs, rs.port)
-                self.runner.add_real_server(
-                    RealServerId(vs.display_name, str(rs.address), port),
-                    ProbeTarget(rs.address, port),
-                    rs.weight,
-                    check_specs(vs, rs),
-                )
+        for server, (vs, rs) in self._rs_by_id.items():
+            self.runner.add_real_server(
+                server, ProbeTarget(rs.address, server.port), rs.weight, check_specs(vs, rs)
+            )
         self._recompute()
         assert self.decision is not None
         self.reconciler = Reconciler(
@@ -358,19 +364,12 @@ class LvsRuntime:
         if self._kernel is None:
             return not uses_ipvs(new)
         old = self.config
-        self.config = new
-        self._policies = policy_inputs(new)
-        self._vs_by_name = {vs.display_name: vs for vs in new.virtual_servers}
-        wanted: set[RealServerId] = set()
-        for vs in new.virtual_servers:
-            for rs in vs.real_servers:
-                port = _rs_port(vs, rs.port)
-                server = RealServerId(vs.display_name, str(rs.address), port)
-                wanted.add(server)
-                self.runner.update_real_server(
-                    server, ProbeTarget(rs.address, port), rs.weight, check_specs(vs, rs)
-                )
-        for server in set(self.runner.healths()) - wanted:
+        self._use_config(new)
+        for server, (vs, rs) in self._rs_by_id.items():
+            self.runner.update_real_server(
+                server, ProbeTarget(rs.address, server.port), rs.weight, check_specs(vs, rs)
+            )
+        for server in set(self.runner.healths()) - self._rs_by_id.keys():
             self.runner.remove_real_server(server)
         if new.ipvs.sysctls != old.ipvs.sysctls:
             self._apply_sysctls()
@@ -440,8 +439,9 @@ class LvsRuntime:
         log.info("check.%s", _describe(event))
         if self._on_health_cb is not None:
             self._on_health_cb(event)
-        rs = self._real_server_config(event.server)
-        if rs is not None:
+        found = self._rs_by_id.get(event.server)
+        if found is not None:
+            rs = found[1]
             if isinstance(event, RealServerUp) and rs.notify_up:
                 self.notifier.submit(
                     NotifyCommand(rs.notify_up, NOTIFY_TIMEOUT, f"notify_up {event.server}")
@@ -483,9 +483,8 @@ class LvsRuntime:
     def _drain_counters(self) -> dict[RealServerId, ConnCounters]:
         assert self._kernel is not None
         out: dict[RealServerId, ConnCounters] = {}
-        keys = {service_key(vs): vs for vs in self.config.virtual_servers}
         for (skey, dkey), c in self._kernel.dest_counters.items():
-            vs = keys.get(skey)
+            vs = self._vs_by_key.get(skey)
             if vs is None:
                 continue
             address = str(dkey.address)
@@ -511,15 +510,6 @@ class LvsRuntime:
         if argv:
             what = "quorum_up" if event.up else "quorum_down"
             self.notifier.submit(NotifyCommand(argv, NOTIFY_TIMEOUT, f"{what} {vs.display_name}"))
-
-    def _real_server_config(self, server: RealServerId) -> RealServerConfig | None:
-        vs = self._vs_by_name.get(server.virtual_service)
-        if vs is None:
-            return None
-        for rs in vs.real_servers:
-            if str(rs.address) == server.address and _rs_port(vs, rs.port) == server.port:
-                return rs
-        return None
 
     # -- kernel settings
 
