@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     ValidationError,
@@ -22,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from hacontrol.config_lvs import IpvsSection, VirtualServerConfig
+from hacontrol.config_lvs import Frozen, IpvsSection, VirtualServerConfig
 from hacontrol.iptypes import IPAddress, IPInterface
 from hacontrol.yamlsrc import SourceIssue, load_yaml
 from vrrp.types import AuthType, GarpSettings
@@ -38,10 +37,6 @@ class ConfigError(Exception):
     def __init__(self, issues: Sequence[SourceIssue]) -> None:
         self.issues = list(issues)
         super().__init__("\n".join(str(i) for i in self.issues))
-
-
-class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
 
 class VirtualIP(Frozen):

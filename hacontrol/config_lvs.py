@@ -23,7 +23,9 @@ Weight = Annotated[int, Field(ge=0, le=65535)]
 Argv = tuple[Annotated[str, Field(min_length=1)], ...]
 
 
-class _Frozen(BaseModel):
+class Frozen(BaseModel):
+    """Every config section: immutable once validated, unknown keys are errors."""
+
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
 
@@ -31,7 +33,7 @@ def _upper(value: Any) -> Any:
     return value.upper() if isinstance(value, str) else value
 
 
-class RealServerConfig(_Frozen):
+class RealServerConfig(Frozen):
     address: IPAddress
     port: Port | None = None  # None: the virtual server's port
     weight: Weight = 1
@@ -55,7 +57,7 @@ class RealServerConfig(_Frozen):
         return self
 
 
-class SorryServerConfig(_Frozen):
+class SorryServerConfig(Frozen):
     address: IPAddress
     port: Port | None = None
     weight: Weight = 1
@@ -63,7 +65,7 @@ class SorryServerConfig(_Frozen):
     inhibit: bool = False
 
 
-class VirtualServerConfig(_Frozen):
+class VirtualServerConfig(Frozen):
     name: str | None = Field(default=None, min_length=1, max_length=64)
     address: IPAddress | None = None
     port: Annotated[int, Field(ge=0, le=65535)] | None = None
@@ -127,7 +129,7 @@ class VirtualServerConfig(_Frozen):
         return f"{self.protocol} {addr}:{self.port}"
 
 
-class TimeoutsConfig(_Frozen):
+class TimeoutsConfig(Frozen):
     """`ipvsadm --set tcp tcpfin udp`; 0 leaves the kernel's value unchanged."""
 
     tcp: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
@@ -135,7 +137,7 @@ class TimeoutsConfig(_Frozen):
     udp: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
 
 
-class SysctlsConfig(_Frozen):
+class SysctlsConfig(Frozen):
     """net.ipv4.vs.* the daemon sets; None leaves the kernel's value alone."""
 
     # 1: a removed real server's connections are expired at once, so clients
@@ -149,7 +151,7 @@ class SysctlsConfig(_Frozen):
     sync_version: Literal[0, 1] | None = None
 
 
-class SyncDaemonSection(_Frozen):
+class SyncDaemonSection(Frozen):
     """keepalived's `lvs_sync_daemon INTERFACE VRRP_INSTANCE [id N] ...`."""
 
     interface: str = Field(min_length=1, max_length=15)
@@ -161,7 +163,7 @@ class SyncDaemonSection(_Frozen):
     ttl: Annotated[int, Field(ge=1, le=255)] = 1
 
 
-class IpvsSection(_Frozen):
+class IpvsSection(Frozen):
     timeouts: TimeoutsConfig = TimeoutsConfig()
     sysctls: SysctlsConfig = SysctlsConfig()
     sync_daemon: SyncDaemonSection | None = None
