@@ -296,6 +296,10 @@ def _decode(data: bytes, src: IPAddress, dst: IPAddress, ttl: int) -> Advertisem
             auth_type = AuthType(auth_byte)
         except ValueError:
             raise PacketError(DropReason.BAD_AUTH_TYPE, f"auth type {auth_byte}") from None
+        if auth_type == AuthType.AH:
+            # Real AH (RFC 2402) wraps the message in IP protocol 51; a protocol-112 packet
+            # claiming it carries nothing we could verify, and we never send one.
+            raise PacketError(DropReason.BAD_AUTH_TYPE, "auth type 2 (IP Authentication Header)")
         max_advert_int = seconds * 100
         # RFC 3768 §5.3.10: with no authentication the field is ignored on receipt.
         auth_data = data[-AUTH_DATA_LEN:] if auth_type != AuthType.NONE else b""

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from vrrp.packet import (
@@ -338,6 +338,9 @@ def test_drop_bad_auth_type() -> None:
     # An auth type no RFC defines, on decode.
     bad = with_checksum(V2_OK[:4] + b"\x07" + V2_OK[5:], KA_SRC4, GROUP4)
     assert drop(lambda: decode(bad, KA_SRC4, GROUP4, 255)).reason is DropReason.BAD_AUTH_TYPE
+    # AH on protocol 112, on decode (hypothesis found decode letting it through).
+    ah_wire = with_checksum(V2_OK[:4] + b"\x02" + V2_OK[5:], KA_SRC4, GROUP4)
+    assert drop(lambda: decode(ah_wire, KA_SRC4, GROUP4, 255)).reason is DropReason.BAD_AUTH_TYPE
     # PASS advert, no-auth instance.
     simple = Advertisement(2, 51, 100, 100, (VIP4_A,), AuthType.SIMPLE, b"secret1\x00")
     err = drop(lambda: check_for_instance(simple, params(version=2)))
@@ -464,8 +467,19 @@ def plausible_packets(draw: st.DrawFn) -> tuple[bytes, IPAddress, IPAddress]:
     return with_checksum(header + body, src, dst), src, dst
 
 
+# Once found by hypothesis: a v2 advert claiming AH decoded instead of being dropped.
+AH_PLAUSIBLE = bytes.fromhex("210100010201dcfc") + bytes(12)
+
+
 @settings(max_examples=400, deadline=None)
 @given(plausible_packets())
+@example(
+    (
+        bytes.fromhex("2101000102 01dcfc".replace(" ", "")) + bytes(12),
+        IPv4Address(0),
+        IPv4Address(0),
+    )
+)
 def test_decode_plausible_packets_raises_only_packet_error(
     case: tuple[bytes, IPAddress, IPAddress],
 ) -> None:
