@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 from ipaddress import IPv4Address, IPv6Address
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from hacontrol import sdnotify
 from hacontrol.config import Config, ConfigError, VrrpInstanceConfig, load_config
+from hacontrol.gcpace import GcPacer
 from hacontrol.iptypes import IPAddress
 from hacontrol.lvs import LvsRuntime
 from hacontrol.metrics import Metrics
@@ -91,6 +91,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
         self._lvs: LvsRuntime | None = None
+        self.gc_pacer = GcPacer(on_collect=self.metrics.on_gc_collect)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -140,9 +141,11 @@ class Daemon:
             await lvs.stop()
             return 1
         # Everything built so far (config, check specs, tables) lives as long as
-        # the process: take it out of the collector's generations, so the full
-        # collections that pause the loop (and delay checks) have less to walk.
-        gc.freeze()
+        # the process: freeze it, and run full collections once a minute rather
+        # than whenever the allocator decides (every few seconds under check
+        # load, each a pause that delays checks and VRRP timers; gcpace.py).
+        self.gc_pacer.install()
+        self.gc_pacer.start(loop)
         sdnotify.notify("READY=1\nSTATUS=running")
         log.info(
             "daemon.started config=%s vrrp_instances=%d",
@@ -159,6 +162,7 @@ class Daemon:
                 await watchdog
             await engine.stop()
             await lvs.stop()
+            self.gc_pacer.uninstall()
             log.info("daemon.stopped")
         return 0
 
@@ -203,6 +207,10 @@ class Daemon:
         self.config = self.config.model_copy(
             update={"virtual_servers": new.virtual_servers, "ipvs": new.ipvs} if lvs_done else {}
         )
+        if lvs_done and self.gc_pacer.installed:
+            # The replaced config and what was built from it were frozen at start-up:
+            # let a collection see them, then freeze what runs now.
+            self.gc_pacer.collect(thaw=True)
         if restart_needed:
             log.warning("config.reload applied=partial needs_restart=%s", ",".join(restart_needed))
             self.metrics.config_reloads.labels("needs_restart").inc()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.gc_collector import GCCollector
 
 from hacontrol.ipvs.reconcile import PassResult
 from healthcheck.policy import PolicyEvent, QuorumChanged
@@ -99,6 +100,26 @@ class Metrics:
         self.config_reloads = Counter(
             "hacontrol_config_reloads", "configuration reloads", ["result"], registry=r
         )
+        # Python's own per-generation figures (python_gc_collections_total{generation}),
+        # beside ours for the full collections the daemon paces (hacontrol/gcpace.py).
+        GCCollector(registry=r)
+        self.gc_full_collections = Counter(
+            "hacontrol_gc_full_collections",
+            "full garbage collections run by the daemon's pacer, by whether they also walked "
+            "the objects frozen at start-up",
+            ["thawed"],
+            registry=r,
+        )
+        self.gc_collected = Counter(
+            "hacontrol_gc_collected_objects",
+            "unreachable objects the paced full collections found",
+            registry=r,
+        )
+        self.gc_last_pause = Gauge(
+            "hacontrol_gc_last_full_collection_seconds",
+            "how long the last paced full collection held the event loop",
+            registry=r,
+        )
 
     # ---- the VRRP engine's observer interface ---------------------------
 
@@ -125,6 +146,11 @@ class Metrics:
 
     def on_error(self, instance: str, operation: str) -> None:
         self.vrrp_errors.labels(instance, operation).inc()
+
+    def on_gc_collect(self, pause: float, collected: int, thawed: bool) -> None:
+        self.gc_full_collections.labels("true" if thawed else "false").inc()
+        self.gc_collected.inc(collected)
+        self.gc_last_pause.set(pause)
 
     # ---- the LVS runtime's hooks -----------------------------------------
 
