@@ -146,6 +146,7 @@ class Daemon:
         # load, each a pause that delays checks and VRRP timers; gcpace.py).
         self.gc_pacer.install()
         self.gc_pacer.start(loop)
+        self.metrics.gc_interval.set(self.gc_pacer.interval)
         sdnotify.notify("READY=1\nSTATUS=running")
         log.info(
             "daemon.started config=%s vrrp_instances=%d",
@@ -163,6 +164,7 @@ class Daemon:
             await engine.stop()
             await lvs.stop()
             self.gc_pacer.uninstall()
+            self.metrics.gc_interval.set(0)
             log.info("daemon.stopped")
         return 0
 

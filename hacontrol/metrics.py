@@ -120,6 +120,13 @@ class Metrics:
             "how long the last paced full collection held the event loop",
             registry=r,
         )
+        self.gc_interval = Gauge(
+            "hacontrol_gc_full_collection_interval_seconds",
+            "seconds between paced full collections; 0 while CPython's automatic ones run",
+            registry=r,
+        )
+        for thawed in ("false", "true"):
+            self.gc_full_collections.labels(thawed)
 
     # ---- the VRRP engine's observer interface ---------------------------
 

@@ -67,8 +67,10 @@ class Net:
     switch: Netns
     witness: Witness
 
-    def daemon(self, ns: Netns, name: str, *instances: Instance) -> HaDaemon:
-        return HaDaemon(self.lab, ns, self.tmp, name, instances)
+    def daemon(
+        self, ns: Netns, name: str, *instances: Instance, metrics_listen: str | None = None
+    ) -> HaDaemon:
+        return HaDaemon(self.lab, ns, self.tmp, name, instances, metrics_listen=metrics_listen)
 
     def adverts(self, since: float = 0.0, mac: bytes | None = None) -> list[AdvertSeen]:
         found = self.witness.adverts(VRID, since)
@@ -103,8 +105,10 @@ def garp_bursts(frames: list[Seen], gap: float = 0.3) -> list[list[Seen]]:
     return bursts
 
 
-def start_pair(net: Net, vip: str = VIP4, **kw: Any) -> tuple[HaDaemon, HaDaemon]:
-    a = net.daemon(net.a, "a", instance(HIGH, vip, **kw))
+def start_pair(
+    net: Net, vip: str = VIP4, metrics_listen: str | None = None, **kw: Any
+) -> tuple[HaDaemon, HaDaemon]:
+    a = net.daemon(net.a, "a", instance(HIGH, vip, **kw), metrics_listen=metrics_listen)
     b = net.daemon(net.b, "b", instance(LOW, vip, **kw))
     a.start()
     b.start()
@@ -115,7 +119,7 @@ def start_pair(net: Net, vip: str = VIP4, **kw: Any) -> tuple[HaDaemon, HaDaemon
 
 
 def test_election_higher_priority_holds_the_vip(net: Net) -> None:
-    a, b = start_pair(net)
+    a, b = start_pair(net, metrics_listen="127.0.0.1:9652")
     start = time.time()
     assert sample_single_holder([a, b], "192.0.2.100", duration=1.5) >= 3
     adverts = net.adverts(start)
@@ -125,6 +129,11 @@ def test_election_higher_priority_holds_the_vip(net: Net) -> None:
         assert (adv.src, adv.dst) == (IPv4Address("192.0.2.1"), IPv4Address("224.0.0.18"))
         assert (adv.version, adv.priority, adv.ttl, adv.interval_centis) == (3, HIGH, 255, 20)
     assert a.running and b.running
+    samples = a.metrics()
+    assert samples['hacontrol_vrrp_state{instance="VI_1"}'] == 2, samples
+    # Once started, full collections are the pacer's (hacontrol/gcpace.py), once a minute.
+    assert samples["hacontrol_gc_full_collection_interval_seconds"] == 60.0
+    assert 'python_gc_collections_total{generation="2"}' in samples
 
 
 def test_kill9_backup_takes_over_with_two_garp_bursts(net: Net) -> None:
