@@ -18,8 +18,9 @@ after a reload, also takes in what was frozen (gc.unfreeze, collect, freeze agai
 objects frozen at start-up that later become garbage (an old config's, a removed real
 server's) are freed too rather than kept for the life of the process.
 
-On CPython 3.14's incremental collector the threshold is ignored; the paced collections are
-then merely redundant.
+Written against CPython 3.11 (Debian 12), whose collector is generational with three
+generations. Should a later CPython collect its old objects another way and ignore the
+threshold, the paced collections only add a full collection a minute.
 """
 
 from __future__ import annotations
