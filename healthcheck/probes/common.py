@@ -26,6 +26,7 @@ Address = IPv4Address | IPv6Address
 
 # struct linger {l_onoff = 1, l_linger = 0} (socket(7)): close() then resets the connection.
 _LINGER_ZERO = struct.pack("ii", 1, 0)
+_MAX_DATAGRAM = 65535
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +221,32 @@ async def tcp_connect(
         sock.close()
         raise
     return sock
+
+
+async def udp_exchange(
+    check: NetworkCheck, address: Address, port: int, payload: bytes, deadline: float
+) -> bytes | None:
+    """Send `payload` as one datagram and return the first reply, or None at `deadline`.
+
+    Connected: the kernel drops datagrams from any other source, and an ICMP port
+    unreachable surfaces as ConnectionRefusedError ("refused"). Not asyncio-dgram: its
+    recv() looks for a queued ICMP error only before it starts waiting, so a refusal that
+    arrives during the wait would read as no reply after the whole timeout.
+    """
+    if port == 0:
+        raise ProbeFailure("no_port")
+    loop = asyncio.get_running_loop()
+    sock = open_socket(check, family_of(address), socket.SOCK_DGRAM)
+    try:
+        await loop.sock_connect(sock, sockaddr(address, port))
+        await loop.sock_sendall(sock, payload)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await loop.sock_recv(sock, _MAX_DATAGRAM)
+        except TimeoutError:
+            return None
+    finally:
+        sock.close()
 
 
 def set_linger_zero(sock: socket.socket | None) -> None:

@@ -12,9 +12,7 @@ expected one and, if given, the expected address must be among the answers.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import socket
 import struct
 from dataclasses import dataclass
 
@@ -26,10 +24,8 @@ from healthcheck.probes.common import (
     Up,
     deadline_of,
     endpoint,
-    family_of,
-    open_socket,
-    sockaddr,
     timed,
+    udp_exchange,
 )
 from healthcheck.types import ProbeResult
 
@@ -49,7 +45,6 @@ CLASS_IN = 1
 _FLAG_QR = 0x8000
 _FLAG_RD = 0x0100
 _HEADER = struct.Struct("!HHHHHH")
-_MAX_DATAGRAM = 65535
 _MAX_POINTERS = 32
 
 
@@ -180,26 +175,11 @@ def judge_reply(check: DnsCheck, qid: int, data: bytes) -> Up:
 
 async def _dns(check: DnsCheck, target: ProbeTarget) -> Up:
     address, port = endpoint(check, target)
-    if port == 0:
-        raise ProbeFailure("no_port")
-    deadline = deadline_of(check)
-    loop = asyncio.get_running_loop()
     qid = secrets.randbelow(0x10000)
-    sock = open_socket(check, family_of(address), socket.SOCK_DGRAM)
-    try:
-        # Connected: the kernel drops datagrams from any other source, and an ICMP port
-        # unreachable surfaces as ECONNREFUSED ("refused"). Not asyncio-dgram: its recv()
-        # looks for a queued ICMP error only before it starts waiting, so a refusal that
-        # arrives during the wait would read as "no_reply" after the whole timeout.
-        await loop.sock_connect(sock, sockaddr(address, port))
-        await loop.sock_sendall(sock, build_query(qid, check.name, QTYPES[check.qtype]))
-        try:
-            async with asyncio.timeout_at(deadline):
-                reply = await loop.sock_recv(sock, _MAX_DATAGRAM)
-        except TimeoutError as exc:
-            raise ProbeFailure("no_reply") from exc
-    finally:
-        sock.close()
+    query = build_query(qid, check.name, QTYPES[check.qtype])
+    reply = await udp_exchange(check, address, port, query, deadline_of(check))
+    if reply is None:
+        raise ProbeFailure("no_reply")
     return judge_reply(check, qid, reply)
 
 

@@ -8,9 +8,7 @@ keepalived (a reply is not mandatory for UDP services).
 
 from __future__ import annotations
 
-import asyncio
 import re
-import socket
 
 from healthcheck.config import UdpCheck
 from healthcheck.probes.common import (
@@ -20,35 +18,19 @@ from healthcheck.probes.common import (
     Up,
     deadline_of,
     endpoint,
-    family_of,
-    open_socket,
-    sockaddr,
     timed,
+    udp_exchange,
 )
 from healthcheck.types import ProbeResult
-
-_MAX_DATAGRAM = 65535
 
 
 async def _udp(check: UdpCheck, target: ProbeTarget) -> Up:
     address, port = endpoint(check, target)
-    if port == 0:
-        raise ProbeFailure("no_port")
-    deadline = deadline_of(check)
-    loop = asyncio.get_running_loop()
-    sock = open_socket(check, family_of(address), socket.SOCK_DGRAM)
-    try:
-        await loop.sock_connect(sock, sockaddr(address, port))
-        await loop.sock_sendall(sock, check.payload_bytes())
-        try:
-            async with asyncio.timeout_at(deadline):
-                reply = await loop.sock_recv(sock, _MAX_DATAGRAM)
-        except TimeoutError as exc:
-            if check.require_reply or check.expect is not None:
-                raise ProbeFailure("no_reply") from exc
-            return Up()
-    finally:
-        sock.close()
+    reply = await udp_exchange(check, address, port, check.payload_bytes(), deadline_of(check))
+    if reply is None:
+        if check.require_reply or check.expect is not None:
+            raise ProbeFailure("no_reply")
+        return Up()
     if check.expect is not None and re.search(check.expect.encode("utf-8"), reply) is None:
         raise ProbeFailure("reply_mismatch")
     return Up()
