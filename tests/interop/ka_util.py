@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from tests.netns.netns_util import ETH_P_ALL, Lab, Netns, socket_in_netns, stop_process
+from tests.netns.netns_util import ETH_P_ALL, Frame, Lab, Netns, socket_in_netns, stop_process
 
 ETH_P_IP = 0x0800
 ETH_P_ARP = 0x0806
@@ -46,22 +46,6 @@ SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 STOP_TIMEOUT = 10.0
 
 # ---- the witness -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Seen:
-    """One frame and the kernel's receive time (CLOCK_REALTIME seconds, ns resolution)."""
-
-    data: bytes
-    at: float
-
-    @property
-    def ethertype(self) -> int:
-        return int.from_bytes(self.data[12:14], "big")
-
-    @property
-    def src_mac(self) -> bytes:
-        return self.data[6:12]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +64,7 @@ class AdvertSeen:
     src_mac: bytes
 
 
-def parse_advert(frame: Seen) -> AdvertSeen | None:
+def parse_advert(frame: Frame) -> AdvertSeen | None:
     """The VRRP advertisement in `frame`, or None if the frame carries none."""
     data = frame.data
     if frame.ethertype == ETH_P_IP and len(data) >= 34:
@@ -110,7 +94,7 @@ def parse_advert(frame: Seen) -> AdvertSeen | None:
     )
 
 
-def is_garp(frame: Seen, vip: IPv4Address | IPv6Address) -> bool:
+def is_garp(frame: Frame, vip: IPv4Address | IPv6Address) -> bool:
     """A gratuitous ARP (sender IP = target IP = vip) or an unsolicited NA for `vip`."""
     data = frame.data
     if isinstance(vip, IPv4Address):
@@ -149,7 +133,7 @@ class Witness:
             raise
         sock.setblocking(False)
         self.sock = sock
-        self.frames: list[Seen] = []
+        self.frames: list[Frame] = []
 
     def __enter__(self) -> Witness:
         return self
@@ -160,7 +144,7 @@ class Witness:
     def close(self) -> None:
         self.sock.close()
 
-    def poll(self, wait: float = 0.0) -> list[Seen]:
+    def poll(self, wait: float = 0.0) -> list[Frame]:
         """Read what has arrived (waiting up to `wait` s for the first frame); return all."""
         if wait > 0:
             select.select([self.sock], [], [], wait)
@@ -177,10 +161,10 @@ class Witness:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
                     sec, nsec = struct.unpack("qq", value[:16])
                     at = sec + nsec / 1e9
-            self.frames.append(Seen(data, at))
+            self.frames.append(Frame(data, at))
         return self.frames
 
-    def collect(self, duration: float) -> list[Seen]:
+    def collect(self, duration: float) -> list[Frame]:
         """Read for `duration` seconds; return every frame so far."""
         deadline = time.monotonic() + duration
         while (left := deadline - time.monotonic()) > 0:
@@ -191,7 +175,7 @@ class Witness:
         found = [a for f in self.poll() if f.at >= since and (a := parse_advert(f)) is not None]
         return [a for a in found if vrid is None or a.vrid == vrid]
 
-    def garps(self, vip: IPv4Address | IPv6Address, since: float = 0.0) -> list[Seen]:
+    def garps(self, vip: IPv4Address | IPv6Address, since: float = 0.0) -> list[Frame]:
         return [f for f in self.poll() if f.at >= since and is_garp(f, vip)]
 
     def wait_for(

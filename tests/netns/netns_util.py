@@ -355,9 +355,11 @@ def stop_process(proc: subprocess.Popen[bytes], sig: int, *, timeout: float) -> 
     return proc.returncode
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Frame:
-    """One captured Ethernet frame and the monotonic time it was read."""
+    """One captured Ethernet frame and when it arrived, in its capturer's clock (Capture:
+    monotonic time of the read; the interop Witness: the kernel's CLOCK_REALTIME receive
+    stamp)."""
 
     data: bytes
     at: float

@@ -26,9 +26,9 @@ import pytest
 
 from tests.interop.ka_util import (
     AdvertSeen,
+    Frame,
     HaDaemon,
     Instance,
-    Seen,
     Witness,
     holders,
     sample_single_holder,
@@ -94,9 +94,9 @@ def instance(priority: int, vip: str = VIP4, **changes: Any) -> Instance:
     return replace(Instance(VRID, priority, (vip,), version=3, advert_int=ADVERT_INT), **changes)
 
 
-def garp_bursts(frames: list[Seen], gap: float = 0.3) -> list[list[Seen]]:
+def garp_bursts(frames: list[Frame], gap: float = 0.3) -> list[list[Frame]]:
     """Frames grouped into bursts: a new burst starts after `gap` seconds of silence."""
-    bursts: list[list[Seen]] = []
+    bursts: list[list[Frame]] = []
     for frame in frames:
         if bursts and frame.at - bursts[-1][-1].at < gap:
             bursts[-1].append(frame)
