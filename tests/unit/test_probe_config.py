@@ -1,6 +1,6 @@
 """Check config models: keepalived defaults, the `type` union, and specific errors.
 
-Pure (no sockets); it sits with the probe tests because it is the probes' contract.
+Pure (no sockets, no sleeps): the probes' contract, in the unit tier.
 """
 
 from __future__ import annotations
