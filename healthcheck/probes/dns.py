@@ -174,10 +174,9 @@ def judge_reply(check: DnsCheck, qid: int, data: bytes) -> Up:
 
 
 async def _dns(check: DnsCheck, target: ProbeTarget) -> Up:
-    address, port = endpoint(check, target)
     qid = secrets.randbelow(0x10000)
     query = build_query(qid, check.name, QTYPES[check.qtype])
-    reply = await udp_exchange(check, address, port, query, deadline_of(check))
+    reply = await udp_exchange(check, endpoint(check, target), query, deadline_of(check))
     if reply is None:
         raise ProbeFailure("no_reply")
     return judge_reply(check, qid, reply)

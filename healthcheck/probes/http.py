@@ -24,6 +24,7 @@ from healthcheck.config import HttpCheck, HttpsCheck
 from healthcheck.probes.common import (
     Address,
     Clock,
+    Endpoint,
     ProbeFailure,
     ProbeTarget,
     Up,
@@ -49,12 +50,12 @@ _RECV_SIZE = 64 * 1024
 _T = TypeVar("_T")
 
 
-def host_header(check: HttpCheck | HttpsCheck, address: Address, port: int) -> str:
+def host_header(check: HttpCheck | HttpsCheck, where: Endpoint) -> str:
     if check.virtualhost is not None:
         return check.virtualhost
-    host = f"[{address}]" if address.version == 6 else str(address)
+    host = f"[{where.host}]" if where.address.version == 6 else where.host
     default = 443 if check.type == "https" else 80
-    return host if port == default else f"{host}:{port}"
+    return host if where.port == default else f"{host}:{where.port}"
 
 
 def build_request(check: HttpCheck | HttpsCheck, host: str) -> bytes:
@@ -253,13 +254,13 @@ def judge_body(check: HttpCheck | HttpsCheck, body: bytes) -> None:
 async def _http(check: HttpCheck, target: ProbeTarget) -> Up:
     # Straight on the socket, no asyncio streams: a transport, protocol and StreamReader per
     # check cost more CPU than the whole exchange (see wait_ready).
-    address, port = endpoint(check, target)
+    where = endpoint(check, target)
     deadline = deadline_of(check)
-    sock = await tcp_connect(check, address, port, deadline)
+    sock = await tcp_connect(check, where, deadline)
     loop = asyncio.get_running_loop()
     saw_eof = False
     try:
-        await sock_sendall(sock, build_request(check, host_header(check, address, port)), deadline)
+        await sock_sendall(sock, build_request(check, host_header(check, where)), deadline)
         judge = judge_response(check)
         next(judge)
         while True:
@@ -281,10 +282,10 @@ async def _http(check: HttpCheck, target: ProbeTarget) -> Up:
 
 
 async def _https(check: HttpsCheck, target: ProbeTarget) -> Up:
-    address, port = endpoint(check, target)
+    where = endpoint(check, target)
     ctx = tls_context(check)
     deadline = deadline_of(check)
-    sock = await tcp_connect(check, address, port, deadline)
+    sock = await tcp_connect(check, where, deadline)
     writer: asyncio.StreamWriter | None = None
     saw_eof = False
     try:
@@ -293,7 +294,7 @@ async def _https(check: HttpsCheck, target: ProbeTarget) -> Up:
                 reader, writer = await asyncio.open_connection(
                     sock=sock,
                     ssl=ctx,
-                    server_hostname=server_hostname(check, address),
+                    server_hostname=server_hostname(check, where.address),
                     limit=_LINE_LIMIT,
                 )
             except ssl.SSLCertVerificationError:
@@ -302,7 +303,7 @@ async def _https(check: HttpsCheck, target: ProbeTarget) -> Up:
                 # A server refusing the handshake sends an alert and closes; whether we
                 # read the alert or the RST that follows it is a race: both are TLS errors.
                 raise ProbeFailure("tls_error") from exc
-            writer.write(build_request(check, host_header(check, address, port)))
+            writer.write(build_request(check, host_header(check, where)))
             await writer.drain()
             judge = judge_response(check)
             try:

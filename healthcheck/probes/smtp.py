@@ -63,9 +63,8 @@ async def _greet(
 
 
 async def _smtp(check: SmtpCheck, target: ProbeTarget) -> Up:
-    address, port = endpoint(check, target)
     deadline = deadline_of(check)
-    sock = await tcp_connect(check, address, port, deadline)
+    sock = await tcp_connect(check, endpoint(check, target), deadline)
     writer: asyncio.StreamWriter | None = None
     try:
         try:

@@ -17,7 +17,7 @@ from healthcheck.types import ProbeResult
 
 
 async def _tcp(check: TcpCheck, target: ProbeTarget) -> Up:
-    sock = await tcp_connect(check, *endpoint(check, target), deadline_of(check))
+    sock = await tcp_connect(check, endpoint(check, target), deadline_of(check))
     # The handshake is the whole exchange: close by RST so no TIME_WAIT stays behind.
     set_linger_zero(sock)
     sock.close()

@@ -25,8 +25,9 @@ from healthcheck.types import ProbeResult
 
 
 async def _udp(check: UdpCheck, target: ProbeTarget) -> Up:
-    address, port = endpoint(check, target)
-    reply = await udp_exchange(check, address, port, check.payload_bytes(), deadline_of(check))
+    reply = await udp_exchange(
+        check, endpoint(check, target), check.payload_bytes(), deadline_of(check)
+    )
     if reply is None:
         if check.require_reply or check.expect is not None:
             raise ProbeFailure("no_reply")

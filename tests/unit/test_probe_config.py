@@ -1,11 +1,12 @@
-"""Check config models: keepalived defaults, the `type` union, and specific errors.
+"""Check config models: keepalived defaults, the `type` union, and specific errors; where a
+check connects (endpoint, Host header).
 
 Pure (no sockets, no sleeps): the probes' contract, in the unit tier.
 """
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,9 @@ from healthcheck.config import (
     TcpCheck,
     UdpCheck,
 )
-from healthcheck.probes import probe_timeout
+from healthcheck.probes import ProbeTarget, probe_timeout
+from healthcheck.probes.common import Endpoint, endpoint
+from healthcheck.probes.http import host_header
 
 ADAPTER: TypeAdapter[Any] = TypeAdapter(CheckConfig)
 
@@ -164,3 +167,30 @@ def test_probe_timeout_bounds_each_type() -> None:
     assert probe_timeout(IcmpCheck()) == 5.0
     assert probe_timeout(ScriptCheck(argv=("/x",), timeout=3)) == 3.5
     assert probe_timeout(FileCheck(path=Path("/x"))) == 1.0
+
+
+def test_endpoint_takes_the_target_unless_the_check_overrides_it() -> None:
+    target = ProbeTarget(IPv4Address("192.0.2.10"), 8080)
+    assert target.host == "192.0.2.10"
+    assert endpoint(TcpCheck(), target) == Endpoint(target.address, 8080, "192.0.2.10")
+    moved = TcpCheck(connect_ip=IPv6Address("2001:db8::7"), connect_port=81)
+    assert endpoint(moved, target) == Endpoint(IPv6Address("2001:db8::7"), 81, "2001:db8::7")
+    # The cached string is derived: targets still compare (and hash) by address and port.
+    assert target == ProbeTarget(IPv4Address("192.0.2.10"), 8080)
+    assert hash(target) == hash(ProbeTarget(IPv4Address("192.0.2.10"), 8080))
+
+
+@pytest.mark.parametrize(
+    ("check", "address", "port", "host"),
+    [
+        (HttpCheck(), "192.0.2.1", 80, "192.0.2.1"),
+        (HttpCheck(), "192.0.2.1", 8080, "192.0.2.1:8080"),
+        (HttpsCheck(), "192.0.2.1", 443, "192.0.2.1"),
+        (HttpsCheck(), "192.0.2.1", 80, "192.0.2.1:80"),
+        (HttpCheck(), "2001:db8::1", 80, "[2001:db8::1]"),
+        (HttpCheck(), "2001:db8::1", 8080, "[2001:db8::1]:8080"),
+        (HttpCheck(virtualhost="www.example.com"), "192.0.2.1", 8080, "www.example.com"),
+    ],
+)
+def test_host_header(check: HttpCheck | HttpsCheck, address: str, port: int, host: str) -> None:
+    assert host_header(check, endpoint(check, ProbeTarget(ip_address(address), port))) == host
