@@ -263,8 +263,10 @@ async def _http(check: HttpCheck, target: ProbeTarget) -> Up:
         await sock_sendall(sock, build_request(check, host_header(check, where)), deadline)
         judge = judge_response(check)
         next(judge)
+        first = True
         while True:
-            chunk = await sock_recv(sock, _RECV_SIZE, deadline)
+            chunk = await sock_recv(sock, _RECV_SIZE, deadline, wait_first=first)
+            first = False
             # A server that always has more data ready never makes sock_recv wait, so the
             # deadline is checked here too.
             if loop.time() >= deadline:

@@ -236,24 +236,33 @@ async def dnsmasq(address: IPv4Address, *records: str) -> AsyncIterator[int]:
 
 
 @contextlib.contextmanager
-def full_backlog_listener(address: IPv4Address) -> Iterator[int]:
+def full_backlog(address: IPv4Address) -> Iterator[tuple[socket.socket, int]]:
     """A TCP port whose SYNs go unanswered: listen(0) with its accept queue already full.
 
     Linux drops a SYN when the listener's accept queue is full (sk_acceptq_is_full in
     tcp_conn_request), so a connect() there neither succeeds nor is refused: it times out.
+    Yields the listener and its port; accepting from the listener makes room again.
     """
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         listener.bind((str(address), 0))
         listener.listen(0)
+        listener.settimeout(5)
         port = listener.getsockname()[1]
         filler.settimeout(5)
         filler.connect((str(address), port))
-        yield port
+        yield listener, port
     finally:
         filler.close()
         listener.close()
+
+
+@contextlib.contextmanager
+def full_backlog_listener(address: IPv4Address) -> Iterator[int]:
+    """The port of a full_backlog() listener."""
+    with full_backlog(address) as (_listener, port):
+        yield port
 
 
 # ---------------------------------------------------------------- probes inside a namespace
