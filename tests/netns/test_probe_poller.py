@@ -1,5 +1,6 @@
 """The probes' readiness waits (healthcheck.probes.common.wait_ready and its _ProbePoller),
-on real sockets: what each wait leaves in the epoll set, deadlines, and the epoll fd's life.
+on real sockets: what each wait leaves in the epoll set, deadlines, the epoll fd's life, and
+how a connect() that finished inside the call is told from one still going on.
 
 The epoll set is read from /proc/self/fdinfo (one `tfd:` line per registered fd, proc(5)),
 so the assertions see the kernel's own view, not the poller's bookkeeping.
@@ -8,6 +9,7 @@ so the assertions see the kernel's own view, not the poller's bookkeeping.
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import select
 import socket
@@ -17,8 +19,8 @@ import pytest
 
 from healthcheck.config import TcpCheck
 from healthcheck.probes import ProbeTarget, run_probe
-from healthcheck.probes.common import _pollers, wait_ready
-from tests.netns.probe_servers import fresh_loopback, full_backlog
+from healthcheck.probes.common import _established, _pollers, wait_ready
+from tests.netns.probe_servers import closed_tcp_port, fresh_loopback, full_backlog
 
 TCP_SYN_SENT = "02"
 
@@ -161,3 +163,20 @@ def test_the_epoll_fd_goes_with_its_loop() -> None:
     assert first is not second  # one per loop
     gc.collect()
     assert first.closed and second.closed
+
+
+def test_established_tells_a_finished_handshake_from_one_still_on() -> None:
+    addr = fresh_loopback()
+    with full_backlog(addr) as (_listener, port), socket.socket() as pending:
+        pending.setblocking(False)
+        assert pending.connect_ex((str(addr), port)) == errno.EINPROGRESS
+        assert not _established(pending)  # SYN dropped: SYN_SENT
+    with socket.socket() as refused:
+        refused.setblocking(False)
+        refused.connect_ex((str(addr), closed_tcp_port(addr)))
+        assert not _established(refused)  # reset: never established
+    with socket.socket() as server, socket.socket() as done:
+        server.bind((str(addr), 0))
+        server.listen(1)
+        done.connect(server.getsockname())  # blocking: returns once established
+        assert _established(done)
