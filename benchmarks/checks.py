@@ -18,6 +18,12 @@ CPython ran in its window, by generation, with the longest pause.
             capacity: the runner with delay_loop --max-interval (demand far above what one
             core can do), for --max-duration s; lateness is meaningless there
 
+On loopback the kernel runs a TCP handshake to its end inside connect(); the probes see that
+and skip the wait for writability that a real server a round trip away needs (see
+healthcheck/probes/common.py, _established). --wait-connect makes them wait anyway: the
+Python cost of a remote check. (Kernel cost differs either way: on loopback the checker's
+CPU also runs much of the server side's TCP.)
+
 Figures per phase: checks (or connects) per second sustained, checker CPU seconds per wall
 second (1.0 = one core), lateness of attempts against their schedule (p50/p99/max), failed
 attempts by reason. Targets (reported, not asserted): tcp >= 5,000 checks/s on one core,
@@ -53,6 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hacontrol.gcpace import GcPacer
 from healthcheck.config import HttpCheck, TcpCheck
 from healthcheck.probes import ProbeTarget, run_probe
+from healthcheck.probes import common as probes_common
 from healthcheck.runner import CheckRunner, CheckSpec
 from healthcheck.state import CheckParams, HealthEvent, RealServerId
 from healthcheck.types import ProbeResult
@@ -329,6 +336,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {"machine": machine(), "phases": {}}
     server = start_server(args.count, args.port)
     report["machine"]["pinned"] = pin(server.pid) if args.pin else None
+    report["machine"]["wait_connect"] = args.wait_connect
     try:
         phases = args.phases.split(",")
         for phase in phases:
@@ -433,12 +441,21 @@ def main() -> None:
         action="store_false",
         help="let checker and server share CPUs (default: each on its own, given two)",
     )
+    ap.add_argument(
+        "--wait-connect",
+        action="store_true",
+        help="make every probe connect wait for writability, as it must to a real server a "
+        "round trip away (on loopback the handshake otherwise completes inside connect() "
+        "and the probe skips that wait)",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON document")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
         serve(args.count, args.port)
         return
+    if args.wait_connect:
+        probes_common._established = lambda sock: False
     report = asyncio.run(bench(args))
     if args.json:
         print(json.dumps(report, indent=2))
