@@ -110,6 +110,7 @@ class Daemon:
             on_policy_event=self.metrics.on_policy_event,
             on_health_event=self.metrics.on_health_event,
         )
+        self.metrics.watch_check_runner(lvs.runner.stats)
         await lvs.start()
         self._lvs = lvs
         engine = VrrpEngine(_Observers(self.metrics, lvs))

@@ -7,12 +7,20 @@ in one process and read each one's figures.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.gc_collector import GCCollector
 
 from hacontrol.ipvs.reconcile import PassResult
 from healthcheck.policy import PolicyEvent, QuorumChanged
+from healthcheck.runner import RunnerStats
 from healthcheck.state import HealthEvent, RealServerDown, RealServerUp
 from vrrp.types import State, StateChanged
 
@@ -128,6 +136,10 @@ class Metrics:
         for thawed in ("false", "true"):
             self.gc_full_collections.labels(thawed)
 
+    def watch_check_runner(self, stats: RunnerStats) -> None:
+        """Export a check runner's own figures (hacontrol_check_*)."""
+        self.registry.register(CheckRunnerCollector(stats))
+
     # ---- the VRRP engine's observer interface ---------------------------
 
     def on_state_change(self, instance: str, event: StateChanged) -> None:
@@ -180,3 +192,67 @@ class Metrics:
     def on_policy_event(self, event: PolicyEvent) -> None:
         if isinstance(event, QuorumChanged):
             self.quorum_up.labels(event.virtual_service).set(1 if event.up else 0)
+
+
+class CheckRunnerCollector:
+    """The health-check runner's figures, read from its RunnerStats when Prometheus scrapes:
+    the runner counts in plain attributes, so the per-attempt path (thousands a second)
+    pays nothing for the export.
+
+    Lateness is how late an attempt started against its schedule (delay_loop after the
+    last one): it is what grows when the director cannot keep up with its checks, before
+    any check times out.
+    """
+
+    # Upper edges in ms; the runner's histogram has 1 ms buckets up to 10 s, so these are
+    # exact counts, not interpolations.
+    LATENESS_BUCKETS_MS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+
+    def __init__(self, stats: RunnerStats) -> None:
+        self._stats = stats
+
+    def describe(self) -> Iterator[Metric]:
+        return self.collect()
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats
+        for name, doc, value in (
+            ("attempts", "health-check attempts started", stats.attempts),
+            ("results", "health-check results fed to the rise/fall state", stats.results),
+            (
+                "crashes",
+                "exceptions that escaped a probe or a check worker (a bug: the check is "
+                "restarted at its next delay_loop and its real server keeps its state)",
+                stats.crashes,
+            ),
+            (
+                "guard_timeouts",
+                "attempts cancelled for overrunning their own timeout (counted as failed)",
+                stats.guard_timeouts,
+            ),
+            (
+                "callback_errors",
+                "up/down events whose handler raised",
+                stats.callback_errors,
+            ),
+            (
+                "dispatcher_restarts",
+                "restarts of the check dispatcher after it raised",
+                stats.dispatcher_restarts,
+            ),
+        ):
+            yield CounterMetricFamily(f"hacontrol_check_{name}", doc, value=value)
+        yield GaugeMetricFamily(
+            "hacontrol_check_in_flight", "health-check attempts running now", stats.in_flight
+        )
+        lateness = stats.lateness
+        histogram = HistogramMetricFamily(
+            "hacontrol_check_lateness_seconds",
+            "how late health-check attempts started against their schedule",
+        )
+        buckets: list[tuple[str, float]] = [
+            (str(ms / 1000), lateness.count_within(ms)) for ms in self.LATENESS_BUCKETS_MS
+        ]
+        buckets.append(("+Inf", lateness.total))
+        histogram.add_metric([], buckets, lateness.late_seconds)
+        yield histogram

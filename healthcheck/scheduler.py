@@ -109,6 +109,7 @@ class Lateness:
     counts: list[int] | None = None
     total: int = 0
     worst: float = 0.0
+    late_seconds: float = 0.0  # the sum of the positive lateness (a histogram's _sum)
 
     def __post_init__(self) -> None:
         if self.counts is None:
@@ -121,6 +122,7 @@ class Lateness:
         if seconds > 0.0:
             ms = int(seconds * 1000.0)
             counts[ms if ms < self.max_ms else self.max_ms] += 1
+            self.late_seconds += seconds
             if seconds > self.worst:
                 self.worst = seconds
         else:
@@ -140,7 +142,15 @@ class Lateness:
                 return (ms + 1) / 1000.0
         return (self.max_ms + 1) / 1000.0
 
+    def count_within(self, ms: int) -> int:
+        """How many attempts started less than `ms` milliseconds late (a cumulative
+        histogram bucket with upper edge `ms`); `ms` past max_ms counts all but the last
+        bucket, whose lateness is only known to be at least max_ms."""
+        assert self.counts is not None
+        return sum(self.counts[: max(0, min(ms, self.max_ms))])
+
     def reset(self) -> None:
         self.counts = [0] * (self.max_ms + 1)
         self.total = 0
         self.worst = 0.0
+        self.late_seconds = 0.0

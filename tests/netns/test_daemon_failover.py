@@ -134,6 +134,9 @@ def test_election_higher_priority_holds_the_vip(net: Net) -> None:
     # Once started, full collections are the pacer's (hacontrol/gcpace.py), once a minute.
     assert samples["hacontrol_gc_full_collection_interval_seconds"] == 60.0
     assert 'python_gc_collections_total{generation="2"}' in samples
+    # The check runner's figures are exported even with no virtual server to check.
+    assert samples["hacontrol_check_attempts_total"] == 0.0
+    assert samples['hacontrol_check_lateness_seconds_bucket{le="0.05"}'] == 0.0
 
 
 def test_kill9_backup_takes_over_with_two_garp_bursts(net: Net) -> None:
