@@ -250,8 +250,10 @@ class CheckRunnerCollector:
             "hacontrol_check_lateness_seconds",
             "how late health-check attempts started against their schedule",
         )
+        edges = self.LATENESS_BUCKETS_MS
         buckets: list[tuple[str, float]] = [
-            (str(ms / 1000), lateness.count_within(ms)) for ms in self.LATENESS_BUCKETS_MS
+            (str(ms / 1000), count)
+            for ms, count in zip(edges, lateness.counts_within(edges), strict=True)
         ]
         buckets.append(("+Inf", lateness.total))
         histogram.add_metric([], buckets, lateness.late_seconds)

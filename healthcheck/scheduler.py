@@ -15,7 +15,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -142,12 +142,22 @@ class Lateness:
                 return (ms + 1) / 1000.0
         return (self.max_ms + 1) / 1000.0
 
-    def count_within(self, ms: int) -> int:
-        """How many attempts started less than `ms` milliseconds late (a cumulative
-        histogram bucket with upper edge `ms`); `ms` past max_ms counts all but the last
-        bucket, whose lateness is only known to be at least max_ms."""
+    def counts_within(self, edges_ms: Sequence[int]) -> list[int]:
+        """For each upper edge (ms, ascending), how many attempts started less than that
+        late: cumulative histogram buckets, in one pass over the 1 ms buckets. An edge past
+        max_ms counts all but the last bucket, whose lateness is only known to be at least
+        max_ms."""
         assert self.counts is not None
-        return sum(self.counts[: max(0, min(ms, self.max_ms))])
+        counts = self.counts
+        cumulative: list[int] = []
+        seen = 0
+        start = 0
+        for edge in edges_ms:
+            stop = max(start, min(edge, self.max_ms))
+            seen += sum(counts[start:stop])
+            cumulative.append(seen)
+            start = stop
+        return cumulative
 
     def reset(self) -> None:
         self.counts = [0] * (self.max_ms + 1)
