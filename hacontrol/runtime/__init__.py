@@ -1,0 +1,1 @@
+"""The runtime that joins the engines: event bus, read model, reconciler, control socket."""

@@ -1,0 +1,128 @@
+"""What the VRRP engine publishes: typed, frozen events for whoever listens.
+
+The engine (vrrp/io.py) takes one `publish` callable and hands it these values; it never
+knows who listens (metrics, logs, notify hooks, the daemon's read model, a parent process
+on the other end of a socket). Everything here is a plain value that pickles, so the same
+events cross the boundary between the VRRP process and the daemon unchanged.
+
+Per-packet figures are not events (thousands a second): the engine counts them in plain
+integers and publishes a cumulative `VrrpCounters` snapshot now and then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from vrrp.types import IPAddress, Reason, State
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceStateChanged:
+    """The one event of a state change (the fsm's `StateChanged` with its context)."""
+
+    instance: str
+    interface: str
+    vrid: int
+    old: State
+    new: State
+    reason: Reason
+    priority: int  # configured (base) priority
+    effective_priority: int  # base + tracking, what adverts carry
+
+
+@dataclass(frozen=True, slots=True)
+class PriorityChanged:
+    instance: str
+    priority: int
+    effective_priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class MasterChanged:
+    """Who this instance believes is master: `address` None while nobody is heard.
+
+    A master reports its own advert source; a backup the source of the adverts it follows.
+    """
+
+    instance: str
+    address: IPAddress | None
+    priority: int | None
+    ours: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FaultsChanged:
+    """Why an instance is held in FAULT (empty: nothing holds it there any more).
+
+    Reasons are stable words: `no_such_interface`, `link_down`, `no_source_address`.
+    """
+
+    instance: str
+    interface: str
+    faults: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HoldChanged:
+    """An operator's step-down hold was set or released (`hacontrol step-down/release`)."""
+
+    instance: str
+    held: bool
+
+
+@dataclass(frozen=True, slots=True)
+class VipRepaired:
+    """A VIP of a master instance was found missing (deleted by hand) and added again."""
+
+    instance: str
+    interface: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceCounters:
+    adverts_sent: int = 0
+    adverts_received: int = 0
+    garp_sent: int = 0
+    address_mismatch: int = 0
+    # action -> failures: send_advert, add_address, remove_address, send_garp
+    errors: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class VrrpCounters:
+    """Cumulative figures since the engine started."""
+
+    instances: Mapping[str, InstanceCounters]
+    # (interface, reason) -> packets dropped
+    drops: Mapping[tuple[str, str], int]
+
+
+@dataclass(frozen=True, slots=True)
+class ReconfigureResult:
+    """What `VrrpEngine.configure()` did with a new set of instances.
+
+    `updated`: kept their state and took the new settings in place; `restarted`: their
+    identity (interface, family, VRID) changed, so they were stopped and started anew;
+    `unchanged`, `added`, `removed` as they say; `errors`: instance -> why it was refused.
+    """
+
+    unchanged: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    restarted: tuple[str, ...] = ()
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    errors: Mapping[str, str] = field(default_factory=dict)
+
+
+VrrpEvent = (
+    InstanceStateChanged
+    | PriorityChanged
+    | MasterChanged
+    | FaultsChanged
+    | HoldChanged
+    | VipRepaired
+    | VrrpCounters
+    | ReconfigureResult
+)
