@@ -1,0 +1,370 @@
+"""Everything the kernel should hold, as pure functions of the config and the runtime's
+states: the IPVS table, the sync daemon, the global timeouts, the IPVS sysctls.
+
+```
+config + health verdicts (policy) + VRRP state + operator overrides + services draining
+        ──> desired_table / desired_sync_daemon / wanted_timeouts / wanted_sysctls
+```
+
+No I/O and no clock of its own (time comes in as `now`): the runtime computes these
+values and the reconciler converges the kernel to them. Besides the translation of
+the config, two decisions live here:
+
+- Operator drains (`hacontrol drain VS RS`): the real server is taken out as a failure
+  would take it out, so it follows the virtual server's `inhibit_on_failure`: kept at
+  weight 0 (quiescent) with it, or drained (weight 0, then removed once its
+  connections are gone or after `drain_timeout`) without it. Its checks keep running,
+  so status still shows its health.
+- Whole virtual services that leave the configuration (on reload, or while the daemon
+  was down) are drained rather than deleted at once: every real server at weight 0,
+  the service deleted when ActiveConn + InActConn of all of them reach 0 or after the
+  drain timeout. keepalived deletes them at once, which cuts every connection through
+  them. Counters are trusted only from the pass after the drain began (the dump before
+  it was taken while the weights were still non-zero).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
+from ipaddress import IPv4Address, ip_address
+from socket import AF_INET, AF_INET6
+from typing import Literal
+
+from hacontrol.config import Config
+from hacontrol.config_lvs import RealServerConfig, VirtualServerConfig
+from hacontrol.ipvs.model import (
+    DestKey,
+    ForwardingMethod,
+    RealServer,
+    ServiceKey,
+    Table,
+    TunnelFlags,
+    TunnelType,
+    VirtualService,
+)
+from hacontrol.ipvs.syncd import SyncDaemonConfig, Timeouts
+from hacontrol.ipvs.sysctl import IpvsSysctls
+from hacontrol.runtime.state import RealServerRef
+from healthcheck.policy import (
+    DesiredRealServer,
+    RealServerPolicy,
+    ServerStatus,
+    SorryServer,
+    VirtualServicePolicy,
+)
+from healthcheck.runner import CheckSpec
+from healthcheck.state import CheckParams, RealServerId
+from vrrp.types import State
+
+_FORWARDING = {"DR": ForwardingMethod.DR, "TUN": ForwardingMethod.TUN, "NAT": ForwardingMethod.NAT}
+_TUNNEL_TYPE = {"ipip": TunnelType.IPIP, "gue": TunnelType.GUE, "gre": TunnelType.GRE}
+_TUNNEL_FLAGS = {
+    "nocsum": TunnelFlags(0),
+    "csum": TunnelFlags.CSUM,
+    "remcsum": TunnelFlags.REMCSUM,
+}
+
+SyncRole = Literal["master", "backup"]
+
+
+# ---- the config as policy inputs ---------------------------------------------------------
+
+
+def service_key(vs: VirtualServerConfig) -> ServiceKey:
+    if vs.fwmark is not None:
+        return ServiceKey.of_fwmark(vs.fwmark, AF_INET6 if vs.family == 6 else AF_INET)
+    assert vs.address is not None and vs.port is not None
+    return ServiceKey.of(vs.protocol, vs.address, vs.port)
+
+
+def rs_port(vs: VirtualServerConfig, port: int | None) -> int:
+    """The concrete port the policy and the checks use; None means the service's."""
+    if port is not None:
+        return port
+    return vs.port or 0
+
+
+def real_server_id(vs: VirtualServerConfig, rs: RealServerConfig) -> RealServerId:
+    return RealServerId(vs.display_name, str(rs.address), rs_port(vs, rs.port))
+
+
+def _drained_ids(drained: Collection[RealServerRef]) -> set[RealServerId]:
+    return {RealServerId(d.virtual_server, d.address, d.port) for d in drained}
+
+
+def policy_inputs(
+    config: Config, drained: Collection[RealServerRef] = ()
+) -> tuple[VirtualServicePolicy, ...]:
+    """The policy's view of each virtual server. A real server the operator drained is
+    left out (so the policy drains it) unless the service keeps failed servers
+    quiescent (`inhibit_on_failure`): then it stays, and `health_overrides` holds it down."""
+    out_of_service = _drained_ids(drained)
+    out = []
+    for vs in config.virtual_servers:
+        sorry = None
+        if vs.sorry_server is not None:
+            s = vs.sorry_server
+            sorry = SorryServer(str(s.address), rs_port(vs, s.port), s.weight, s.inhibit)
+        servers = tuple(
+            RealServerPolicy(str(rs.address), rs_port(vs, rs.port), rs.weight)
+            for rs in vs.real_servers
+            if vs.inhibit_on_failure or real_server_id(vs, rs) not in out_of_service
+        )
+        out.append(
+            VirtualServicePolicy(
+                id=vs.display_name,
+                real_servers=servers,
+                quorum=vs.quorum,
+                hysteresis=vs.hysteresis,
+                inhibit_on_failure=vs.inhibit_on_failure,
+                sorry_server=sorry,
+                drain_timeout=vs.drain_timeout,
+                omega=vs.omega,
+            )
+        )
+    return tuple(out)
+
+
+def health_overrides(
+    config: Config, drained: Collection[RealServerRef]
+) -> dict[RealServerId, ServerStatus]:
+    """Operator-drained servers of `inhibit_on_failure` services, held down (weight 0)."""
+    out_of_service = _drained_ids(drained)
+    return {
+        rid: ServerStatus(up=False)
+        for vs in config.virtual_servers
+        if vs.inhibit_on_failure
+        for rs in vs.real_servers
+        if (rid := real_server_id(vs, rs)) in out_of_service
+    }
+
+
+def check_specs(vs: VirtualServerConfig, rs: RealServerConfig) -> tuple[CheckSpec, ...]:
+    return tuple(
+        CheckSpec(CheckParams.from_check(check, alpha=vs.alpha, name=check.type), check)
+        for check in rs.checks
+    )
+
+
+# ---- the IPVS table ----------------------------------------------------------------------
+
+
+def base_service(vs: VirtualServerConfig) -> VirtualService:
+    """The service's own settings, without real servers."""
+    netmask: IPv4Address | int | None = None
+    if vs.persistence_granularity is not None:
+        text = vs.persistence_granularity.lstrip("/")
+        netmask = int(text) if text.isdigit() else IPv4Address(text)
+    return VirtualService(
+        key=service_key(vs),
+        scheduler=vs.scheduler,
+        sched_flags=frozenset(vs.sched_flags),
+        one_packet=vs.ops,
+        persistence_timeout=vs.persistence_timeout,
+        persistence_netmask=netmask,
+        persistence_engine=vs.persistence_engine,
+    )
+
+
+def _real_server(
+    vs: VirtualServerConfig, rs: RealServerConfig | None, want: DesiredRealServer
+) -> RealServer:
+    forwarding = (rs.forwarding if rs is not None else None) or vs.forwarding
+    address = ip_address(want.address)
+    # DR/TUN keep the packet's port: the model wants None ("the service's port")
+    # there, and the port itself only for NAT or where the config gave one.
+    port: int | None = want.port or None
+    if rs is not None and rs.port is None and forwarding != "NAT":
+        port = None
+    return RealServer(
+        address=address,
+        port=port,
+        forwarding=_FORWARDING[forwarding],
+        weight=want.weight,
+        upper_threshold=rs.uthreshold if rs is not None else 0,
+        lower_threshold=rs.lthreshold if rs is not None else 0,
+        tunnel_type=_TUNNEL_TYPE[rs.tunnel_type] if rs is not None else TunnelType.IPIP,
+        tunnel_port=rs.tunnel_port if rs is not None else 0,
+        tunnel_flags=_TUNNEL_FLAGS[rs.tunnel_checksum] if rs is not None else TunnelFlags(0),
+    )
+
+
+def virtual_service(vs: VirtualServerConfig, wants: Sequence[DesiredRealServer]) -> VirtualService:
+    by_key = {(str(rs.address), rs_port(vs, rs.port)): rs for rs in vs.real_servers}
+    return replace(
+        base_service(vs),
+        real_servers=tuple(
+            _real_server(vs, by_key.get((want.address, want.port)), want) for want in wants
+        ),
+    )
+
+
+def desired_table(
+    config: Config,
+    desired: Mapping[str, Sequence[DesiredRealServer]],
+    draining: Mapping[ServiceKey, ServiceDrain] | None = None,
+) -> Table:
+    """Every configured service with the real servers (and weights) the policy wants,
+    plus the services that left the config and are still draining."""
+    services = [
+        virtual_service(vs, desired.get(vs.display_name, ())) for vs in config.virtual_servers
+    ]
+    configured = {s.key for s in services}
+    for key, drain in (draining or {}).items():
+        if key not in configured:
+            services.append(drain.service)
+    return Table.of(services)
+
+
+def model_problems(config: Config) -> list[tuple[int, str]]:
+    """What the IPVS model refuses in each virtual server (index, message), so that
+    `hacontrol check` and start-up report it before any kernel call."""
+    out: list[tuple[int, str]] = []
+    for index, vs in enumerate(config.virtual_servers):
+        wants = [
+            DesiredRealServer(str(rs.address), rs_port(vs, rs.port), rs.weight)
+            for rs in vs.real_servers
+        ]
+        if vs.sorry_server is not None:
+            s = vs.sorry_server
+            wants.append(DesiredRealServer(str(s.address), rs_port(vs, s.port), s.weight))
+        try:
+            service = virtual_service(vs, wants)
+        except ValueError as exc:
+            out.append((index, str(exc)))
+            continue
+        out.extend((index, message) for message in service.validate())
+    return out
+
+
+# ---- the sync daemon, timeouts, sysctls --------------------------------------------------
+
+
+def sync_role(vrrp_state: State | None) -> SyncRole | None:
+    """Which sync daemon a director runs for its VRRP state.
+
+    keepalived (lvs_sync_daemon): MASTER runs the master daemon; every other state runs
+    the backup daemon (vrrp_state_leave_master() switches to backup whether it goes to
+    BACKUP or FAULT), so a director that is not master keeps receiving connections and
+    is ready to take over. None (no state known yet) also means backup: until VRRP says
+    otherwise this director is not master.
+    """
+    return "master" if vrrp_state is State.MASTER else "backup"
+
+
+def sync_template(config: Config) -> SyncDaemonConfig | None:
+    sync = config.ipvs.sync_daemon
+    if sync is None:
+        return None
+    return SyncDaemonConfig(
+        state="backup",
+        interface=sync.interface,
+        syncid=sync.syncid,
+        maxlen=sync.maxlen,
+        group=sync.group,
+        port=sync.port,
+        ttl=sync.ttl,
+    )
+
+
+def desired_sync_daemon(config: Config, vrrp_state: State | None) -> SyncDaemonConfig | None:
+    """The one sync daemon this director should run, or None (no lvs_sync_daemon)."""
+    template = sync_template(config)
+    if template is None:
+        return None
+    return replace(template, state=sync_role(vrrp_state))
+
+
+def wanted_timeouts(config: Config) -> Timeouts | None:
+    """`ipvsadm --set` values, or None when the config sets none (0 = leave alone)."""
+    t = config.ipvs.timeouts
+    if not (t.tcp or t.tcpfin or t.udp):
+        return None
+    return Timeouts(t.tcp, t.tcpfin, t.udp)
+
+
+def wanted_sysctls(config: Config) -> IpvsSysctls:
+    s = config.ipvs.sysctls
+    return IpvsSysctls(
+        expire_nodest_conn=s.expire_nodest_conn,
+        expire_quiescent_template=s.expire_quiescent_template,
+        conntrack=s.conntrack,
+        conn_reuse_mode=s.conn_reuse_mode,
+        sync_version=s.sync_version,
+    )
+
+
+def uses_ipvs(config: Config) -> bool:
+    """A VRRP-only config never touches IPVS (the host may not even have it)."""
+    return bool(config.virtual_servers) or config.ipvs.sync_daemon is not None
+
+
+# ---- whole services draining -------------------------------------------------------------
+
+DEFAULT_DRAIN_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceDrain:
+    """A service that left the config: kept in the table, every real server at weight 0."""
+
+    service: VirtualService
+    since: float
+    timeout: float
+    trusted: bool = False  # counters may be believed (a dump after the weights went to 0)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceDrainStarted:
+    key: ServiceKey
+    real_servers: int
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceDrainFinished:
+    key: ServiceKey
+    reason: Literal["connections", "timeout", "returned"]
+
+
+ServiceDrainEvent = ServiceDrainStarted | ServiceDrainFinished
+
+
+def start_service_drain(service: VirtualService, now: float, timeout: float) -> ServiceDrain:
+    quiet = replace(
+        service, real_servers=tuple(replace(rs, weight=0) for rs in service.real_servers)
+    )
+    return ServiceDrain(quiet, now, timeout)
+
+
+def step_service_drains(
+    drains: Mapping[ServiceKey, ServiceDrain],
+    configured: Collection[ServiceKey],
+    counters: Mapping[tuple[ServiceKey, DestKey], tuple[int, int]],
+    now: float,
+) -> tuple[dict[ServiceKey, ServiceDrain], list[ServiceDrainEvent]]:
+    """Advance every service drain: finished when the service is configured again, when
+    all its connections are gone (trusted counters), or at its timeout."""
+    out: dict[ServiceKey, ServiceDrain] = {}
+    events: list[ServiceDrainEvent] = []
+    for key, drain in drains.items():
+        if key in configured:
+            events.append(ServiceDrainFinished(key, "returned"))
+            continue
+        if drain.trusted:
+            total = 0
+            known = True
+            for rs in drain.service.real_servers:
+                found = counters.get((key, rs.key))
+                if found is None:
+                    known = False
+                    break
+                total += found[0] + found[1]
+            if known and total == 0:
+                events.append(ServiceDrainFinished(key, "connections"))
+                continue
+        if now - drain.since >= drain.timeout:
+            events.append(ServiceDrainFinished(key, "timeout"))
+            continue
+        out[key] = replace(drain, trusted=True)
+    return out, events

@@ -1,0 +1,288 @@
+"""The daemon's side of the VRRP engine: one supervised VRRP process (or, for comparison
+and small tools, the engine inline in the daemon's own loop).
+
+`VrrpSupervisor` starts `hacontrol.runtime.vrrp_process`, sends it the instances to run,
+publishes every event it sends back on the daemon's bus, and restarts it if it dies.
+A restart must not move the VIPs: the instances that were MASTER when the process died
+are told to resume as MASTER, provided the restart comes before their backups can have
+declared them down (Master_Down_Interval after the death). Their VIPs never left the
+interface (a killed process removes nothing), so the master keeps them and simply
+advertises again. Later than that, the backup has taken over, and the instance starts
+as an ordinary BACKUP.
+
+The daemon never waits on the VRRP process for anything time-critical: configure and
+hold requests are messages; events arrive when they arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from hacontrol.runtime.events import VrrpProcessChanged
+from hacontrol.runtime.vrrp_protocol import (
+    Configure,
+    FrameError,
+    Hello,
+    SetHold,
+    SetScheduling,
+    Stop,
+    Stopped,
+    encode,
+    read_message,
+)
+from vrrp.events import InstanceStateChanged, ReconfigureResult
+from vrrp.io import InstanceSpec, VrrpEngine
+from vrrp.types import State
+
+log = logging.getLogger("hacontrol.vrrp")
+
+START_TIMEOUT = 30.0  # seconds for a VRRP process to start and answer its first Configure
+STOP_TIMEOUT = 8.0  # seconds it has to resign and remove its VIPs (the engine takes <= 5)
+RESTART_BACKOFF = (0.0, 0.5, 1.0, 2.0, 5.0)  # delays before restarts 1, 2, 3, ...
+STABLE_AFTER = 60.0  # a process that lived this long resets the backoff
+
+
+def _master_down_interval(spec: InstanceSpec) -> float:
+    """RFC 5798 §6.1 for the peer that outranks nobody: 3 * interval + Skew_Time, with the
+    lowest possible priority, so the resume window is never longer than any backup's."""
+    advert_int = spec.params.advert_int / 100
+    return 3 * advert_int + (255 / 256) * advert_int
+
+
+class VrrpSupervisor:
+    """Runs the VRRP engine in its own process; `inline=True` runs it in this loop."""
+
+    def __init__(
+        self,
+        publish: Callable[[object], None],
+        *,
+        inline: bool = False,
+        log_level: str = "info",
+        rt_priority: int | None = None,
+        nice: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._publish = publish
+        self.inline = inline
+        self._log_level = log_level
+        self._scheduling = SetScheduling(rt_priority, nice)
+        self._clock = clock
+        self._instances: tuple[InstanceSpec, ...] = ()
+        self._holds: frozenset[str] = frozenset()
+        self.states: dict[str, State] = {}
+        self.pid: int | None = None
+        self.restarts = 0
+        self._engine: VrrpEngine | None = None  # inline mode
+        self._proc: asyncio.subprocess.Process | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self._pending: asyncio.Future[ReconfigureResult] | None = None
+        self._configure_lock = asyncio.Lock()
+        self._stopping = False
+        self._started_at = 0.0
+        self._stopped_cleanly = False
+
+    # ---- public ------------------------------------------------------------------------
+
+    async def start(
+        self, instances: Sequence[InstanceSpec], holds: Iterable[str] = ()
+    ) -> ReconfigureResult:
+        self._instances = tuple(instances)
+        self._holds = frozenset(holds)
+        if self.inline:
+            self._engine = VrrpEngine(publish=self._on_event)
+            await self._engine.start()
+            self.pid = os.getpid()
+            return self._engine.configure(self._instances, holds=self._holds)
+        await self._spawn(restart=False)
+        return await self._send_configure({})
+
+    async def configure(
+        self, instances: Sequence[InstanceSpec], holds: Iterable[str] | None = None
+    ) -> ReconfigureResult:
+        """Run exactly `instances` from now on (a reload); returns what the engine did."""
+        self._instances = tuple(instances)
+        if holds is not None:
+            self._holds = frozenset(holds)
+        if self._engine is not None:
+            return self._engine.configure(self._instances, holds=self._holds)
+        return await self._send_configure({})
+
+    def set_hold(self, instances: Sequence[str], held: bool) -> None:
+        names = set(instances)
+        self._holds = self._holds | names if held else self._holds - names
+        if self._engine is not None:
+            self._engine.set_hold(tuple(instances), held)
+        else:
+            self._send(SetHold(tuple(instances), held))
+
+    def set_scheduling(self, rt_priority: int | None, nice: int | None) -> None:
+        self._scheduling = SetScheduling(rt_priority, nice)
+        if self._engine is None:
+            self._send(self._scheduling)
+
+    async def stop(self) -> None:
+        """Resign every master, remove the VIPs, and end the VRRP process."""
+        self._stopping = True
+        if self._engine is not None:
+            await self._engine.stop()
+            return
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        self._send(Stop())
+        try:
+            await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
+        except TimeoutError:
+            log.error("vrrp.process_stop_timeout pid=%s seconds=%s", proc.pid, STOP_TIMEOUT)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+        if self._reader_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._reader_task, 2.0)
+        self._publish(VrrpProcessChanged("exited", None, "stopped"))
+
+    # ---- the process -------------------------------------------------------------------
+
+    async def _spawn(self, restart: bool) -> None:
+        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "hacontrol.runtime.vrrp_process",
+                "--fd",
+                str(child_end.fileno()),
+                "--parent",
+                str(os.getpid()),
+                "--log-level",
+                self._log_level,
+                pass_fds=(child_end.fileno(),),
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+        finally:
+            child_end.close()
+        reader, writer = await asyncio.open_unix_connection(sock=parent_end)
+        self._proc, self._writer = proc, writer
+        self.pid = proc.pid
+        self._started_at = self._clock()
+        self._reader_task = asyncio.get_running_loop().create_task(
+            self._read(reader, proc), name="vrrp-process-reader"
+        )
+        self._send(self._scheduling)
+        log.info("vrrp.process_started pid=%d restart=%s", proc.pid, restart)
+        self._publish(VrrpProcessChanged("started", proc.pid, "restart" if restart else ""))
+        if self._watch_task is None or self._watch_task.done():
+            self._watch_task = asyncio.get_running_loop().create_task(
+                self._watch(), name="vrrp-process-watch"
+            )
+
+    def _send(self, message: Any) -> None:
+        writer = self._writer
+        if writer is None or writer.is_closing():
+            return
+        writer.write(encode(message))
+
+    async def _send_configure(self, resume_until: dict[str, float]) -> ReconfigureResult:
+        async with self._configure_lock:
+            loop = asyncio.get_running_loop()
+            self._pending = loop.create_future()
+            self._send(Configure(self._instances, resume_until, self._holds))
+            try:
+                return await asyncio.wait_for(asyncio.shield(self._pending), START_TIMEOUT)
+            except TimeoutError:
+                return ReconfigureResult(
+                    errors={"*": f"the VRRP process did not answer within {START_TIMEOUT:g} s"}
+                )
+            finally:
+                self._pending = None
+
+    async def _read(self, reader: asyncio.StreamReader, proc: asyncio.subprocess.Process) -> None:
+        while True:
+            try:
+                message = await read_message(reader)
+            except FrameError as exc:
+                log.error("vrrp.process_bad_frame pid=%d error=%s", proc.pid, exc)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                break
+            if message is None:
+                break
+            if isinstance(message, Hello):
+                continue
+            if isinstance(message, Stopped):
+                self._stopped_cleanly = True
+                continue
+            pending = self._pending
+            if (
+                isinstance(message, ReconfigureResult)
+                and pending is not None
+                and not pending.done()
+            ):
+                pending.set_result(message)
+            self._on_event(message)
+        pending = self._pending
+        if pending is not None and not pending.done():
+            pending.set_result(ReconfigureResult(errors={"*": "the VRRP process exited"}))
+
+    def _on_event(self, event: object) -> None:
+        if isinstance(event, InstanceStateChanged):
+            self.states[event.instance] = event.new
+        self._publish(event)
+
+    async def _watch(self) -> None:
+        """Restart the VRRP process whenever it dies while we are not stopping it."""
+        while not self._stopping:
+            proc = self._proc
+            assert proc is not None
+            code = await proc.wait()
+            if self._reader_task is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._reader_task, 2.0)
+            if self._stopping:
+                return
+            died_at = self._clock()
+            detail = (
+                f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+            )
+            log.error("vrrp.process_exited pid=%d %s", proc.pid, detail)
+            self._publish(VrrpProcessChanged("exited", None, detail))
+            masters = {name for name, state in self.states.items() if state is State.MASTER}
+            resume_until = {
+                spec.name: died_at + _master_down_interval(spec)
+                for spec in self._instances
+                if spec.name in masters
+            }
+            lived = died_at - self._started_at
+            if lived >= STABLE_AFTER:
+                self.restarts = 0
+            delay = RESTART_BACKOFF[min(self.restarts, len(RESTART_BACKOFF) - 1)]
+            self.restarts += 1
+            if delay:
+                await asyncio.sleep(delay)
+            if self._stopping:
+                return
+            self.states = {}
+            try:
+                await self._spawn(restart=True)
+            except OSError as exc:
+                log.error("vrrp.process_spawn_failed error=%s", exc)
+                continue
+            result = await self._send_configure(resume_until)
+            if result.errors:
+                log.error("vrrp.process_configure_failed errors=%s", dict(result.errors))
