@@ -183,6 +183,11 @@ class GlobalConfig(Frozen):
     router_id: str | None = None
     # Prometheus endpoint, "HOST:PORT"; None disables it.
     metrics_listen: str | None = "127.0.0.1:9650"
+    # keepalived's vrrp_rt_priority: the VRRP process runs SCHED_RR at this priority, so
+    # adverts leave on time however busy the machine is. None: ordinary scheduling.
+    vrrp_rt_priority: int | None = Field(default=None, ge=1, le=99)
+    # keepalived's vrrp_priority: the VRRP process's nice value.
+    vrrp_priority: int | None = Field(default=None, ge=-20, le=19)
 
     @field_validator("metrics_listen")
     @classmethod
@@ -294,7 +299,7 @@ def parse_config(text: str, filename: str = "<config>") -> Config:
     # What the IPVS model refuses (a DR real server on another port, ...), named
     # by the layer that would refuse it. Imported here: hacontrol.lvs builds on
     # this module.
-    from hacontrol.lvs import model_problems
+    from hacontrol.desired import model_problems
 
     for index, message in model_problems(config):
         path = ("virtual_servers", index)

@@ -1,12 +1,20 @@
 """The daemon: builds the runtime from a validated config and runs it.
 
-Start-up order matters: the config is already valid when we get here, the
-metrics endpoint comes up first (so a scrape can see a stuck start), then the
-VRRP engine; systemd hears READY=1 only once the instances run. SIGTERM and
-SIGINT stop the instances (a master sends priority 0 so its backup takes over
-after Skew_Time instead of Master_Down_Interval, RFC 5798 §6.4.3) and remove
-the VIPs before the process exits 0. SIGHUP re-reads the file: an invalid
-file is logged and the running config is left untouched.
+```
+ VRRP process (vrrp_host) ──(events)──> bus ──> metrics, read model, logs, LVS runtime
+ CheckRunner (lvs) ─────────(events)──┘   │
+ config + states + overrides ──> desired ──> reconciler ──> kernel (IPVS, sync daemon, ...)
+ control socket (status, reload, drain, step-down) <── read model / runtime
+```
+
+Start-up order matters: the config is already valid and the pid lock held when we get
+here (hacontrol/cli.py); the metrics endpoint and the control socket come up first (so a
+stuck start can be seen), then IPVS (a VIP that arrives before its virtual service would
+take traffic the kernel then drops), then the VRRP process; systemd hears READY=1 once
+the instances run. SIGTERM and SIGINT stop the instances (a master sends priority 0 so
+its backup takes over after Skew_Time instead of Master_Down_Interval, RFC 5798 §6.4.3)
+and remove the VIPs before the process exits 0. SIGHUP (or `hacontrol reload`) re-reads
+the file and applies it in place; an invalid file changes nothing.
 """
 
 from __future__ import annotations
@@ -15,83 +23,123 @@ import asyncio
 import contextlib
 import logging
 import signal
-from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
+from typing import Any
 
 from hacontrol import sdnotify
-from hacontrol.config import Config, ConfigError, VrrpInstanceConfig, load_config
+from hacontrol.config import Config, ConfigError, load_config
+from hacontrol.desired import service_key, vrrp_instances
 from hacontrol.gcpace import GcPacer
-from hacontrol.iptypes import IPAddress
 from hacontrol.lvs import LvsRuntime
 from hacontrol.metrics import Metrics
-from vrrp.types import InstanceParams, StateChanged
+from hacontrol.runtime.bus import Bus
+from hacontrol.runtime.control import (
+    CONTROL_SOCKET,
+    ControlServer,
+    Request,
+    RequestError,
+    ok_response,
+)
+from hacontrol.runtime.events import (
+    InstanceInfo,
+    IpvsAvailability,
+    OverridesChanged,
+    RealServerInfo,
+    ReloadResult,
+    Topology,
+    VirtualServerInfo,
+)
+from hacontrol.runtime.kernel import MODPROBE
+from hacontrol.runtime.lock import DEFAULT_RUN_DIR
+from hacontrol.runtime.readmodel import ReadModel, merge_counters
+from hacontrol.runtime.state import DEFAULT_STATE_DIR, PersistentState, RealServerRef, StateFile
+from hacontrol.runtime.vrrp_host import VrrpSupervisor
+from vrrp.events import InstanceStateChanged, ReconfigureResult
+from vrrp.types import State
 
 log = logging.getLogger("hacontrol.daemon")
 
 
-async def primary_address(interface: str, family: int, exclude: set[IPAddress]) -> IPAddress | None:
-    """The address adverts come from and the tie-break key (RFC 5798 §6.4.3).
-
-    IPv4: the interface's first address that is not one of our VIPs (the
-    kernel lists primaries before secondaries; keepalived takes the same).
-    IPv6: the link-local address, which RFC 5798 §5.1.2.1 makes the source
-    of every advert. None when the interface or the address is absent; the
-    instance then starts in FAULT.
-    """
-    from vrrp.addresses import Rtnl
-
-    rtnl = Rtnl()
-    try:
-        await rtnl.open()
-        index = {link.ifname: link.ifindex for link in await rtnl.links()}.get(interface)
-        if index is None:
-            return None
-        for entry in await rtnl.addresses():
-            addr = entry.address.ip
-            if entry.ifindex != index or addr.version != family or addr in exclude:
-                continue
-            if family == 6 and not addr.is_link_local:
-                continue
-            return addr
-        return None
-    finally:
-        rtnl.close()
-
-
-def instance_params(inst: VrrpInstanceConfig, primary: IPAddress | None) -> InstanceParams:
-    """The state machine's view of one configured instance."""
-    if inst.unicast_src_ip is not None:
-        primary = inst.unicast_src_ip
-    if primary is None:
-        # No address yet: the engine puts the instance in FAULT until the
-        # interface is usable; the unspecified address loses every tie-break.
-        primary = IPv4Address(0) if inst.family == 4 else IPv6Address(0)
-    return InstanceParams(
-        name=inst.name,
-        vrid=inst.vrid,
-        version=inst.effective_version,
-        priority=inst.priority,
-        advert_int=inst.advert_int_centis,
-        primary_address=primary,
-        virtual_addresses=tuple(vip.address for vip in inst.virtual_ipaddresses),
-        preempt=inst.preempt_mode,
-        preempt_delay=inst.preempt_delay,
-        accept_mode=inst.accept,
-        auth_type=inst.auth_type,
-        auth_data=inst.auth_data,
-        garp=inst.garp,
+def topology(config: Config, path: str | Path) -> Topology:
+    return Topology(
+        instances=tuple(
+            InstanceInfo(i.name, i.interface, i.vrid, i.family, i.priority)
+            for i in config.vrrp_instances
+        ),
+        virtual_servers=tuple(
+            VirtualServerInfo(
+                name=vs.display_name,
+                key=str(service_key(vs)),
+                quorum=vs.quorum,
+                real_servers=tuple(
+                    RealServerInfo(
+                        str(rs.address), rs.port or vs.port or 0, rs.weight, len(rs.checks)
+                    )
+                    for rs in vs.real_servers
+                ),
+                sorry_server=None
+                if vs.sorry_server is None
+                else f"{vs.sorry_server.address}:{vs.sorry_server.port or vs.port or 0}",
+            )
+            for vs in config.virtual_servers
+        ),
+        sync_daemon_instance=None
+        if config.ipvs.sync_daemon is None
+        else config.ipvs.sync_daemon.vrrp_instance,
+        config_path=str(path),
     )
 
 
 class Daemon:
-    def __init__(self, config: Config, config_path: str | Path) -> None:
+    def __init__(
+        self,
+        config: Config,
+        config_path: str | Path,
+        *,
+        run_dir: Path = DEFAULT_RUN_DIR,
+        state_dir: Path = DEFAULT_STATE_DIR,
+        log_level: str = "info",
+        vrrp_inline: bool = False,
+        modprobe: tuple[str, ...] | None = MODPROBE,
+    ) -> None:
         self.config = config
         self.config_path = Path(config_path)
+        self.bus = Bus()
         self.metrics = Metrics()
+        self.metrics.subscribe(self.bus)
+        self.metrics.watch_bus(self.bus)
+        self.readmodel = ReadModel()
+        self.bus.subscribe(self.readmodel.kinds, self.readmodel.apply, name="readmodel")
+        self.bus.subscribe(
+            (InstanceStateChanged, IpvsAvailability), self._systemd_status, name="systemd"
+        )
+        self.state_file = StateFile(state_dir)
+        self.persistent = self._prune(self.state_file.load(), config)
+        self.lvs = LvsRuntime(
+            config,
+            self.bus,
+            drained=self.persistent.drained,
+            owned=self.persistent.owned_services,
+            drain_timeouts=self.persistent.drain_timeouts,
+            on_owned_changed=self._owned_changed,
+            modprobe=modprobe,
+        )
+        self.metrics.watch_check_runner(self.lvs.runner.stats)
+        self.vrrp = VrrpSupervisor(
+            self.bus.publish,
+            inline=vrrp_inline,
+            log_level=log_level,
+            rt_priority=config.global_.vrrp_rt_priority,
+            nice=config.global_.vrrp_priority,
+        )
+        self.control = ControlServer(run_dir / CONTROL_SOCKET, self._handle)
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
-        self._lvs: LvsRuntime | None = None
+        self._reload_lock = asyncio.Lock()
+        self._metrics_server: Any = None
         self.gc_pacer = GcPacer(on_collect=self.metrics.on_gc_collect)
+
+    # ---- life cycle ------------------------------------------------------------------------
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -99,60 +147,42 @@ class Daemon:
             loop.add_signal_handler(signum, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload.set)
 
-        self._start_metrics()
-        from vrrp.io import VrrpEngine
-
-        # IPVS first: a VIP that arrives before its virtual service would
-        # take traffic the kernel then drops.
-        lvs = LvsRuntime(
-            self.config,
-            on_pass=self.metrics.on_pass,
-            on_policy_event=self.metrics.on_policy_event,
-            on_health_event=self.metrics.on_health_event,
-        )
-        self.metrics.watch_check_runner(lvs.runner.stats)
-        await lvs.start()
-        self._lvs = lvs
-        engine = VrrpEngine(_Observers(self.metrics, lvs))
-        for inst in self.config.vrrp_instances:
-            vips = {vip.address.ip for vip in inst.virtual_ipaddresses}
-            try:
-                primary = await primary_address(inst.interface, inst.family, vips)
-            except OSError as exc:
-                log.error("vrrp.primary_address_failed instance=%s error=%s", inst.name, exc)
-                primary = None
-            if primary is None and inst.unicast_src_ip is None:
-                log.warning(
-                    "vrrp.no_primary_address instance=%s iface=%s", inst.name, inst.interface
-                )
-            engine.add_instance(
-                instance_params(inst, primary),
-                inst.interface,
-                unicast_src_ip=inst.unicast_src_ip,
-                unicast_peers=inst.unicast_peers,
-                vip_labels={
-                    vip.address.ip: vip.label for vip in inst.virtual_ipaddresses if vip.label
-                },
-            )
+        self._start_metrics(self.config.global_.metrics_address)
         try:
-            await engine.start()
+            await self.control.start()
+        except OSError as exc:
+            # Status and maintenance need it, failover does not: run without, loudly.
+            log.error("control.listen_failed path=%s error=%s", self.control.path, exc)
+        self.bus.publish(topology(self.config, self.config_path))
+        self._publish_overrides()
+        # IPVS first: a VIP that arrives before its virtual service would take traffic the
+        # kernel then drops.
+        await self.lvs.start()
+        try:
+            result = await self.vrrp.start(vrrp_instances(self.config), self._holds(self.config))
         except OSError as exc:
             log.error("daemon.start_failed error=%s", exc)
-            await engine.stop()
-            await lvs.stop()
+            result = ReconfigureResult(errors={"*": str(exc)})
+        if "*" in result.errors:
+            log.error("daemon.start_failed error=%s", result.errors["*"])
+            await self.vrrp.stop()
+            await self.lvs.stop()
+            await self.control.stop()
             return 1
-        # Everything built so far (config, check specs, tables) lives as long as
-        # the process: freeze it, and run full collections once a minute rather
-        # than whenever the allocator decides (every few seconds under check
-        # load, each a pause that delays checks and VRRP timers; gcpace.py).
+        for name, error in result.errors.items():
+            log.error("vrrp.instance_refused instance=%s error=%s", name, error)
+        # Everything built so far (config, check specs, tables) lives as long as the
+        # process: freeze it, and run full collections once a minute rather than whenever
+        # the allocator decides (every few seconds under check load; gcpace.py).
         self.gc_pacer.install()
         self.gc_pacer.start(loop)
         self.metrics.gc_interval.set(self.gc_pacer.interval)
-        sdnotify.notify("READY=1\nSTATUS=running")
+        sdnotify.notify("READY=1\nSTATUS=" + self._status_line())
         log.info(
-            "daemon.started config=%s vrrp_instances=%d",
+            "daemon.started config=%s vrrp_instances=%d vrrp_pid=%s",
             self.config_path,
             len(self.config.vrrp_instances),
+            self.vrrp.pid,
         )
         watchdog = asyncio.create_task(self._watchdog())
         try:
@@ -162,8 +192,10 @@ class Daemon:
             watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
-            await engine.stop()
-            await lvs.stop()
+            await self.vrrp.stop()
+            await self.lvs.stop()
+            await self.control.stop()
+            self._stop_metrics()
             self.gc_pacer.uninstall()
             self.metrics.gc_interval.set(0)
             log.info("daemon.stopped")
@@ -178,61 +210,242 @@ class Daemon:
             reload.cancel()
             if self._reload.is_set():
                 self._reload.clear()
-                self._reload_config()
+                await self.reload()
 
-    def _reload_config(self) -> None:
+    # ---- reload ------------------------------------------------------------------------------
+
+    async def reload(self) -> ReloadResult:
+        """Re-read the config file and apply it in place; a bad file changes nothing."""
+        async with self._reload_lock:
+            result = await self._reload_locked()
+        self.bus.publish(result)
+        return result
+
+    async def _reload_locked(self) -> ReloadResult:
         try:
-            new = load_config(self.config_path)
+            new = await asyncio.to_thread(load_config, self.config_path)
         except ConfigError as exc:
             # A bad file never disturbs what runs: report it, keep going.
             for issue in exc.issues:
                 log.error("config.reload_rejected %s", issue)
-            self.metrics.config_reloads.labels("rejected").inc()
-            return
+            return ReloadResult("rejected", rejected=tuple(str(i) for i in exc.issues))
         if new == self.config:
             log.info("config.reload unchanged=true")
-            self.metrics.config_reloads.labels("unchanged").inc()
-            return
-        # The LVS half reloads in place; VRRP instances and global settings
-        # need a restart in this version (said loudly, never half-applied).
-        assert self._lvs is not None
-        lvs_done = self._lvs.reload(new)
-        restart_needed = [
-            name
-            for name, changed in (
-                ("vrrp_instances", new.vrrp_instances != self.config.vrrp_instances),
-                ("global", new.global_ != self.config.global_),
-                ("virtual_servers/ipvs", not lvs_done),
-            )
-            if changed
-        ]
-        # Keep what runs for the parts not applied, so the next diff is honest.
-        self.config = self.config.model_copy(
-            update={"virtual_servers": new.virtual_servers, "ipvs": new.ipvs} if lvs_done else {}
+            return ReloadResult("unchanged")
+        old = self.config
+        applied: list[str] = []
+        self.persistent = self._prune(self.persistent, new)
+        self.lvs.set_drained(self.persistent.drained)
+        applied.extend(self.lvs.reload(new))
+        vrrp_result = await self.vrrp.configure(vrrp_instances(new), self._holds(new))
+        applied.extend(f"vrrp instance {n}: added" for n in vrrp_result.added)
+        applied.extend(f"vrrp instance {n}: removed" for n in vrrp_result.removed)
+        applied.extend(f"vrrp instance {n}: changed in place" for n in vrrp_result.updated)
+        applied.extend(
+            f"vrrp instance {n}: NOT applied: {e}" for n, e in vrrp_result.errors.items()
         )
-        if lvs_done and self.gc_pacer.installed:
+        if new.global_ != old.global_:
+            applied.extend(self._apply_global(old, new))
+        self.config = new
+        self.bus.publish(topology(new, self.config_path))
+        self._publish_overrides()
+        if self.gc_pacer.installed:
             # The replaced config and what was built from it were frozen at start-up:
             # let a collection see them, then freeze what runs now.
             self.gc_pacer.collect(thaw=True)
-        if restart_needed:
-            log.warning("config.reload applied=partial needs_restart=%s", ",".join(restart_needed))
-            self.metrics.config_reloads.labels("needs_restart").inc()
-        else:
-            log.info("config.reload applied=true")
-            self.metrics.config_reloads.labels("applied").inc()
+        log.info(
+            "config.reload applied=%s restarted=%s",
+            "; ".join(applied) or "-",
+            ",".join(vrrp_result.restarted) or "-",
+        )
+        return ReloadResult(
+            "applied", applied=tuple(sorted(applied)), restarted=vrrp_result.restarted
+        )
 
-    def _start_metrics(self) -> None:
-        address = self.config.global_.metrics_address
+    def _apply_global(self, old: Config, new: Config) -> list[str]:
+        applied = []
+        g_old, g_new = old.global_, new.global_
+        if g_old.metrics_listen != g_new.metrics_listen:
+            self._stop_metrics()
+            self._start_metrics(g_new.metrics_address)
+            applied.append(f"global metrics_listen: {g_new.metrics_listen}")
+        if (g_old.vrrp_rt_priority, g_old.vrrp_priority) != (
+            g_new.vrrp_rt_priority,
+            g_new.vrrp_priority,
+        ):
+            self.vrrp.set_scheduling(g_new.vrrp_rt_priority, g_new.vrrp_priority)
+            applied.append("global vrrp scheduling")
+        if g_old.router_id != g_new.router_id:
+            applied.append(f"global router_id: {g_new.router_id}")
+        return applied
+
+    # ---- operator overrides --------------------------------------------------------------------
+
+    def _holds(self, config: Config) -> frozenset[str]:
+        names = {i.name for i in config.vrrp_instances}
+        return frozenset(self.persistent.stepped_down & names)
+
+    def _prune(self, state: PersistentState, config: Config) -> PersistentState:
+        """Overrides that name what the config no longer has are dropped (and said so)."""
+        names = {i.name for i in config.vrrp_instances}
+        servers = {
+            (vs.display_name, str(rs.address), rs.port or vs.port or 0)
+            for vs in config.virtual_servers
+            for rs in vs.real_servers
+        }
+        stepped = frozenset(n for n in state.stepped_down if n in names)
+        drained = frozenset(
+            d for d in state.drained if (d.virtual_server, d.address, d.port) in servers
+        )
+        for name in state.stepped_down - stepped:
+            log.warning("maintenance.forgotten step_down=%s reason=not_in_config", name)
+        for ref in state.drained - drained:
+            log.warning("maintenance.forgotten drain=%s reason=not_in_config", ref)
+        if stepped == state.stepped_down and drained == state.drained:
+            return state
+        return PersistentState(drained, stepped, state.owned_services, state.drain_timeouts)
+
+    def _save(self) -> None:
+        self.state_file.save(self.persistent)
+
+    def _owned_changed(self, owned: frozenset[Any], timeouts: dict[Any, float]) -> None:
+        p = self.persistent
+        self.persistent = PersistentState(p.drained, p.stepped_down, owned, timeouts)
+        self._save()
+
+    def _publish_overrides(self) -> None:
+        p = self.persistent
+        self.bus.publish(
+            OverridesChanged(
+                frozenset((d.virtual_server, d.address, d.port) for d in p.drained),
+                p.stepped_down,
+            )
+        )
+
+    # ---- the control socket ------------------------------------------------------------------
+
+    async def _handle(self, request: Request) -> dict[str, Any]:
+        command = request.command
+        if command == "status":
+            snap = self.readmodel.snapshot()
+            if request.args.get("counters", True):
+                counters = await self.lvs.connection_counters()
+                if counters is not None:
+                    merge_counters(snap, counters)
+            return ok_response(snap)
+        if command == "reload":
+            result = await self.reload()
+            return ok_response(
+                {
+                    "result": result.result,
+                    "applied": list(result.applied),
+                    "restarted": list(result.restarted),
+                    "rejected": list(result.rejected),
+                    "warnings": list(result.warnings),
+                }
+            )
+        if command in ("drain", "undrain"):
+            return ok_response({"messages": self._drain(request, command == "drain")})
+        if command in ("step-down", "release"):
+            return ok_response({"messages": self._step_down(request, command == "step-down")})
+        raise RequestError(f"unknown command {command!r}")
+
+    def _drain(self, request: Request, drain: bool) -> list[str]:
+        try:
+            ref = self.lvs.find_real_server(
+                request.args["virtual_server"], request.args["real_server"]
+            )
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
+        p = self.persistent
+        drained = p.drained | {ref} if drain else p.drained - {ref}
+        if drained == p.drained:
+            state = "already drained" if drain else "not drained"
+            return [f"{ref}: {state}; nothing to do"]
+        self.persistent = PersistentState(
+            drained, p.stepped_down, p.owned_services, p.drain_timeouts
+        )
+        saved = self.state_file.save(self.persistent)
+        self.lvs.set_drained(drained)
+        self._publish_overrides()
+        log.info("maintenance.%s real_server=%s", "drain" if drain else "undrain", ref)
+        message = (
+            f"{ref}: drained: {self.lvs.drain_behaviour(ref)}"
+            if drain
+            else f"{ref}: back in service (weight from its checks and config)"
+        )
+        if not saved:
+            message += f" (WARNING: not saved to {self.state_file.path}: lost on restart)"
+        return [message]
+
+    def _step_down(self, request: Request, hold: bool) -> list[str]:
+        configured = [i.name for i in self.config.vrrp_instances]
+        names = list(request.args.get("instances") or configured)
+        unknown = [n for n in names if n not in configured]
+        if unknown:
+            raise RequestError(
+                f"no VRRP instance {', '.join(map(repr, unknown))} "
+                f"(configured: {', '.join(configured) or 'none'})"
+            )
+        if not names:
+            raise RequestError("no VRRP instances are configured")
+        p = self.persistent
+        stepped = p.stepped_down | set(names) if hold else p.stepped_down - set(names)
+        self.persistent = PersistentState(p.drained, stepped, p.owned_services, p.drain_timeouts)
+        saved = self.state_file.save(self.persistent)
+        self.vrrp.set_hold(names, hold)
+        self._publish_overrides()
+        log.info("maintenance.%s instances=%s", "step_down" if hold else "release", ",".join(names))
+        messages = []
+        for name in names:
+            state = self.vrrp.states.get(name)
+            if hold:
+                what = (
+                    "was MASTER: priority 0 sent, the peer takes over after Skew_Time; "
+                    if state is State.MASTER
+                    else ""
+                )
+                messages.append(f"{name}: stepped down: {what}stays BACKUP until released")
+            else:
+                messages.append(f"{name}: released: elects normally again")
+        if not saved:
+            messages.append(f"WARNING: not saved to {self.state_file.path}: lost on restart")
+        return messages
+
+    # ---- systemd, metrics ----------------------------------------------------------------------
+
+    def _status_line(self) -> str:
+        states = self.vrrp.states
+        masters = sum(1 for s in states.values() if s is State.MASTER)
+        parts = [f"{len(self.config.vrrp_instances)} VRRP instance(s), {masters} master"]
+        if self.lvs.link.available is False:
+            parts.append(f"IPVS UNAVAILABLE: {self.lvs.link.detail}")
+        return "; ".join(parts)
+
+    def _systemd_status(self, event: object) -> None:
+        sdnotify.notify("STATUS=" + self._status_line())
+
+    def _start_metrics(self, address: tuple[str, int] | None) -> None:
         if address is None:
             return
         from prometheus_client import start_http_server
 
         host, port = address
         try:
-            start_http_server(port, addr=host, registry=self.metrics.registry)
+            self._metrics_server = start_http_server(
+                port, addr=host, registry=self.metrics.registry
+            )
         except OSError as exc:
             # Metrics are not worth a failover: run without them, loudly.
             log.error("metrics.listen_failed address=%s:%d error=%s", host, port, exc)
+
+    def _stop_metrics(self) -> None:
+        server = self._metrics_server
+        self._metrics_server = None
+        if isinstance(server, tuple) and server:
+            with contextlib.suppress(Exception):
+                server[0].shutdown()
+                server[0].server_close()
 
     async def _watchdog(self) -> None:
         interval = sdnotify.watchdog_interval()
@@ -243,31 +456,4 @@ class Daemon:
             await asyncio.sleep(interval)
 
 
-class _Observers:
-    """The VRRP engine's observer: metrics, plus the sync daemon following the state."""
-
-    def __init__(self, metrics: Metrics, lvs: LvsRuntime) -> None:
-        self.metrics = metrics
-        self.lvs = lvs
-
-    def on_state_change(self, instance: str, change: StateChanged) -> None:
-        self.metrics.on_state_change(instance, change)
-        self.lvs.on_vrrp_state(instance, change)
-
-    def on_drop(self, interface: str, reason: str) -> None:
-        self.metrics.on_drop(interface, reason)
-
-    def on_advert_sent(self, instance: str) -> None:
-        self.metrics.on_advert_sent(instance)
-
-    def on_advert_received(self, instance: str) -> None:
-        self.metrics.on_advert_received(instance)
-
-    def on_address_mismatch(self, instance: str) -> None:
-        self.metrics.on_address_mismatch(instance)
-
-    def on_garp_sent(self, instance: str, count: int) -> None:
-        self.metrics.on_garp_sent(instance, count)
-
-    def on_error(self, instance: str, operation: str) -> None:
-        self.metrics.on_error(instance, operation)
+__all__ = ["Daemon", "RealServerRef", "topology"]

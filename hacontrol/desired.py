@@ -27,11 +27,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
-from ipaddress import IPv4Address, ip_address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from socket import AF_INET, AF_INET6
 from typing import Literal
 
-from hacontrol.config import Config
+from hacontrol.config import Config, VrrpInstanceConfig
 from hacontrol.config_lvs import RealServerConfig, VirtualServerConfig
 from hacontrol.ipvs.model import (
     DestKey,
@@ -55,7 +55,7 @@ from healthcheck.policy import (
 )
 from healthcheck.runner import CheckSpec
 from healthcheck.state import CheckParams, RealServerId
-from vrrp.types import State
+from vrrp.types import InstanceParams, InstanceSpec, State
 
 _FORWARDING = {"DR": ForwardingMethod.DR, "TUN": ForwardingMethod.TUN, "NAT": ForwardingMethod.NAT}
 _TUNNEL_TYPE = {"ipip": TunnelType.IPIP, "gue": TunnelType.GUE, "gre": TunnelType.GRE}
@@ -66,6 +66,47 @@ _TUNNEL_FLAGS = {
 }
 
 SyncRole = Literal["master", "backup"]
+
+
+# ---- VRRP ---------------------------------------------------------------------------------
+
+
+def vrrp_instance(inst: VrrpInstanceConfig) -> InstanceSpec:
+    """One configured instance as the engine runs it.
+
+    The primary address (advert source, tie-break key) is followed live by the engine;
+    here it is the unicast source when one is configured, else the unspecified address
+    of the instance's family as a placeholder.
+    """
+    placeholder = IPv4Address(0) if inst.family == 4 else IPv6Address(0)
+    primary = inst.unicast_src_ip if inst.unicast_src_ip is not None else placeholder
+    return InstanceSpec(
+        params=InstanceParams(
+            name=inst.name,
+            vrid=inst.vrid,
+            version=inst.effective_version,
+            priority=inst.priority,
+            advert_int=inst.advert_int_centis,
+            primary_address=primary,
+            virtual_addresses=tuple(vip.address for vip in inst.virtual_ipaddresses),
+            preempt=inst.preempt_mode,
+            preempt_delay=inst.preempt_delay,
+            accept_mode=inst.accept,
+            auth_type=inst.auth_type,
+            auth_data=inst.auth_data,
+            garp=inst.garp,
+        ),
+        interface=inst.interface,
+        unicast_src_ip=inst.unicast_src_ip,
+        unicast_peers=tuple(inst.unicast_peers),
+        vip_labels=tuple(
+            (vip.address.ip, vip.label) for vip in inst.virtual_ipaddresses if vip.label
+        ),
+    )
+
+
+def vrrp_instances(config: Config) -> tuple[InstanceSpec, ...]:
+    return tuple(vrrp_instance(inst) for inst in config.vrrp_instances)
 
 
 # ---- the config as policy inputs ---------------------------------------------------------
@@ -241,7 +282,7 @@ def model_problems(config: Config) -> list[tuple[int, str]]:
 # ---- the sync daemon, timeouts, sysctls --------------------------------------------------
 
 
-def sync_role(vrrp_state: State | None) -> SyncRole | None:
+def sync_role(vrrp_state: State | None) -> SyncRole:
     """Which sync daemon a director runs for its VRRP state.
 
     keepalived (lvs_sync_daemon): MASTER runs the master daemon; every other state runs
@@ -273,7 +314,8 @@ def desired_sync_daemon(config: Config, vrrp_state: State | None) -> SyncDaemonC
     template = sync_template(config)
     if template is None:
         return None
-    return replace(template, state=sync_role(vrrp_state))
+    role: SyncRole = "master" if vrrp_state is State.MASTER else "backup"
+    return replace(template, state=role)
 
 
 def wanted_timeouts(config: Config) -> Timeouts | None:
@@ -342,11 +384,11 @@ def step_service_drains(
     configured: Collection[ServiceKey],
     counters: Mapping[tuple[ServiceKey, DestKey], tuple[int, int]],
     now: float,
-) -> tuple[dict[ServiceKey, ServiceDrain], list[ServiceDrainEvent]]:
+) -> tuple[dict[ServiceKey, ServiceDrain], list[ServiceDrainFinished]]:
     """Advance every service drain: finished when the service is configured again, when
     all its connections are gone (trusted counters), or at its timeout."""
     out: dict[ServiceKey, ServiceDrain] = {}
-    events: list[ServiceDrainEvent] = []
+    events: list[ServiceDrainFinished] = []
     for key, drain in drains.items():
         if key in configured:
             events.append(ServiceDrainFinished(key, "returned"))

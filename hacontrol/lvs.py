@@ -1,20 +1,24 @@
-"""The LVS half of the daemon: checks -> policy -> desired IPVS table -> kernel.
+"""The LVS half of the daemon: checks -> policy -> desired kernel state -> reconciler.
 
 ```
-config.virtual_servers ──> CheckRunner ──(up/down)──> policy.decide ──> desired_table ──┐
-                                                                                        v
-kernel dump ──────────────────────────────────────────────────────> Reconciler (plan, apply)
-VRRP state of ipvs.sync_daemon.vrrp_instance ──> sync_role ──> SyncDaemonController
+config.virtual_servers ──> CheckRunner ──(HealthEvent, on the bus)──> policy.decide ─┐
+operator drains, services draining, kernel counters ────────────────────────────────┤
+                                                                                     v
+VRRP state of ipvs.sync_daemon.vrrp_instance (bus) ──> desired.* ──> Reconciler ──> kernel
 ```
 
-The pure pieces (`policy_inputs`, `desired_table`, `check_specs`) are
-functions of the config and the policy's verdict; `LvsRuntime` is the thin
-asyncio adapter around them. The health checks and the IPVS layer meet only
-through `policy.PolicyDecision.desired`, a plain value.
+The pure translation lives in hacontrol/desired.py; this module is the asyncio adapter:
+it runs the checks, publishes what happens on the bus (health, policy, desired weights,
+drains), keeps the desired values of the convergers (hacontrol/runtime/kernel.py) up to
+date and lets the reconciler converge the kernel. Nothing is applied on a transition
+and forgotten: a sync daemon stopped by hand, a timeout or sysctl changed, a real
+server deleted with ipvsadm all come back on the next pass.
 
-On stop the kernel table and the sync daemon are left as they are: a restart
-adopts them, so restarting the daemon drops no connection (keepalived removes
-its virtual servers on exit unless told otherwise).
+On stop the kernel table and the sync daemon are left as they are: a restart adopts
+them, so restarting the daemon drops no connection (keepalived removes its virtual
+servers on exit unless told otherwise). What the daemon owns is remembered in the state
+file, so a service removed from the config while the daemon was down is drained and
+deleted at the next start rather than left forwarding without health checks.
 """
 
 from __future__ import annotations
@@ -22,328 +26,172 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from ipaddress import IPv4Address, ip_address
-from socket import AF_INET, AF_INET6
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from hacontrol.config import Config
 from hacontrol.config_lvs import RealServerConfig, VirtualServerConfig
-from hacontrol.ipvs.model import (
-    DestKey,
-    ForwardingMethod,
-    RealServer,
-    ServiceKey,
-    Table,
-    TunnelFlags,
-    TunnelType,
-    VirtualService,
-)
-from hacontrol.ipvs.netlink import ApplyResult, AsyncIpvs, DestCounters
-from hacontrol.ipvs.plan import Op
-from hacontrol.ipvs.reconcile import PassResult, Reconciler
-from hacontrol.ipvs.syncd import (
-    IpvsConfigClient,
-    IpvsKernelError,
-    SyncDaemonConfig,
-    SyncDaemonController,
-    Timeouts,
+from hacontrol.desired import (
+    DEFAULT_DRAIN_TIMEOUT,
+    ServiceDrain,
+    ServiceDrainStarted,
+    check_specs,
+    desired_sync_daemon,
+    desired_table,
+    health_overrides,
+    policy_inputs,
+    real_server_id,
+    service_key,
+    start_service_drain,
+    step_service_drains,
     sync_role,
+    uses_ipvs,
+    wanted_sysctls,
+    wanted_timeouts,
 )
-from hacontrol.ipvs.sysctl import IpvsSysctlError, IpvsSysctls, apply_sysctls
+from hacontrol.ipvs.errors import IpvsError
+from hacontrol.ipvs.model import DestKey, ServiceKey, Table
+from hacontrol.ipvs.netlink import Snapshot
+from hacontrol.runtime.bus import Bus
+from hacontrol.runtime.events import DesiredWeights, ReconcileResult, SyncDaemonRoleChanged
+from hacontrol.runtime.kernel import (
+    MODPROBE,
+    IpvsLink,
+    IpvsTableConverger,
+    SyncDaemonConverger,
+    SysctlsConverger,
+    TimeoutsConverger,
+)
+from hacontrol.runtime.reconciler import Reconciler
+from hacontrol.runtime.state import RealServerRef
 from healthcheck.notify import Notifier, NotifyCommand
 from healthcheck.policy import (
     ConnCounters,
-    DesiredRealServer,
     PolicyDecision,
-    PolicyEvent,
     PolicyState,
     QuorumChanged,
-    RealServerPolicy,
-    SorryServer,
-    VirtualServicePolicy,
     decide,
     shutdown_events,
 )
 from healthcheck.probes import ProbeTarget
-from healthcheck.runner import CheckRunner, CheckSpec
+from healthcheck.runner import CheckRunner
 from healthcheck.state import (
-    CheckParams,
     HealthEvent,
     RealServerDown,
     RealServerId,
     RealServerUp,
+    RealServerWeight,
 )
-from vrrp.types import State, StateChanged
+from vrrp.events import InstanceStateChanged
+from vrrp.types import State
 
 log = logging.getLogger("hacontrol.lvs")
 
-_FORWARDING = {"DR": ForwardingMethod.DR, "TUN": ForwardingMethod.TUN, "NAT": ForwardingMethod.NAT}
-_TUNNEL_TYPE = {"ipip": TunnelType.IPIP, "gue": TunnelType.GUE, "gre": TunnelType.GRE}
-_TUNNEL_FLAGS = {
-    "nocsum": TunnelFlags(0),
-    "csum": TunnelFlags.CSUM,
-    "remcsum": TunnelFlags.REMCSUM,
-}
 NOTIFY_TIMEOUT = 10.0
-
-
-# ---- pure: config -> values -------------------------------------------------------------
-
-
-def service_key(vs: VirtualServerConfig) -> ServiceKey:
-    if vs.fwmark is not None:
-        return ServiceKey.of_fwmark(vs.fwmark, AF_INET6 if vs.family == 6 else AF_INET)
-    assert vs.address is not None and vs.port is not None
-    return ServiceKey.of(vs.protocol, vs.address, vs.port)
-
-
-def _rs_port(vs: VirtualServerConfig, port: int | None) -> int:
-    # The policy and the checks need a concrete port; None means the service's.
-    if port is not None:
-        return port
-    return vs.port or 0
-
-
-def policy_inputs(config: Config) -> tuple[VirtualServicePolicy, ...]:
-    out = []
-    for vs in config.virtual_servers:
-        sorry = None
-        if vs.sorry_server is not None:
-            s = vs.sorry_server
-            sorry = SorryServer(str(s.address), _rs_port(vs, s.port), s.weight, s.inhibit)
-        out.append(
-            VirtualServicePolicy(
-                id=vs.display_name,
-                real_servers=tuple(
-                    RealServerPolicy(str(rs.address), _rs_port(vs, rs.port), rs.weight)
-                    for rs in vs.real_servers
-                ),
-                quorum=vs.quorum,
-                hysteresis=vs.hysteresis,
-                inhibit_on_failure=vs.inhibit_on_failure,
-                sorry_server=sorry,
-                drain_timeout=vs.drain_timeout,
-                omega=vs.omega,
-            )
-        )
-    return tuple(out)
-
-
-def check_specs(vs: VirtualServerConfig, rs: RealServerConfig) -> tuple[CheckSpec, ...]:
-    return tuple(
-        CheckSpec(CheckParams.from_check(check, alpha=vs.alpha, name=check.type), check)
-        for check in rs.checks
-    )
-
-
-def base_service(vs: VirtualServerConfig) -> VirtualService:
-    """The service's own settings, without real servers."""
-    netmask: IPv4Address | int | None = None
-    if vs.persistence_granularity is not None:
-        text = vs.persistence_granularity.lstrip("/")
-        netmask = int(text) if text.isdigit() else IPv4Address(text)
-    return VirtualService(
-        key=service_key(vs),
-        scheduler=vs.scheduler,
-        sched_flags=frozenset(vs.sched_flags),
-        one_packet=vs.ops,
-        persistence_timeout=vs.persistence_timeout,
-        persistence_netmask=netmask,
-        persistence_engine=vs.persistence_engine,
-    )
-
-
-def _real_server(
-    vs: VirtualServerConfig, rs: RealServerConfig | None, want: DesiredRealServer
-) -> RealServer:
-    forwarding = (rs.forwarding if rs is not None else None) or vs.forwarding
-    address = ip_address(want.address)
-    # DR/TUN keep the packet's port: the model wants None ("the service's port")
-    # there, and the port itself only for NAT or where the config gave one.
-    port: int | None = want.port or None
-    if rs is not None and rs.port is None and forwarding != "NAT":
-        port = None
-    return RealServer(
-        address=address,
-        port=port,
-        forwarding=_FORWARDING[forwarding],
-        weight=want.weight,
-        upper_threshold=rs.uthreshold if rs is not None else 0,
-        lower_threshold=rs.lthreshold if rs is not None else 0,
-        tunnel_type=_TUNNEL_TYPE[rs.tunnel_type] if rs is not None else TunnelType.IPIP,
-        tunnel_port=rs.tunnel_port if rs is not None else 0,
-        tunnel_flags=_TUNNEL_FLAGS[rs.tunnel_checksum] if rs is not None else TunnelFlags(0),
-    )
-
-
-def _virtual_service(vs: VirtualServerConfig, wants: Sequence[DesiredRealServer]) -> VirtualService:
-    by_key = {(str(rs.address), _rs_port(vs, rs.port)): rs for rs in vs.real_servers}
-    base = base_service(vs)
-    return VirtualService(
-        key=base.key,
-        scheduler=base.scheduler,
-        sched_flags=base.sched_flags,
-        one_packet=base.one_packet,
-        persistence_timeout=base.persistence_timeout,
-        persistence_netmask=base.persistence_netmask,
-        persistence_engine=base.persistence_engine,
-        real_servers=tuple(
-            _real_server(vs, by_key.get((want.address, want.port)), want) for want in wants
-        ),
-    )
-
-
-def desired_table(config: Config, desired: Mapping[str, Sequence[DesiredRealServer]]) -> Table:
-    """The IPVS table for the policy's verdict: every configured service, with the real
-    servers (and weights) the policy wants in it."""
-    return Table.of(
-        _virtual_service(vs, desired.get(vs.display_name, ())) for vs in config.virtual_servers
-    )
-
-
-def model_problems(config: Config) -> list[tuple[int, str]]:
-    """What the IPVS model refuses in each virtual server (index, message), so that
-    `hacontrol check` and start-up report it before any kernel call."""
-    out: list[tuple[int, str]] = []
-    for index, vs in enumerate(config.virtual_servers):
-        wants = [
-            DesiredRealServer(str(rs.address), _rs_port(vs, rs.port), rs.weight)
-            for rs in vs.real_servers
-        ]
-        if vs.sorry_server is not None:
-            s = vs.sorry_server
-            wants.append(DesiredRealServer(str(s.address), _rs_port(vs, s.port), s.weight))
-        try:
-            service = _virtual_service(vs, wants)
-        except ValueError as exc:
-            out.append((index, str(exc)))
-            continue
-        out.extend((index, message) for message in service.validate())
-    return out
-
-
-def sync_template(config: Config) -> SyncDaemonConfig | None:
-    sync = config.ipvs.sync_daemon
-    if sync is None:
-        return None
-    return SyncDaemonConfig(
-        state="backup",
-        interface=sync.interface,
-        syncid=sync.syncid,
-        maxlen=sync.maxlen,
-        group=sync.group,
-        port=sync.port,
-        ttl=sync.ttl,
-    )
-
-
-def wanted_sysctls(config: Config) -> IpvsSysctls:
-    s = config.ipvs.sysctls
-    return IpvsSysctls(
-        expire_nodest_conn=s.expire_nodest_conn,
-        expire_quiescent_template=s.expire_quiescent_template,
-        conntrack=s.conntrack,
-        conn_reuse_mode=s.conn_reuse_mode,
-        sync_version=s.sync_version,
-    )
-
-
-def uses_ipvs(config: Config) -> bool:
-    """A VRRP-only config never touches IPVS (the host may not even have it)."""
-    return bool(config.virtual_servers) or config.ipvs.sync_daemon is not None
-
-
-# ---- the asyncio adapter ----------------------------------------------------------------
-
-
-class _CountingKernel:
-    """The reconciler's Kernel: a dump also keeps the connection counters for draining."""
-
-    def __init__(self, ipvs: AsyncIpvs) -> None:
-        self.ipvs = ipvs
-        self.dest_counters: dict[tuple[ServiceKey, DestKey], DestCounters] = {}
-
-    async def dump(self) -> Table:
-        snap = await self.ipvs.snapshot()
-        self.dest_counters = dict(snap.dest_counters)
-        return snap.table
-
-    async def apply(self, ops: Sequence[Op]) -> ApplyResult:
-        return await self.ipvs.apply(ops)
+STATUS_DUMP_TIMEOUT = 30.0
 
 
 class LvsRuntime:
-    """Runs the checks, the policy, the reconciler and the sync daemon for one config."""
+    """Runs the checks, the policy and the kernel-facing convergers for one config."""
 
     def __init__(
         self,
         config: Config,
+        bus: Bus,
         *,
+        drained: Iterable[RealServerRef] = (),
+        owned: Iterable[ServiceKey] = (),
+        drain_timeouts: Mapping[ServiceKey, float] | None = None,
+        on_owned_changed: Callable[[frozenset[ServiceKey], dict[ServiceKey, float]], None]
+        | None = None,
         clock: Callable[[], float] = time.monotonic,
-        on_pass: Callable[[PassResult], None] | None = None,
-        on_policy_event: Callable[[PolicyEvent], None] | None = None,
-        on_health_event: Callable[[HealthEvent], None] | None = None,
+        modprobe: tuple[str, ...] | None = MODPROBE,
     ) -> None:
+        self._bus = bus
+        self._publish = bus.publish
         self._clock = clock
-        self._on_pass_cb = on_pass
-        self._on_policy_event = on_policy_event
-        self._on_health_cb = on_health_event
+        self._drained = frozenset(drained)
+        self._owned_at_start = frozenset(owned)
+        self._drain_timeouts = dict(drain_timeouts or {})
+        self._on_owned_changed = on_owned_changed
         self._use_config(config)
         self._policy_state = PolicyState()
         self.decision: PolicyDecision | None = None
         self.runner = CheckRunner(self._on_health_event, clock=clock)
         self.notifier = Notifier()
-        self.reconciler: Reconciler | None = None
-        self._kernel: _CountingKernel | None = None
-        self._syncd: SyncDaemonController | None = None
-        self._sync_client: IpvsConfigClient | None = None
-        self._sync_lock = asyncio.Lock()
-        # The tied VRRP instance's last state: the role a (re)opened controller applies.
-        self._sync_vrrp_state = State.BACKUP
+        self.link = IpvsLink(self._publish, modprobe=modprobe)
+        self.reconciler = Reconciler(
+            [], interval=config.ipvs.reconcile_interval, publish=self._publish
+        )
+        self._table: IpvsTableConverger | None = None
+        self._sync: SyncDaemonConverger | None = None
+        self._timeouts: TimeoutsConverger | None = None
+        self._sysctls: SysctlsConverger | None = None
+        self._service_drains: dict[ServiceKey, ServiceDrain] = {}
+        self._rs_counters: dict[RealServerId, ConnCounters] = {}
+        self._dest_counters: dict[tuple[ServiceKey, DestKey], tuple[int, int]] = {}
+        self._sync_state: State | None = None
         self._recompute_handle: asyncio.Handle | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._owned_saved: frozenset[ServiceKey] | None = None
+        self._started = False
+        self._unsubscribe: list[Callable[[], None]] = []
 
     def _use_config(self, config: Config) -> None:
-        """Everything derived from the config, built once per config (start, reload):
-        health events and drain passes look servers up here instead of scanning."""
+        """Everything derived from the config, built once per config (start, reload)."""
         self.config = config
-        self._policies = policy_inputs(config)
+        self._policies = policy_inputs(config, self._drained)
+        self._overrides = health_overrides(config, self._drained)
         self._vs_by_name = {vs.display_name: vs for vs in config.virtual_servers}
         self._vs_by_key = {service_key(vs): vs for vs in config.virtual_servers}
         self._rs_by_id: dict[RealServerId, tuple[VirtualServerConfig, RealServerConfig]] = {
-            RealServerId(vs.display_name, str(rs.address), _rs_port(vs, rs.port)): (vs, rs)
+            real_server_id(vs, rs): (vs, rs)
             for vs in config.virtual_servers
             for rs in vs.real_servers
         }
 
-    # -- life cycle
+    @property
+    def active(self) -> bool:
+        """Whether this runtime touches IPVS at all (a VRRP-only director does not)."""
+        return self._started
+
+    # ---- life cycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if not uses_ipvs(self.config):
+        self._unsubscribe.append(
+            self._bus.subscribe(InstanceStateChanged, self._on_vrrp_state, name="lvs.sync_role")
+        )
+        self._unsubscribe.append(
+            self._bus.subscribe(
+                (RealServerUp, RealServerDown), self._notify_hooks, name="lvs.notify_hooks"
+            )
+        )
+        self._unsubscribe.append(
+            self._bus.subscribe(ReconcileResult, self._after_pass, name="lvs.ownership")
+        )
+        if not uses_ipvs(self.config) and not self._owned_at_start:
             return
+        self._started = True
         await self.notifier.start()
-        self._apply_sysctls()
-        try:
-            ipvs = await AsyncIpvs.open()
-        except Exception as exc:  # no ip_vs module, no permission: VRRP runs on regardless
-            log.error("ipvs.unavailable error=%s", exc)
-            return
-        self._kernel = _CountingKernel(ipvs)
-        await self._apply_timeouts_and_open_sync()
         for server, (vs, rs) in self._rs_by_id.items():
             self.runner.add_real_server(
                 server, ProbeTarget(rs.address, server.port), rs.weight, check_specs(vs, rs)
             )
         self._recompute()
+        self._sysctls = SysctlsConverger(wanted_sysctls(self.config))
+        self.reconciler.add(self._sysctls)
+        self._set_timeouts(self.config)
         assert self.decision is not None
-        self.reconciler = Reconciler(
-            self._kernel,
-            desired_table(self.config, self.decision.desired),
+        self._table = IpvsTableConverger(
+            self.link,
+            self._desired_table(),
+            owned=self._owned_at_start,
             purge_unowned=self.config.ipvs.purge_unowned,
-            interval=self.config.ipvs.reconcile_interval,
-            on_pass=self._on_pass,
+            want_counters=self._want_counters,
+            on_snapshot=self._on_snapshot,
+            before_first_pass=self._seed_from_kernel,
         )
+        self.reconciler.add(self._table)
+        self._set_sync_daemon(self.config)
         self.reconciler.start()
         await self.runner.start()
         log.info(
@@ -352,18 +200,47 @@ class LvsRuntime:
             len(self.runner),
         )
 
-    def reload(self, new: Config) -> bool:
-        """Apply a new config's `virtual_servers` and `ipvs` sections in place.
+    async def stop(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        if self._recompute_handle is not None:
+            self._recompute_handle.cancel()
+        if not self._started:
+            return
+        await self.runner.stop()
+        if self.decision is not None:  # only a runtime that ran has hooks to fire
+            for event in shutdown_events(self._policies):
+                self._quorum_hook(event)
+        await self.reconciler.stop()
+        await self.notifier.stop(drain=True, timeout=NOTIFY_TIMEOUT)
+        self.link.close()
 
-        Check state survives for every real server whose checks did not change
-        (runner.update_real_server keeps it); a real server that left the config
-        is drained by the policy (weight 0, deleted once its connections are gone
-        or after drain_timeout) rather than deleted at once. Returns False when
-        the change needs a restart (IPVS was not in use and now is).
+    def reload(self, new: Config) -> list[str]:
+        """Apply a new config's `virtual_servers` and `ipvs` sections in place; returns
+        what changed, in the operator's words.
+
+        Check state survives for every real server whose checks did not change; a real
+        server that left the config is drained by the policy; a whole virtual service that
+        left it is drained here (weight 0, deleted once its connections are gone).
         """
-        if self._kernel is None:
-            return not uses_ipvs(new)
         old = self.config
+        applied = _describe_lvs_changes(old, new)
+        if not self._started:
+            self._use_config(new)
+            if uses_ipvs(new):
+                applied.append("IPVS is now in use: starting its runtime")
+                asyncio.get_running_loop().create_task(self.start())
+            return applied
+        now = self._clock()
+        if self._table is not None:
+            new_keys = {service_key(vs) for vs in new.virtual_servers}
+            for key, vs in self._vs_by_key.items():
+                current = self._table.desired.get(key)
+                if key not in new_keys and current is not None and key not in self._service_drains:
+                    self._service_drains[key] = start_service_drain(current, now, vs.drain_timeout)
+                    self._drain_timeouts[key] = vs.drain_timeout
+                    self._publish(ServiceDrainStarted(key, len(current.real_servers)))
+                    log.info("lvs.service_drain_started service=%s", key)
         self._use_config(new)
         for server, (vs, rs) in self._rs_by_id.items():
             self.runner.update_real_server(
@@ -371,86 +248,145 @@ class LvsRuntime:
             )
         for server in set(self.runner.healths()) - self._rs_by_id.keys():
             self.runner.remove_real_server(server)
-        if new.ipvs.sysctls != old.ipvs.sysctls:
-            self._apply_sysctls()
-        if self.reconciler is not None:
-            self.reconciler.purge_unowned = new.ipvs.purge_unowned
-            self.reconciler.interval = new.ipvs.reconcile_interval
-        if new.ipvs.timeouts != old.ipvs.timeouts or new.ipvs.sync_daemon != old.ipvs.sync_daemon:
-            if self._sync_client is not None:
-                self._sync_client.close()
-                self._sync_client = None
-            self._syncd = None
-            self._spawn(self._apply_timeouts_and_open_sync())
+        self.reconciler.set_interval(new.ipvs.reconcile_interval)
+        if self._sysctls is not None:
+            self._sysctls.desired = wanted_sysctls(new)
+        self._set_timeouts(new)
+        self._set_sync_daemon(new)
+        if self._table is not None:
+            self._table.set_purge_unowned(new.ipvs.purge_unowned)
         self._recompute_now()
-        log.info(
-            "lvs.reloaded virtual_servers=%d real_servers=%d",
-            len(new.virtual_servers),
-            len(self.runner),
+        self.reconciler.trigger()
+        return applied
+
+    # ---- operator drains ---------------------------------------------------------------------
+
+    def set_drained(self, drained: Iterable[RealServerRef]) -> None:
+        self._drained = frozenset(drained)
+        self._use_config(self.config)
+        self._recompute_now()
+
+    def find_real_server(self, virtual_server: str, real_server: str) -> RealServerRef:
+        """Resolve the operator's words to a configured real server; ValueError otherwise."""
+        vs = self._vs_by_name.get(virtual_server)
+        if vs is None:
+            for candidate in self.config.virtual_servers:
+                if str(service_key(candidate)) == virtual_server:
+                    vs = candidate
+        if vs is None:
+            known = ", ".join(sorted(self._vs_by_name)) or "none"
+            raise ValueError(f"no virtual server {virtual_server!r} (configured: {known})")
+        address, port = _split_endpoint(real_server)
+        for rs in vs.real_servers:
+            rid = real_server_id(vs, rs)
+            if rid.address == address and (port is None or rid.port == port):
+                return RealServerRef(vs.display_name, rid.address, rid.port)
+        known = (
+            ", ".join(
+                f"{real_server_id(vs, rs).address}:{real_server_id(vs, rs).port}"
+                for rs in vs.real_servers
+            )
+            or "none"
         )
-        return True
+        raise ValueError(
+            f"{vs.display_name} has no real server {real_server!r} (configured: {known})"
+        )
 
-    async def stop(self) -> None:
-        if self._recompute_handle is not None:
-            self._recompute_handle.cancel()
-        await self.runner.stop()
-        if self.decision is not None:  # only a runtime that ran has hooks to fire
-            for event in shutdown_events(self._policies):
-                self._quorum_hook(event)
-        if self.reconciler is not None:
-            await self.reconciler.stop()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.notifier.stop(drain=True, timeout=NOTIFY_TIMEOUT)
-        if self._sync_client is not None:
-            self._sync_client.close()
-        if self._kernel is not None:
-            self._kernel.ipvs.close()
+    def drain_behaviour(self, ref: RealServerRef) -> str:
+        vs = self._vs_by_name.get(ref.virtual_server)
+        if vs is not None and vs.inhibit_on_failure:
+            return "kept at weight 0 (quiescent: inhibit_on_failure)"
+        timeout = vs.drain_timeout if vs is not None else DEFAULT_DRAIN_TIMEOUT
+        return (
+            "weight 0, removed once its connections are gone "
+            f"(or after drain_timeout {timeout:g} s)"
+        )
 
-    # -- VRRP -> sync daemon
+    # ---- status --------------------------------------------------------------------------------
 
-    def on_vrrp_state(self, instance: str, change: StateChanged) -> None:
+    async def connection_counters(self) -> dict[tuple[str, str, int], tuple[int, int]] | None:
+        """ActiveConn / InActConn per (virtual server, address, port), from a fresh dump;
+        None when IPVS is not in use or not available."""
+        if not self._started or self.link.available is not True:
+            return None
+        try:
+            ipvs = await self.link.get()
+            snap = await asyncio.wait_for(ipvs.snapshot(), STATUS_DUMP_TIMEOUT)
+        except (IpvsError, TimeoutError, OSError) as exc:
+            log.warning("lvs.status_dump_failed error=%s", exc)
+            return None
+        out: dict[tuple[str, str, int], tuple[int, int]] = {}
+        for (skey, dkey), c in snap.dest_counters.items():
+            vs = self._vs_by_key.get(skey)
+            name = vs.display_name if vs is not None else str(skey)
+            port = dkey.port or (vs.port or 0 if vs is not None else 0)
+            out[(name, str(dkey.address), port)] = (c.active_conns, c.inact_conns)
+        return out
+
+    # ---- VRRP -> sync daemon -------------------------------------------------------------------
+
+    def _on_vrrp_state(self, event: InstanceStateChanged) -> None:
         sync = self.config.ipvs.sync_daemon
-        if sync is None or instance != sync.vrrp_instance:
+        if sync is None or event.instance != sync.vrrp_instance:
             return
-        if change.new is State.INITIALIZE:
+        if event.new is State.INITIALIZE:
             return  # shutting down: leave the daemon; a restart adopts it
-        self._sync_vrrp_state = change.new
-        if self._syncd is None:
-            return
-        self._spawn(self._apply_sync_role(change.new))
+        self._sync_state = event.new
+        if self._sync is not None:
+            self._sync.desired = desired_sync_daemon(self.config, event.new)
+            self.reconciler.trigger("sync_daemon")
+        self._publish(SyncDaemonRoleChanged(sync_role(event.new), sync.vrrp_instance))
 
-    async def _apply_sync_role(self, state: State) -> None:
-        assert self._syncd is not None
-        role = sync_role(state)
-        async with self._sync_lock:  # one role change at a time, in order
-            try:
-                steps = await self._syncd.apply(role)
-            except (IpvsKernelError, OSError) as exc:
-                log.error("ipvs.sync_daemon_failed role=%s error=%s", role, exc)
+    def _set_sync_daemon(self, config: Config) -> None:
+        wanted = desired_sync_daemon(config, self._sync_state)
+        sync = config.ipvs.sync_daemon
+        if self._sync is None:
+            if wanted is None:
                 return
-        if steps:
-            log.info("ipvs.sync_daemon role=%s steps=%s", role, ",".join(map(str, steps)))
+            self._sync = SyncDaemonConverger(self.link, wanted)
+            self.reconciler.add(self._sync)
+        else:
+            # None after one was configured: the converger stops it (a daemon we ran).
+            self._sync.desired = wanted
+            self.reconciler.trigger("sync_daemon")
+        self._publish(
+            SyncDaemonRoleChanged(
+                sync_role(self._sync_state) if sync else None,
+                sync.vrrp_instance if sync else None,
+            )
+        )
 
-    # -- health -> policy -> table
+    def _set_timeouts(self, config: Config) -> None:
+        wanted = wanted_timeouts(config)
+        if wanted is None:
+            if self._timeouts is not None:
+                # No longer configured: the kernel keeps what it has (0 = leave alone).
+                self.reconciler.remove("timeouts")
+                self._timeouts = None
+            return
+        if self._timeouts is None:
+            self._timeouts = TimeoutsConverger(self.link, wanted)
+            self.reconciler.add(self._timeouts)
+        else:
+            self._timeouts.desired = wanted
+            self.reconciler.trigger("timeouts")
+
+    # ---- health -> policy -> table ----------------------------------------------------------
 
     def _on_health_event(self, event: HealthEvent) -> None:
         log.info("check.%s", _describe(event))
-        if self._on_health_cb is not None:
-            self._on_health_cb(event)
-        found = self._rs_by_id.get(event.server)
-        if found is not None:
-            rs = found[1]
-            if isinstance(event, RealServerUp) and rs.notify_up:
-                self.notifier.submit(
-                    NotifyCommand(rs.notify_up, NOTIFY_TIMEOUT, f"notify_up {event.server}")
-                )
-            if isinstance(event, RealServerDown) and rs.notify_down:
-                self.notifier.submit(
-                    NotifyCommand(rs.notify_down, NOTIFY_TIMEOUT, f"notify_down {event.server}")
-                )
+        self._publish(event)
         self._schedule_recompute()
+
+    def _notify_hooks(self, event: RealServerUp | RealServerDown) -> None:
+        found = self._rs_by_id.get(event.server)
+        if found is None:
+            return
+        rs = found[1]
+        argv = rs.notify_up if isinstance(event, RealServerUp) else rs.notify_down
+        if argv:
+            what = "notify_up" if isinstance(event, RealServerUp) else "notify_down"
+            self.notifier.submit(NotifyCommand(argv, NOTIFY_TIMEOUT, f"{what} {event.server}"))
 
     def _schedule_recompute(self) -> None:
         # Coalesce a burst of results (thousands of checks) into one decision.
@@ -461,46 +397,110 @@ class LvsRuntime:
     def _recompute_now(self) -> None:
         self._recompute_handle = None
         self._recompute()
-        if self.reconciler is not None and self.decision is not None:
-            self.reconciler.set_desired(desired_table(self.config, self.decision.desired))
+        if self._table is not None:
+            table = self._desired_table()
+            if table != self._table.desired:
+                self._table.set_desired(table)
+                self.reconciler.trigger("ipvs_table")
+
+    def _desired_table(self) -> Table:
+        assert self.decision is not None
+        return desired_table(self.config, self.decision.desired, self._service_drains)
 
     def _recompute(self) -> None:
-        counters: dict[RealServerId, ConnCounters] = {}
-        if self._kernel is not None and self._policy_state.draining:
-            counters = self._drain_counters()
-        decision = decide(
-            self._policies, self.runner.healths(), counters, self._policy_state, self._clock()
-        )
+        health: Mapping[RealServerId, Any] = self.runner.healths()
+        if self._overrides:
+            health = {**health, **self._overrides}
+        counters = self._rs_counters if self._policy_state.draining else {}
+        decision = decide(self._policies, health, counters, self._policy_state, self._clock())
         self._policy_state = decision.state
         self.decision = decision
         for event in decision.events:
             log.info("policy.%s", event)
             if isinstance(event, QuorumChanged):
                 self._quorum_hook(event)
-            if self._on_policy_event is not None:
-                self._on_policy_event(event)
+            self._publish(event)
+        self._publish(
+            DesiredWeights(
+                {
+                    vs: tuple((d.address, d.port, d.weight) for d in servers)
+                    for vs, servers in decision.desired.items()
+                }
+            )
+        )
 
-    def _drain_counters(self) -> dict[RealServerId, ConnCounters]:
-        assert self._kernel is not None
-        out: dict[RealServerId, ConnCounters] = {}
-        for (skey, dkey), c in self._kernel.dest_counters.items():
+    def _want_counters(self) -> bool:
+        return bool(self._policy_state.draining or self._service_drains)
+
+    def _on_snapshot(self, snap: Snapshot) -> None:
+        """A dump with counters (taken while something drains): advance the drains."""
+        self._dest_counters = {
+            key: (c.active_conns, c.inact_conns) for key, c in snap.dest_counters.items()
+        }
+        counters: dict[RealServerId, ConnCounters] = {}
+        for (skey, dkey), c in snap.dest_counters.items():
             vs = self._vs_by_key.get(skey)
             if vs is None:
                 continue
-            address = str(dkey.address)
             port = dkey.port or (vs.port or 0)
-            out[RealServerId(vs.display_name, address, port)] = ConnCounters(
+            counters[RealServerId(vs.display_name, str(dkey.address), port)] = ConnCounters(
                 c.active_conns, c.inact_conns
             )
-        return out
+        self._rs_counters = counters
+        if self._service_drains:
+            drains, events = step_service_drains(
+                self._service_drains, self._vs_by_key.keys(), self._dest_counters, self._clock()
+            )
+            self._service_drains = drains
+            for event in events:
+                log.info("lvs.service_drain_finished service=%s reason=%s", event.key, event.reason)
+                self._publish(event)
+        self._recompute_now()
 
-    def _on_pass(self, result: PassResult) -> None:
-        # Draining servers leave once their connections are gone: look again after each
-        # dump, which brought fresh counters.
-        if self._policy_state.draining:
-            self._schedule_recompute()
-        if self._on_pass_cb is not None:
-            self._on_pass_cb(result)
+    def _seed_from_kernel(self, snap: Snapshot) -> None:
+        """Before the first pass: what an earlier run left in the kernel.
+
+        Real servers of our services that the config no longer names are drained by the
+        policy (seeded as present); services we owned that the config no longer has are
+        drained here. Without this a restart would delete both at once.
+        """
+        now = self._clock()
+        present: dict[str, frozenset[tuple[str, int]]] = {}
+        for service in snap.table.services:
+            vs = self._vs_by_key.get(service.key)
+            if vs is not None:
+                present[vs.display_name] = frozenset(
+                    (str(rs.address), rs.port or (vs.port or 0)) for rs in service.real_servers
+                )
+            elif service.key in self._owned_at_start and service.key not in self._service_drains:
+                timeout = self._drain_timeouts.get(service.key, DEFAULT_DRAIN_TIMEOUT)
+                self._service_drains[service.key] = start_service_drain(service, now, timeout)
+                self._publish(ServiceDrainStarted(service.key, len(service.real_servers)))
+                log.info(
+                    "lvs.service_drain_started service=%s reason=removed_while_down", service.key
+                )
+        self._policy_state = PolicyState(
+            self._policy_state.quorum_up,
+            {**present, **self._policy_state.present},
+            self._policy_state.draining,
+        )
+        self._on_snapshot(snap)
+
+    def _after_pass(self, result: ReconcileResult) -> None:
+        """Persist which services we own, when that changed after a table pass."""
+        if result.kind != "ipvs_table" or self._table is None or self._on_owned_changed is None:
+            return
+        owned = frozenset(self._table.owned_now())
+        if owned != self._owned_saved:
+            self._owned_saved = owned
+            timeouts = {key: self._drain_timeout_of(key) for key in owned}
+            self._on_owned_changed(owned, timeouts)
+
+    def _drain_timeout_of(self, key: ServiceKey) -> float:
+        vs = self._vs_by_key.get(key)
+        if vs is not None:
+            return vs.drain_timeout
+        return self._drain_timeouts.get(key, DEFAULT_DRAIN_TIMEOUT)
 
     def _quorum_hook(self, event: QuorumChanged) -> None:
         vs = self._vs_by_name.get(event.virtual_service)
@@ -511,43 +511,44 @@ class LvsRuntime:
             what = "quorum_up" if event.up else "quorum_down"
             self.notifier.submit(NotifyCommand(argv, NOTIFY_TIMEOUT, f"{what} {vs.display_name}"))
 
-    # -- kernel settings
 
-    def _apply_sysctls(self) -> None:
-        try:
-            changes = apply_sysctls(wanted_sysctls(self.config))
-        except IpvsSysctlError as exc:
-            log.error("ipvs.sysctls_failed error=%s", exc)
-            return
-        for change in changes:
-            log.info("ipvs.sysctl name=%s old=%d new=%d", change.name, change.old, change.new)
+def _split_endpoint(text: str) -> tuple[str, int | None]:
+    """ "198.51.100.1:80", "[2001:db8::1]:80", "198.51.100.1", "2001:db8::1"."""
+    from ipaddress import ip_address
 
-    async def _apply_timeouts_and_open_sync(self) -> None:
-        t = self.config.ipvs.timeouts
-        template = sync_template(self.config)
-        if not (t.tcp or t.tcpfin or t.udp) and template is None:
-            return
-        client = IpvsConfigClient()
-        try:
-            await client.open()
-        except (IpvsKernelError, OSError) as exc:
-            log.error("ipvs.config_client_failed error=%s", exc)
-            return
-        self._sync_client = client
-        if t.tcp or t.tcpfin or t.udp:
-            try:
-                await client.set_timeouts(Timeouts(t.tcp, t.tcpfin, t.udp))
-            except (IpvsKernelError, OSError) as exc:
-                log.error("ipvs.timeouts_failed error=%s", exc)
-        if template is not None:
-            self._syncd = SyncDaemonController(client, template)
-            # Until VRRP says otherwise this director is not master: run the backup daemon.
-            self._spawn(self._apply_sync_role(self._sync_vrrp_state))
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.lstrip(":")
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    else:
+        host, port = text, ""
+    try:
+        address = str(ip_address(host))
+    except ValueError:
+        raise ValueError(f"{text!r} is not ADDRESS, ADDRESS:PORT or [ADDRESS]:PORT") from None
+    if not port:
+        return address, None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r}: the port must be 1-65535")
+    return address, int(port)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+
+def _describe_lvs_changes(old: Config, new: Config) -> list[str]:
+    out: list[str] = []
+    old_vs = {vs.display_name: vs for vs in old.virtual_servers}
+    new_vs = {vs.display_name: vs for vs in new.virtual_servers}
+    for name in new_vs.keys() - old_vs.keys():
+        out.append(f"virtual server {name}: added")
+    for name in old_vs.keys() - new_vs.keys():
+        out.append(f"virtual server {name}: removed (draining)")
+    for name in sorted(new_vs.keys() & old_vs.keys()):
+        if new_vs[name] != old_vs[name]:
+            out.append(f"virtual server {name}: changed")
+    if new.ipvs != old.ipvs:
+        out.append("ipvs: changed")
+    return sorted(out)
 
 
 def _describe(event: HealthEvent) -> str:
@@ -555,7 +556,8 @@ def _describe(event: HealthEvent) -> str:
         return f"up server={event.server} weight={event.weight} reason={event.reason}"
     if isinstance(event, RealServerDown):
         return f"down server={event.server} reason={event.reason}"
+    assert isinstance(event, RealServerWeight)
     return f"weight server={event.server} old={event.old} new={event.new} reason={event.reason}"
 
 
-__all__ = ["LvsRuntime", "desired_table", "model_problems", "policy_inputs", "uses_ipvs"]
+__all__ = ["LvsRuntime"]

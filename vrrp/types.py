@@ -138,3 +138,33 @@ class InstanceParams:
     auth_type: AuthType = AuthType.NONE
     auth_data: bytes = b""  # padded to 8 bytes by the codec
     garp: GarpSettings = GarpSettings()
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceSpec:
+    """Everything the engine needs to run one instance (a plain value: it crosses the
+    boundary between the daemon and the VRRP process).
+
+    `params.primary_address` is only a starting value: the engine follows the interface's
+    own address live (the advert source and tie-break key), except with `unicast_src_ip`,
+    which is then used as given.
+    """
+
+    params: InstanceParams
+    interface: str
+    unicast_src_ip: IPAddress | None = None
+    unicast_peers: tuple[IPAddress, ...] = ()
+    vip_labels: tuple[tuple[IPAddress, str], ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.params.name
+
+    @property
+    def family(self) -> int:
+        return self.params.primary_address.version
+
+    @property
+    def identity(self) -> tuple[str, int, int]:
+        """What a running instance cannot change in place: interface, family, VRID."""
+        return (self.interface, self.family, self.params.vrid)

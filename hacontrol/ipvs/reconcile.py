@@ -1,16 +1,17 @@
-"""The level-triggered IPVS reconciler: keep the kernel's table equal to the desired one.
+"""One pass of the IPVS table reconciliation: dump, plan, apply; and which services are ours.
 
 Every pass dumps the kernel, plans (``plan.plan``) and applies the diff. Nothing is remembered
 between passes except which services are ours, so a failed op is simply planned again by the next
-pass, and a change made behind our back (``ipvsadm -d``) is repaired by the next pass.
+pass, and a change made behind our back (``ipvsadm -d``) is repaired by the next pass. When passes
+run (interval, on demand, backoff) is the runtime reconciler's business
+(hacontrol/runtime/reconciler.py); this module is the table's part of it.
 
 - Start adopts: the first pass dumps what the kernel already has and edits it into shape. It never
   flushes, so a restarted daemon drops no connection (keepalived flushes unless started with -I).
-- Passes run on an interval, on ``trigger()`` and on ``set_desired()``; a pass with failures is
-  followed by another after ``retry_interval`` (usually shorter than the interval).
 - Ownership: a service is ours when it is desired now, was desired earlier in this run (so a
-  service dropped from the config is deleted), or the caller's ``owned`` says so. Services of
-  other tools stay untouched unless ``purge_unowned``.
+  service dropped from the config is deleted), was ``adopt()``-ed (an earlier run owned it), or the
+  caller's ``owned`` says so; a service that is neither desired nor in the kernel any more stops
+  being ours. Services of other tools stay untouched unless ``purge_unowned``.
 
 The kernel sits behind ``Kernel`` (dump + apply), so the logic is tested with an in-memory fake
 and proved against the real kernel in tests/kernel.
@@ -19,10 +20,9 @@ and proved against the real kernel in tests/kernel.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -76,8 +76,6 @@ class Reconciler:
         *,
         owned: Owned | None = None,
         purge_unowned: bool = False,
-        interval: float = 10.0,
-        retry_interval: float = 2.0,
         on_pass: Callable[[PassResult], None] | None = None,
     ) -> None:
         self._kernel = kernel
@@ -85,14 +83,9 @@ class Reconciler:
         self._extra_owned: Owned | None = owned
         self._ever_desired: set[ServiceKey] = set(desired.keys())
         self.purge_unowned = purge_unowned
-        self.interval = interval
-        self.retry_interval = retry_interval
         self._on_pass = on_pass
         self.counters = ReconcilerCounters()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
-        self._pass_done = asyncio.Condition()
 
     @property
     def desired(self) -> Table:
@@ -107,16 +100,20 @@ class Reconciler:
         return extra(key) if callable(extra) else key in extra
 
     def set_desired(self, table: Table, *, owned: Owned | None = None) -> None:
-        """A new desired table (config reload, health-check verdicts); a pass follows at once."""
+        """A new desired table (config reload, health-check verdicts) for the next pass."""
         self._desired = table
         self._ever_desired.update(table.keys())
         if owned is not None:
             self._extra_owned = owned
-        self.trigger()
 
-    def trigger(self) -> None:
-        """Ask for a pass now (coalesced with one already asked for)."""
-        self._wake.set()
+    def adopt(self, keys: Iterable[ServiceKey]) -> None:
+        """Services an earlier run owned: ours until they are gone from the kernel."""
+        self._ever_desired.update(keys)
+
+    def owned_keys(self) -> set[ServiceKey]:
+        """What this reconciler treats as its own now (desired, or desired earlier and still in
+        the kernel as of the last pass)."""
+        return set(self._desired.keys()) | self._ever_desired
 
     async def reconcile_once(self) -> PassResult:
         """Dump, plan, apply: one pass. Never raises for kernel trouble; the result says it."""
@@ -144,8 +141,6 @@ class Reconciler:
                 error=error,
             )
             self._count(res)
-        async with self._pass_done:
-            self._pass_done.notify_all()
         return res
 
     def _count(self, res: PassResult) -> None:
@@ -177,32 +172,3 @@ class Reconciler:
             )
         if self._on_pass is not None:
             self._on_pass(res)
-
-    async def wait_for_pass(self, after: int) -> PassResult:
-        """Wait until pass number ``after + 1`` or later has finished; for tests and the CLI."""
-        async with self._pass_done:
-            await self._pass_done.wait_for(lambda: self.counters.passes > after)
-        assert self.counters.last is not None
-        return self.counters.last
-
-    async def run(self) -> None:
-        """Pass after pass until cancelled."""
-        while True:
-            self._wake.clear()
-            res = await self.reconcile_once()
-            delay = self.interval if res.ok else min(self.retry_interval, self.interval)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
-
-    def start(self) -> asyncio.Task[None]:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self.run(), name="ipvs-reconciler")
-        return self._task
-
-    async def stop(self) -> None:
-        """Stop passing. The kernel table stays as it is (no flush: connections live on)."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task

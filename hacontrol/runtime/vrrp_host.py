@@ -40,8 +40,8 @@ from hacontrol.runtime.vrrp_protocol import (
     read_message,
 )
 from vrrp.events import InstanceStateChanged, ReconfigureResult
-from vrrp.io import InstanceSpec, VrrpEngine
-from vrrp.types import State
+from vrrp.io import VrrpEngine
+from vrrp.types import InstanceSpec, State
 
 log = logging.getLogger("hacontrol.vrrp")
 

@@ -20,7 +20,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from vrrp.io import InstanceSpec
+from vrrp.types import InstanceSpec
 
 MAX_FRAME = 64 * 1024 * 1024
 _LENGTH = struct.Struct("!I")
