@@ -17,6 +17,11 @@ Behaviour beyond the RFC follows keepalived, which operators compare us with:
 * A master that hears a lower-priority (or tie-losing) master answers at once
   with an advertisement, so the other side steps down without waiting a full
   Advertisement_Interval (split-brain recovery).
+* Equal priorities, as RFC 5798 has them (and keepalived and FRR): a backup
+  follows a live master whose priority equals its own (§6.4.2 (440)), so a
+  director that comes back does not take the VIPs from its equal peer. The
+  primary-address tie-break (§6.4.3 (735)) settles two masters only, e.g.
+  backups whose Master_Down_Timers fired together.
 * FAULT: the interface is down; adverts are ignored; a master drops its VIPs.
 * preempt_delay, exactly as implemented here (keepalived's documented intent,
   "seconds after startup or seeing a lower priority master until preemption",
@@ -116,9 +121,8 @@ class Instance:
         self._garp_refresh_timer: float | None = None  # MASTER
         # Why the Master_Down_Timer will have fired, decided when it was (re)set.
         self._master_down_reason = Reason.MASTER_DOWN
-        # The master a backup last heard and preempted or waited for (for the hold).
+        # The priority of the master a backup last heard (for the preempt_delay hold).
         self._heard_priority: int | None = None
-        self._heard_address: IPAddress | None = None
 
     # ---- read-only view ------------------------------------------------------
 
@@ -291,10 +295,16 @@ class Instance:
             self._master_down_timer = now + self.skew_time
             self._master_down_reason = Reason.PRIORITY_ZERO
             self._preempt_timer = None
-            self._heard_priority = self._heard_address = None
+            self._heard_priority = None
             return []
-        self._heard_priority, self._heard_address = adv.priority, source
-        if not self._would_preempt(adv.priority, source):
+        self._heard_priority = adv.priority
+        if self._wins_simultaneous_takeover(adv.priority, source, now):
+            # Our Master_Down_Timer runs out at this very instant, as the other's did
+            # a moment ago: two masters at once, which §6.4.3 (735) settles by the
+            # higher primary address. We win it, so we do not follow: our timer fires
+            # now and the other steps down on our first advert.
+            return []
+        if not self._would_preempt(adv.priority):
             # (440)-(460): follow this master.
             self._preempt_timer = None
             self._accept_master(adv, now)
@@ -322,25 +332,31 @@ class Instance:
         self._master_down_timer = now + self.master_down_interval  # (460)
         self._master_down_reason = Reason.MASTER_DOWN
 
-    def _would_preempt(self, priority: int, source: IPAddress) -> bool:
+    def _would_preempt(self, priority: int) -> bool:
         """Whether Preempt_Mode lets us take over from a master advertising `priority`.
 
-        RFC 5798 §6.4.2 (440) follows a master of equal priority; we add the
-        §6.4.3 (735) tie-break so that backup and master agree on who should
-        lead: on equal priority the higher primary address wins, so a backup
-        with the higher address preempts an equal master with a lower one.
+        RFC 5798 §6.4.2 (440)-(460): a backup follows a master whose priority is
+        greater than or equal to its own (keepalived: `hd->priority >=
+        effective_priority`; FRR's vrrpd alike). The primary-address tie-break
+        of §6.4.3 (735) is between two masters only, so a backup with the
+        higher address does not take over from a live master of equal
+        priority: operators give both directors one priority precisely so
+        that a returning director leaves the VIPs where they are.
         """
-        if not self.preempt_mode:
-            return False
+        return self.preempt_mode and priority < self._effective_priority
+
+    def _wins_simultaneous_takeover(self, priority: int, source: IPAddress, now: float) -> bool:
         if priority != self._effective_priority:
-            return priority < self._effective_priority
+            return False
+        if self._master_down_timer is None or now < self._master_down_timer:
+            return False
         ours = self._params.primary_address
         return source.version == ours.version and int(source) < int(ours)
 
     def _would_preempt_heard_master(self) -> bool:
-        if self._heard_priority is None or self._heard_address is None:
+        if self._heard_priority is None:
             return False
-        return self._would_preempt(self._heard_priority, self._heard_address)
+        return self._would_preempt(self._heard_priority)
 
     def _backup_timers(self, now: float) -> list[Action]:
         if self._master_down_timer is not None and now >= self._master_down_timer:
@@ -369,7 +385,7 @@ class Instance:
             if self._params.version == 3 and adv.max_advert_int > 0:
                 self._master_adver_interval = adv.max_advert_int  # (745)
             actions = self._change_state(State.BACKUP, Reason.HIGHER_PRIORITY, now)
-            self._heard_priority, self._heard_address = adv.priority, source
+            self._heard_priority = adv.priority
             return actions
         # (770)-(775) say discard. keepalived instead answers a lower (split-brain)
         # master at once so it steps down now, and re-announces the VIPs, because
@@ -425,7 +441,7 @@ class Instance:
         actions: list[Action] = [StateChanged(old, new, reason)]
         self._adver_timer = self._master_down_timer = self._preempt_timer = None
         self._garp_delayed_timer = self._garp_refresh_timer = None
-        self._heard_priority = self._heard_address = None
+        self._heard_priority = None
         self._state = new
 
         if old is State.MASTER:

@@ -16,7 +16,9 @@ IPv6, each with either implementation as the first master:
 - restart of the killed one: it preempts back, and the other lets go;
 - SIGTERM of the master: priority-0 advert, the other takes over after Skew_Time only;
 - a wrong password: the two cannot hear each other and both become master (the documented
-  outcome of that misconfiguration); hacontrol counts the drops as bad_auth.
+  outcome of that misconfiguration); hacontrol counts the drops as bad_auth;
+- equal priorities: hacontrol, started second with the higher address, stays backup behind
+  keepalived (RFC 5798 §6.4.2) until keepalived dies.
 """
 
 from __future__ import annotations
@@ -385,3 +387,39 @@ def test_keepalived_is_the_debian_build(link: Link) -> None:
         [link.keepalived, "--version"], capture_output=True, text=True, timeout=10, check=False
     )
     assert "Keepalived v2." in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("pair", ["v3-ipv4"], indirect=True)
+def test_equal_priority_backup_with_the_higher_address_does_not_preempt(pair: Pair) -> None:
+    """keepalived master at 100; hacontrol at 100 with the higher address starts later.
+
+    RFC 5798 §6.4.2 (440): a backup follows a master of greater or equal priority
+    (keepalived: `hd->priority >= effective_priority`). So hacontrol stays BACKUP for as
+    long as keepalived advertises, and takes over only when keepalived dies. The roles'
+    namespaces are swapped here so that hacontrol has the higher address (192.0.2.2).
+    """
+    link = pair.link
+    inst = pair._instance(100, None)
+    pair.ka = Keepalived(link.lab, link.ha_ns, pair.tmp, "ka", [inst], binary=link.keepalived)
+    pair.ha = HaDaemon(link.lab, link.ka_ns, pair.tmp, "ha", [inst])
+    ka, ha = pair.ka, pair.ha
+    vip = str(pair.proto.address)
+    ka.start()
+    wait_single_holder([ka], vip, "ka", timeout=pair.proto.converge_timeout)
+    ha.start()
+    ha.wait_ready()
+    since = time.time()
+    # Many Master_Down_Intervals (0.36 s here): a preempting backup would have taken over.
+    samples = sample_single_holder(pair.peers, vip, duration=10 * pair.proto.master_down(100))
+    assert samples >= 30 and holders(pair.peers, vip) == ["ka"], _logs(pair)
+    log = ha.current_log()
+    assert "to=BACKUP reason=startup" in log, ha.tail()
+    assert "to=MASTER" not in log and "reason=preempt" not in log, ha.tail()
+    adverts = pair.adverts(since)
+    assert len(adverts) >= 30, adverts
+    assert {(a.src_mac, a.priority) for a in adverts} == {(ka.ns.mac("eth0"), 100)}, _logs(pair)
+    # hacontrol is a live backup all the same: it takes over when keepalived dies.
+    killed_at = ka.kill9()
+    wait_single_holder([ha], vip, "ha", timeout=pair.proto.master_down(100) + 5)
+    assert_takeover(pair, ka, ha, killed_at=killed_at, new_priority=100, old_priority=100)
+    assert ha.stop() == 0, ha.tail()
