@@ -16,7 +16,11 @@ Behaviour beyond the RFC follows keepalived, which operators compare us with:
   `garp.lower_prio_repeat` frames when a master hears a lower-priority master.
 * A master that hears a lower-priority (or tie-losing) master answers at once
   with an advertisement, so the other side steps down without waiting a full
-  Advertisement_Interval (split-brain recovery).
+  Advertisement_Interval (split-brain recovery). At most one such answer (and
+  its GARP burst) per Advertisement_Interval: one heals a split brain, and a
+  flood of spoofed lower-priority adverts must not make us send an advert and
+  a GARP burst for each (101,900 packets/s once drew 528,079 frames in 20 s).
+  Answers held back are counted in `suppressed_answers` for the adapter.
 * Equal priorities, as RFC 5798 has them (and keepalived and FRR): a backup
   follows a live master whose priority equals its own (§6.4.2 (440)), so a
   director that comes back does not take the VIPs from its equal peer. The
@@ -123,6 +127,9 @@ class Instance:
         self._master_down_reason = Reason.MASTER_DOWN
         # The priority of the master a backup last heard (for the preempt_delay hold).
         self._heard_priority: int | None = None
+        # When a master last answered a lower-priority master (the answer rate limit).
+        self._last_answer: float | None = None
+        self._suppressed_answers = 0
 
     # ---- read-only view ------------------------------------------------------
 
@@ -147,6 +154,11 @@ class Instance:
     def preempt_mode(self) -> bool:
         """RFC 5798 §6.1 Preempt_Mode as it applies: the owner always preempts."""
         return self._params.preempt or self._is_owner
+
+    @property
+    def suppressed_answers(self) -> int:
+        """How many lower-priority adverts a master left unanswered (rate limit); only grows."""
+        return self._suppressed_answers
 
     @property
     def master_adver_interval(self) -> int:
@@ -389,7 +401,13 @@ class Instance:
             return actions
         # (770)-(775) say discard. keepalived instead answers a lower (split-brain)
         # master at once so it steps down now, and re-announces the VIPs, because
-        # switches may have learnt the other master's MAC for them.
+        # switches may have learnt the other master's MAC for them. Once per
+        # Advertisement_Interval is enough for that: a real lower master that did
+        # not step down on our answer hears our next periodic advert anyway.
+        if self._last_answer is not None and now < self._last_answer + self._advertisement_interval:
+            self._suppressed_answers += 1
+            return []
+        self._last_answer = now
         actions = self._send_advertisement(now)
         actions.extend(self._garp(self._params.garp.lower_prio_repeat))
         return actions
@@ -442,6 +460,7 @@ class Instance:
         self._adver_timer = self._master_down_timer = self._preempt_timer = None
         self._garp_delayed_timer = self._garp_refresh_timer = None
         self._heard_priority = None
+        self._last_answer = None
         self._state = new
 
         if old is State.MASTER:

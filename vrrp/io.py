@@ -167,6 +167,9 @@ class Drop(enum.Enum):
     UNKNOWN_VRID = "unknown_vrid"  # no instance of ours on this interface has that VRID
     OWN_PACKET = "own_packet"  # the source is one of our own addresses
     INTERNAL_ERROR = "internal_error"  # a bug of ours while handling it; logged with traceback
+    # A valid lower-priority advert a master heard but did not answer: it answered one
+    # within the last Advertisement_Interval (vrrp/fsm.py's rate limit on answers).
+    ANSWER_SUPPRESSED = "answer_suppressed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -676,7 +679,10 @@ class VrrpEngine:
         else:
             runner.mismatch_logged = False
         source = dgram.source
+        suppressed = runner.fsm.suppressed_answers
         self._feed(runner, lambda now: runner.fsm.receive(adv, source, now), self._now())
+        if runner.fsm.suppressed_answers != suppressed:
+            self._drop(iface, Drop.ANSWER_SUPPRESSED.value, f"instance {runner.name}", source)
 
     def _drop(self, iface: _Interface, reason: str, detail: str, source: IPAddress | None) -> None:
         log.debug(

@@ -586,6 +586,62 @@ def test_master_hearing_a_lower_priority_answers_with_advert_and_garp_burst() ->
     assert inst.get_timer() == 5.25  # Adver_Timer restarted from the extra advert
 
 
+def test_master_answers_lower_priority_at_most_once_per_advertisement_interval() -> None:
+    p = params("b", 200, garp=GarpSettings(lower_prio_repeat=3))
+    inst = master_at(p, 4.0)
+    answer = [SendAdvertisement(own_advert(p)), SendGratuitousArp((VIP.ip,), 3)]
+    assert inst.receive(advert(100), ADDR["a"], 4.25) == answer
+    assert inst.get_timer() == 5.25
+    # Within one Advertisement_Interval (1 s) of the answer: held back and counted; the
+    # Adver_Timer is left alone.
+    for t in (4.25, 4.5, 5.0, 5.2499):
+        assert inst.receive(advert(100), ADDR["a"], t) == []
+    assert inst.suppressed_answers == 4
+    assert inst.get_timer() == 5.25
+    # One interval after the answer, the next lower advert is answered again.
+    assert inst.receive(advert(100), ADDR["c"], 5.25) == answer
+    assert inst.suppressed_answers == 4
+    # A priority-0 advert is always answered (RFC 5798 §6.4.3 (705)-(715)): backups
+    # that started their Skew_Time countdown must hear that a master is still here.
+    assert inst.receive(advert(0), ADDR["a"], 5.5) == [SendAdvertisement(own_advert(p))]
+
+
+def test_a_flood_of_lower_priority_adverts_draws_one_answer_per_interval() -> None:
+    # 10,240 spoofed adverts, one every 1/1024 s for 10 s (binary fractions: exact).
+    p = params("b", 200)
+    inst = master_at(p, 4.0)
+    adverts = garp_bursts = answers = 0
+    for k in range(1, 10 * 1024 + 1):
+        now = 4.0 + k / 1024
+        deadline = inst.get_timer()
+        if deadline is not None and deadline <= now:
+            periodic = inst.handle_timer(now)
+            adverts += sum(isinstance(a, SendAdvertisement) for a in periodic)
+        out = inst.receive(advert(100), ADDR["a"], now)
+        answers += bool(out)
+        adverts += sum(isinstance(a, SendAdvertisement) for a in out)
+        garp_bursts += sum(isinstance(a, SendGratuitousArp) for a in out)
+    # Answers at k = 1, 1025, ..., 9217; the periodic advert falls due at each answer
+    # but the first (the answer restarted the Adver_Timer one interval ahead).
+    assert (answers, garp_bursts, adverts) == (10, 10, 19)
+    assert inst.suppressed_answers == 10 * 1024 - 10
+    assert inst.state is State.MASTER
+
+
+def test_answer_limit_starts_afresh_with_each_mastership() -> None:
+    # A 10 s interval, so the next mastership starts well within it.
+    inst = master_at(params("b", 200, advert_int=1000), 4.0)
+    assert inst.receive(advert(100), ADDR["a"], 4.25) != []
+    inst.receive(advert(250, interval=100), ADDR["c"], 4.5)  # steps down, learns 1 s
+    assert inst.state is State.BACKUP
+    takeover = 4.5 + mdi(3, 200, 100)
+    assert inst.handle_timer(takeover)[0] == StateChanged(
+        State.BACKUP, State.MASTER, Reason.MASTER_DOWN
+    )
+    assert inst.receive(advert(100), ADDR["a"], takeover + 0.1) != []
+    assert inst.suppressed_answers == 0
+
+
 def test_split_brain_lower_master_steps_down_on_the_answer() -> None:
     link = Link()
     link.add("a", params("a", 100))
