@@ -16,7 +16,16 @@ Behaviour beyond the RFC follows keepalived, which operators compare us with:
   `garp.lower_prio_repeat` frames when a master hears a lower-priority master.
 * A master that hears a lower-priority (or tie-losing) master answers at once
   with an advertisement, so the other side steps down without waiting a full
-  Advertisement_Interval (split-brain recovery).
+  Advertisement_Interval (split-brain recovery). At most one such answer (and
+  its GARP burst) per Advertisement_Interval: one heals a split brain, and a
+  flood of spoofed lower-priority adverts must not make us send an advert and
+  a GARP burst for each (101,900 packets/s once drew 528,079 frames in 20 s).
+  Answers held back are counted in `suppressed_answers` for the adapter.
+* Equal priorities, as RFC 5798 has them (and keepalived and FRR): a backup
+  follows a live master whose priority equals its own (§6.4.2 (440)), so a
+  director that comes back does not take the VIPs from its equal peer. The
+  primary-address tie-break (§6.4.3 (735)) settles two masters only, e.g.
+  backups whose Master_Down_Timers fired together.
 * FAULT: the interface is down; adverts are ignored; a master drops its VIPs.
 * preempt_delay, exactly as implemented here (keepalived's documented intent,
   "seconds after startup or seeing a lower priority master until preemption",
@@ -116,9 +125,11 @@ class Instance:
         self._garp_refresh_timer: float | None = None  # MASTER
         # Why the Master_Down_Timer will have fired, decided when it was (re)set.
         self._master_down_reason = Reason.MASTER_DOWN
-        # The master a backup last heard and preempted or waited for (for the hold).
+        # The priority of the master a backup last heard (for the preempt_delay hold).
         self._heard_priority: int | None = None
-        self._heard_address: IPAddress | None = None
+        # When a master last answered a lower-priority master (the answer rate limit).
+        self._last_answer: float | None = None
+        self._suppressed_answers = 0
 
     # ---- read-only view ------------------------------------------------------
 
@@ -143,6 +154,11 @@ class Instance:
     def preempt_mode(self) -> bool:
         """RFC 5798 §6.1 Preempt_Mode as it applies: the owner always preempts."""
         return self._params.preempt or self._is_owner
+
+    @property
+    def suppressed_answers(self) -> int:
+        """How many lower-priority adverts a master left unanswered (rate limit); only grows."""
+        return self._suppressed_answers
 
     @property
     def master_adver_interval(self) -> int:
@@ -291,10 +307,16 @@ class Instance:
             self._master_down_timer = now + self.skew_time
             self._master_down_reason = Reason.PRIORITY_ZERO
             self._preempt_timer = None
-            self._heard_priority = self._heard_address = None
+            self._heard_priority = None
             return []
-        self._heard_priority, self._heard_address = adv.priority, source
-        if not self._would_preempt(adv.priority, source):
+        self._heard_priority = adv.priority
+        if self._wins_simultaneous_takeover(adv.priority, source, now):
+            # Our Master_Down_Timer runs out at this very instant, as the other's did
+            # a moment ago: two masters at once, which §6.4.3 (735) settles by the
+            # higher primary address. We win it, so we do not follow: our timer fires
+            # now and the other steps down on our first advert.
+            return []
+        if not self._would_preempt(adv.priority):
             # (440)-(460): follow this master.
             self._preempt_timer = None
             self._accept_master(adv, now)
@@ -322,25 +344,31 @@ class Instance:
         self._master_down_timer = now + self.master_down_interval  # (460)
         self._master_down_reason = Reason.MASTER_DOWN
 
-    def _would_preempt(self, priority: int, source: IPAddress) -> bool:
+    def _would_preempt(self, priority: int) -> bool:
         """Whether Preempt_Mode lets us take over from a master advertising `priority`.
 
-        RFC 5798 §6.4.2 (440) follows a master of equal priority; we add the
-        §6.4.3 (735) tie-break so that backup and master agree on who should
-        lead: on equal priority the higher primary address wins, so a backup
-        with the higher address preempts an equal master with a lower one.
+        RFC 5798 §6.4.2 (440)-(460): a backup follows a master whose priority is
+        greater than or equal to its own (keepalived: `hd->priority >=
+        effective_priority`; FRR's vrrpd alike). The primary-address tie-break
+        of §6.4.3 (735) is between two masters only, so a backup with the
+        higher address does not take over from a live master of equal
+        priority: operators give both directors one priority precisely so
+        that a returning director leaves the VIPs where they are.
         """
-        if not self.preempt_mode:
-            return False
+        return self.preempt_mode and priority < self._effective_priority
+
+    def _wins_simultaneous_takeover(self, priority: int, source: IPAddress, now: float) -> bool:
         if priority != self._effective_priority:
-            return priority < self._effective_priority
+            return False
+        if self._master_down_timer is None or now < self._master_down_timer:
+            return False
         ours = self._params.primary_address
         return source.version == ours.version and int(source) < int(ours)
 
     def _would_preempt_heard_master(self) -> bool:
-        if self._heard_priority is None or self._heard_address is None:
+        if self._heard_priority is None:
             return False
-        return self._would_preempt(self._heard_priority, self._heard_address)
+        return self._would_preempt(self._heard_priority)
 
     def _backup_timers(self, now: float) -> list[Action]:
         if self._master_down_timer is not None and now >= self._master_down_timer:
@@ -369,11 +397,17 @@ class Instance:
             if self._params.version == 3 and adv.max_advert_int > 0:
                 self._master_adver_interval = adv.max_advert_int  # (745)
             actions = self._change_state(State.BACKUP, Reason.HIGHER_PRIORITY, now)
-            self._heard_priority, self._heard_address = adv.priority, source
+            self._heard_priority = adv.priority
             return actions
         # (770)-(775) say discard. keepalived instead answers a lower (split-brain)
         # master at once so it steps down now, and re-announces the VIPs, because
-        # switches may have learnt the other master's MAC for them.
+        # switches may have learnt the other master's MAC for them. Once per
+        # Advertisement_Interval is enough for that: a real lower master that did
+        # not step down on our answer hears our next periodic advert anyway.
+        if self._last_answer is not None and now < self._last_answer + self._advertisement_interval:
+            self._suppressed_answers += 1
+            return []
+        self._last_answer = now
         actions = self._send_advertisement(now)
         actions.extend(self._garp(self._params.garp.lower_prio_repeat))
         return actions
@@ -425,7 +459,8 @@ class Instance:
         actions: list[Action] = [StateChanged(old, new, reason)]
         self._adver_timer = self._master_down_timer = self._preempt_timer = None
         self._garp_delayed_timer = self._garp_refresh_timer = None
-        self._heard_priority = self._heard_address = None
+        self._heard_priority = None
+        self._last_answer = None
         self._state = new
 
         if old is State.MASTER:

@@ -165,8 +165,11 @@ class Drop(enum.Enum):
 
     NOT_A_PEER = "not_a_peer"  # unicast mode: the source is not a configured peer
     UNKNOWN_VRID = "unknown_vrid"  # no instance of ours on this interface has that VRID
-    OWN_PACKET = "own_packet"  # the source is one of our own addresses
+    OWN_PACKET = "own_packet"  # the source is one of our own addresses (not a VIP)
     INTERNAL_ERROR = "internal_error"  # a bug of ours while handling it; logged with traceback
+    # A valid lower-priority advert a master heard but did not answer: it answered one
+    # within the last Advertisement_Interval (vrrp/fsm.py's rate limit on answers).
+    ANSWER_SUPPRESSED = "answer_suppressed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,9 +211,23 @@ class _Interface:
     name: str
     link: Link | None = None
     operational: bool = False  # link up and sockets open: instances are out of FAULT
-    own: set[IPAddress] = field(default_factory=set)
+    own: set[IPAddress] = field(default_factory=set)  # every address on it, VIPs included
+    vips: set[IPAddress] = field(default_factory=set)  # our instances' VIPs on it
     sockets: dict[socket.AddressFamily, socket.socket] = field(default_factory=dict)
     instances: dict[tuple[socket.AddressFamily, int], _Runner] = field(default_factory=dict)
+
+    def sent_by_us(self, source: IPAddress) -> bool:
+        """Whether a packet from `source` is one of this director's own.
+
+        The VIPs we hold do not count: a real address owner (priority 255, RFC 5798
+        §5.2.4) advertises from its interface address, which is the VIP, and while we
+        hold the VIP we must still hear it, or we never give the VIP back.
+        """
+        if source in self.vips:
+            return False
+        return source in self.own or any(
+            source == runner.unicast.source for runner in self.instances.values()
+        )
 
 
 def _family(address: IPAddress) -> socket.AddressFamily:
@@ -318,6 +335,7 @@ class VrrpEngine:
             labels=dict(vip_labels or {}),
         )
         iface.instances[key] = runner
+        iface.vips.update(vip.ip for vip in params.virtual_addresses)
         self._runners[params.name] = runner
 
     async def start(self) -> None:
@@ -627,9 +645,7 @@ class VrrpEngine:
 
     def _receive(self, iface: _Interface, family: socket.AddressFamily, dgram: Datagram) -> None:
         """decode -> instance -> peers -> check_for_instance -> addresses_match -> fsm."""
-        if dgram.source in iface.own or any(
-            dgram.source == r.unicast.source for r in iface.instances.values()
-        ):
+        if iface.sent_by_us(dgram.source):
             self._drop(iface, Drop.OWN_PACKET.value, "", dgram.source)
             return
         runners = [r for (fam, _), r in iface.instances.items() if fam == family]
@@ -676,7 +692,10 @@ class VrrpEngine:
         else:
             runner.mismatch_logged = False
         source = dgram.source
+        suppressed = runner.fsm.suppressed_answers
         self._feed(runner, lambda now: runner.fsm.receive(adv, source, now), self._now())
+        if runner.fsm.suppressed_answers != suppressed:
+            self._drop(iface, Drop.ANSWER_SUPPRESSED.value, f"instance {runner.name}", source)
 
     def _drop(self, iface: _Interface, reason: str, detail: str, source: IPAddress | None) -> None:
         log.debug(

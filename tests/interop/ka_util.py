@@ -295,6 +295,7 @@ class Instance:
     garp_master_repeat: int = 5
     unicast_src_ip: str | None = None
     unicast_peers: tuple[str, ...] = ()
+    mcast_src_ip: str | None = None  # keepalived only: hacontrol sends from its primary address
 
     def hacontrol(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -343,6 +344,8 @@ class Instance:
                 f"        auth_pass {self.auth_pass}",
                 "    }",
             ]
+        if self.mcast_src_ip:
+            lines.append(f"    mcast_src_ip {self.mcast_src_ip}")
         if self.unicast_peers:
             if self.unicast_src_ip:
                 lines.append(f"    unicast_src_ip {self.unicast_src_ip}")

@@ -16,16 +16,21 @@ IPv6, each with either implementation as the first master:
 - restart of the killed one: it preempts back, and the other lets go;
 - SIGTERM of the master: priority-0 advert, the other takes over after Skew_Time only;
 - a wrong password: the two cannot hear each other and both become master (the documented
-  outcome of that misconfiguration); hacontrol counts the drops as bad_auth.
+  outcome of that misconfiguration); hacontrol counts the drops as bad_auth;
+- equal priorities: hacontrol, started second with the higher address, stays backup behind
+  keepalived (RFC 5798 §6.4.2) until keepalived dies;
+- a real address owner: keepalived at priority 255 advertising from the VIP takes it back
+  from hacontrol, which hears those adverts although it holds the VIP at that moment.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address
 from itertools import count
 from pathlib import Path
@@ -44,7 +49,7 @@ from tests.interop.ka_util import (
     vip_address,
     wait_single_holder,
 )
-from tests.netns.netns_util import Lab, Netns, require_root
+from tests.netns.netns_util import Lab, Netns, require_root, wait_until
 from tests.support import require_tool
 from vrrp import arp
 
@@ -105,6 +110,7 @@ class Link:
     ka_ns: Netns
     watch_ns: Netns
     keepalived: str
+    switch: tuple[Netns, str]
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +123,7 @@ def link() -> Iterator[Link]:
         lab.plug(ha_ns, switch, "eth0", "192.0.2.1/24", "2001:db8::1/64")
         lab.plug(ka_ns, switch, "eth0", "192.0.2.2/24", "2001:db8::2/64")
         lab.plug(watch_ns, switch, "eth0")
-        yield Link(lab, ha_ns, ka_ns, watch_ns, binary)
+        yield Link(lab, ha_ns, ka_ns, watch_ns, binary, switch)
 
 
 @dataclass
@@ -385,3 +391,117 @@ def test_keepalived_is_the_debian_build(link: Link) -> None:
         [link.keepalived, "--version"], capture_output=True, text=True, timeout=10, check=False
     )
     assert "Keepalived v2." in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("pair", ["v3-ipv4"], indirect=True)
+def test_equal_priority_backup_with_the_higher_address_does_not_preempt(pair: Pair) -> None:
+    """keepalived master at 100; hacontrol at 100 with the higher address starts later.
+
+    RFC 5798 §6.4.2 (440): a backup follows a master of greater or equal priority
+    (keepalived: `hd->priority >= effective_priority`). So hacontrol stays BACKUP for as
+    long as keepalived advertises, and takes over only when keepalived dies. The roles'
+    namespaces are swapped here so that hacontrol has the higher address (192.0.2.2).
+    """
+    link = pair.link
+    inst = pair._instance(100, None)
+    pair.ka = Keepalived(link.lab, link.ha_ns, pair.tmp, "ka", [inst], binary=link.keepalived)
+    pair.ha = HaDaemon(link.lab, link.ka_ns, pair.tmp, "ha", [inst])
+    ka, ha = pair.ka, pair.ha
+    vip = str(pair.proto.address)
+    ka.start()
+    wait_single_holder([ka], vip, "ka", timeout=pair.proto.converge_timeout)
+    ha.start()
+    ha.wait_ready()
+    since = time.time()
+    # Many Master_Down_Intervals (0.36 s here): a preempting backup would have taken over.
+    samples = sample_single_holder(pair.peers, vip, duration=10 * pair.proto.master_down(100))
+    assert samples >= 30 and holders(pair.peers, vip) == ["ka"], _logs(pair)
+    log = ha.current_log()
+    assert "to=BACKUP reason=startup" in log, ha.tail()
+    assert "to=MASTER" not in log and "reason=preempt" not in log, ha.tail()
+    adverts = pair.adverts(since)
+    assert len(adverts) >= 30, adverts
+    assert {(a.src_mac, a.priority) for a in adverts} == {(ka.ns.mac("eth0"), 100)}, _logs(pair)
+    # hacontrol is a live backup all the same: it takes over when keepalived dies.
+    killed_at = ka.kill9()
+    wait_single_holder([ha], vip, "ha", timeout=pair.proto.master_down(100) + 5)
+    assert_takeover(pair, ka, ha, killed_at=killed_at, new_priority=100, old_priority=100)
+    assert ha.stop() == 0, ha.tail()
+
+
+@contextlib.contextmanager
+def extra_router(link: Link, label: str, *addresses: str) -> Iterator[Netns]:
+    """A namespace plugged into the shared switch for one test, deleted afterwards."""
+    ns = link.lab.netns(label)
+    try:
+        link.lab.plug(ns, link.switch, "eth0", *addresses)
+        yield ns
+    finally:
+        subprocess.run(["ip", "netns", "del", ns.name], check=False, timeout=10)
+        link.lab.namespaces.remove(ns)
+
+
+@contextlib.contextmanager
+def sysctl(ns: Netns, **values: str) -> Iterator[None]:
+    """Set net.* sysctls in `ns` (names with dots given as __) and restore them."""
+    names = {key.replace("__", "."): value for key, value in values.items()}
+    old = {name: ns.run("sysctl", "-n", name).strip() for name in names}
+    try:
+        for name, value in names.items():
+            ns.run("sysctl", "-qw", f"{name}={value}")
+        yield
+    finally:
+        for name, value in old.items():
+            ns.run("sysctl", "-qw", f"{name}={value}", check=False)
+
+
+@pytest.mark.parametrize("pair", ["v3-ipv4"], indirect=True)
+def test_address_owner_takes_its_address_back(pair: Pair) -> None:
+    """keepalived as the real address owner (priority 255) advertising from the VIP.
+
+    hacontrol held the VIP while the owner was away; the owner comes back and advertises
+    from the VIP, an address hacontrol holds at that moment. Those adverts are not
+    hacontrol's own (RFC 5798 §5.2.4): it must step down and remove the VIP. As for
+    keepalived in the same place, the kernel delivers a packet from a local address only
+    with accept_local=1 (otherwise it is dropped as martian before any daemon sees it).
+
+    keepalived does not take a VIP as the interface address it sends from (with the VIP
+    alone on the interface it stays in FAULT, "no IPv4 address for interface"), so the
+    owner has an address of its own and sends from the VIP with `mcast_src_ip`.
+    """
+    link = pair.link
+    vip = "192.0.2.50"
+    inst = replace(pair._instance(100, None), vips=(f"{vip}/24",))
+    ha = pair.ha = HaDaemon(
+        link.lab, link.ha_ns, pair.tmp, "ha", [inst], metrics_listen="127.0.0.1:9650"
+    )
+    with sysctl(link.ha_ns, net__ipv4__conf__all__accept_local="1"):
+        ha.start()
+        wait_single_holder([ha], vip, "ha", timeout=pair.proto.converge_timeout)
+        with extra_router(link, "own", "192.0.2.51/24") as owner_ns:
+            owner = replace(inst, priority=255, mcast_src_ip=vip)
+            ka = pair.ka = Keepalived(
+                link.lab, owner_ns, pair.tmp, "ka", [owner], binary=link.keepalived
+            )
+            since = time.time()
+            ka.start()
+            owner_adverts = pair.witness.wait_for(
+                lambda: [a for a in pair.adverts(since) if a.priority == 255],
+                timeout=10.0,
+                message="the owner's adverts",
+            )
+            assert {a.src for a in owner_adverts} == {IPv4Address(vip)}
+            wait_until(
+                lambda: not ha.holds(vip), timeout=5.0, message=f"hacontrol to let go of {vip}"
+            )
+            # And it stays that way: hacontrol follows the owner.
+            time.sleep(10 * pair.proto.advert_int)
+            assert not ha.holds(vip) and ka.holds(vip), _logs(pair)
+            assert "from=MASTER to=BACKUP reason=higher_priority" in ha.current_log(), ha.tail()
+            samples = ha.metrics()
+            own = samples.get(
+                'hacontrol_vrrp_packets_dropped_total{interface="eth0",reason="own_packet"}', 0.0
+            )
+            assert own == 0.0, {k: v for k, v in samples.items() if "dropped" in k}
+            assert ha.stop() == 0, ha.tail()
+            ka.stop()

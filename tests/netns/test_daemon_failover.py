@@ -9,7 +9,8 @@ namespaces deleted by the Lab, whatever the outcome.
 Covered: election; kill -9 of the master (takeover, the GARP bursts byte for byte, a restart
 that clears its stale VIP and preempts back); SIGTERM (priority 0, takeover after Skew_Time,
 exit 0, VIP removed); unicast mode; interface down -> FAULT -> recovery with preemption;
-an IPv6 / VRRPv3 pair with unsolicited neighbour advertisements.
+an IPv6 / VRRPv3 pair with unsolicited neighbour advertisements; `--log-level debug`
+showing our own events without pyroute2's netlink chatter.
 """
 
 from __future__ import annotations
@@ -282,3 +283,21 @@ def test_ipv6_vrrpv3_pair(net: Net) -> None:
     parsed = arp.parse_na(nas[0].data)
     assert parsed.override and not parsed.solicited and parsed.checksum_valid
     assert holders([a, b], str(vip)) in (["b"], ["a", "b"])  # a's stale VIP: it crashed
+
+
+def test_debug_log_is_ours_not_pyroute2s(net: Net) -> None:
+    """`--log-level debug` shows hacontrol's own events, not every netlink message.
+
+    pyroute2 resets its logger to NOTSET when it is imported (pyroute2/config/log.py), so a
+    level set before that import is lost and its per-message debug lines flood the log.
+    """
+    a = HaDaemon(net.lab, net.a, net.tmp, "a", [instance(HIGH)], log_level="debug")
+    a.start()
+    wait_single_holder([a], "192.0.2.100", "a", timeout=15.0)
+    # Netlink is busy here: links and addresses dumped, the VIP added, its event received.
+    time.sleep(1.0)
+    lines = a.current_log().splitlines()
+    ours = [line for line in lines if " DEBUG vrrp." in line]
+    theirs = [line for line in lines if " pyroute2" in line]
+    assert ours, "debug level shows hacontrol's own debug events"
+    assert not theirs, f"{len(theirs)} pyroute2 lines of {len(lines)}:\n" + "\n".join(theirs[:5])

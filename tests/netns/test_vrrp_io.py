@@ -522,3 +522,45 @@ def test_two_instances_share_a_socket_and_priority_change(net: Net) -> None:
     rb.wait_state("MASTER", instance="v1")
     ra.wait_state("BACKUP", instance="v1")
     wait_until(lambda: net.b.has_address("eth0", "192.0.2.101"), message="v1 VIP on B")
+
+
+def test_flood_of_lower_priority_adverts_draws_bounded_answers(net: Net) -> None:
+    """A master answers a lower-priority master once per Advertisement_Interval, not per advert.
+
+    Unlimited, each spoofed lower-priority advert drew one advert and a burst of 5 GARPs
+    (101,900 packets/s made a master send 528,079 frames in 20 s).
+    """
+    ra = net.start(net.a, "A", instance("192.0.2.1", 200, advert_int=100))
+    ra.wait_state("MASTER", timeout=15)
+    time.sleep(1.5)  # past the delayed GARP burst (master_delay 1 s)
+    sock, ifindex = injector(net)
+    src = IPv4Address("192.0.2.3")
+    lower = packet.encode(Advertisement(3, 51, 100, 100, (IPv4Address(VIP4),)), src, VRRP_MCAST_V4)
+    received_before = ra.status()["received"].get("vi", 0)
+    sent = 0
+    with Capture(net.c, "eth0", ETH_P_ALL) as cap:
+        started = time.monotonic()
+        try:
+            # 2,000 adverts in 20 bursts of 100, 50 ms apart: about 2 s at ~1,000/s.
+            for _ in range(20):
+                for _ in range(100):
+                    send_vrrp(sock, lower, src, VRRP_MCAST_V4, ifindex)
+                    sent += 1
+                time.sleep(0.05)
+        finally:
+            sock.close()
+        frames = cap.collect(0.3)
+        window = time.monotonic() - started
+    from_a = [f for f in frames if f.src_mac == _mac_bytes(MAC_A)]
+    adverts = [f for f in from_a if is_vrrp_v4(f)]
+    garps = [f for f in from_a if f.ethertype == 0x0806]
+    intervals = window / 1.0 + 1
+    status = ra.status()
+    received = status["received"].get("vi", 0) - received_before
+    suppressed = status["drops"].get("answer_suppressed", 0)
+    assert received >= sent // 2, f"only {received} of {sent} adverts reached A"
+    # At most one answer and one 5-frame burst per interval, plus the periodic adverts.
+    assert len(adverts) <= 2 * intervals + 1, (len(adverts), window)
+    assert len(garps) <= 5 * intervals, (len(garps), window)
+    assert suppressed >= received - intervals, (suppressed, received, window)
+    assert ra.state() == "MASTER"

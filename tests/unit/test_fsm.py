@@ -444,7 +444,10 @@ def test_owner_in_backup_preempts_regardless_of_preempt_setting() -> None:
 
 
 @pytest.mark.parametrize("first", ["a", "b"])
-def test_equal_priority_the_higher_address_wins_whatever_the_start_order(first: str) -> None:
+def test_equal_priority_the_first_master_keeps_the_vips_whatever_the_addresses(first: str) -> None:
+    # RFC 5798 §6.4.2 (440): a backup follows a master of greater or equal priority, so
+    # the director that comes back second stays backup even with the higher address
+    # (192.0.2.2 > 192.0.2.1): no failover the operator did not ask for.
     link = Link()
     link.add("a", params("a", 150))
     link.add("b", params("b", 150))
@@ -453,13 +456,57 @@ def test_equal_priority_the_higher_address_wins_whatever_the_start_order(first: 
     link.run_until(10.5)
     assert_one_master(link, first)
     link.start(second)
-    link.run_until(10.5 + mdi(3, 150, 100) + 1e-6)
-    link.run_until(60.0, one_master_check("b"))  # 192.0.2.2 > 192.0.2.1
-    if first == "a":
-        assert link.transitions("b")[-1][3] is Reason.PREEMPT
-        assert link.transitions("a")[-1][3] is Reason.HIGHER_PRIORITY
-    else:
-        assert link.transitions("a") == [(10.5, State.INITIALIZE, State.BACKUP, Reason.STARTUP)]
+    link.run_until(120.0, one_master_check(first))
+    assert link.transitions(second) == [(10.5, State.INITIALIZE, State.BACKUP, Reason.STARTUP)]
+    assert link.transitions(first)[-1][2] is State.MASTER
+    # The second one is a live backup: it takes over when the first dies.
+    link.kill(first)
+    last = link.last_advert_time(first)
+    link.run_until(140.0)
+    assert link.transitions(second)[-1] == (
+        last + mdi(3, 150, 100),
+        State.BACKUP,
+        State.MASTER,
+        Reason.MASTER_DOWN,
+    )
+
+
+def test_backup_with_the_higher_address_follows_an_equal_master() -> None:
+    inst = Instance(params("b", 150))  # 192.0.2.2
+    inst.start(0.0)
+    for t in (1.0, 2.0, 3.0, 4.0, 5.0):
+        # 192.0.2.1 at 150: followed, its timer restarted from each advert (§6.4.2 (460)).
+        assert inst.receive(advert(150), ADDR["a"], t) == []
+        assert inst.handle_timer(t) == []
+        assert inst.get_timer() == t + mdi(3, 150, 100)
+    assert inst.state is State.BACKUP
+    # Equal priority with preempt_delay: followed too, no hold is started.
+    held = Instance(params("b", 150, preempt_delay=1.0))
+    held.start(0.0)
+    held.receive(advert(150), ADDR["a"], 1.0)
+    assert held.get_timer() == 1.0 + mdi(3, 150, 100)
+    assert held.handle_timer(1.0 + mdi(3, 150, 100) - 1e-9) == []
+
+
+def test_equal_backups_whose_timers_run_out_together_use_the_address_tie_break() -> None:
+    # b (192.0.2.2) and a (192.0.2.1) time out at the same instant; a's timer was handled
+    # first and its advert reaches b at that instant. b is a master in waiting, so §6.4.3
+    # (735) decides: b does not follow, its own timer fires, and a steps down.
+    b = Instance(params("b", 150))
+    b.start(0.0)
+    due = mdi(3, 150, 100)
+    assert b.receive(advert(150), ADDR["a"], due) == []
+    assert b.get_timer() == due
+    assert b.handle_timer(due)[0] == StateChanged(State.BACKUP, State.MASTER, Reason.MASTER_DOWN)
+    # The loser of the tie follows, and a moment earlier nobody is in a tie at all.
+    a = Instance(params("a", 150))
+    a.start(0.0)
+    assert a.receive(advert(150), ADDR["b"], due) == []
+    assert a.get_timer() == due + mdi(3, 150, 100)
+    early = Instance(params("b", 150))
+    early.start(0.0)
+    early.receive(advert(150), ADDR["a"], due - 0.001)
+    assert early.get_timer() == due - 0.001 + mdi(3, 150, 100)
 
 
 def test_equal_priority_simultaneous_start_settles_in_one_instant() -> None:
@@ -537,6 +584,62 @@ def test_master_hearing_a_lower_priority_answers_with_advert_and_garp_burst() ->
     ]
     assert inst.state is State.MASTER
     assert inst.get_timer() == 5.25  # Adver_Timer restarted from the extra advert
+
+
+def test_master_answers_lower_priority_at_most_once_per_advertisement_interval() -> None:
+    p = params("b", 200, garp=GarpSettings(lower_prio_repeat=3))
+    inst = master_at(p, 4.0)
+    answer = [SendAdvertisement(own_advert(p)), SendGratuitousArp((VIP.ip,), 3)]
+    assert inst.receive(advert(100), ADDR["a"], 4.25) == answer
+    assert inst.get_timer() == 5.25
+    # Within one Advertisement_Interval (1 s) of the answer: held back and counted; the
+    # Adver_Timer is left alone.
+    for t in (4.25, 4.5, 5.0, 5.2499):
+        assert inst.receive(advert(100), ADDR["a"], t) == []
+    assert inst.suppressed_answers == 4
+    assert inst.get_timer() == 5.25
+    # One interval after the answer, the next lower advert is answered again.
+    assert inst.receive(advert(100), ADDR["c"], 5.25) == answer
+    assert inst.suppressed_answers == 4
+    # A priority-0 advert is always answered (RFC 5798 §6.4.3 (705)-(715)): backups
+    # that started their Skew_Time countdown must hear that a master is still here.
+    assert inst.receive(advert(0), ADDR["a"], 5.5) == [SendAdvertisement(own_advert(p))]
+
+
+def test_a_flood_of_lower_priority_adverts_draws_one_answer_per_interval() -> None:
+    # 10,240 spoofed adverts, one every 1/1024 s for 10 s (binary fractions: exact).
+    p = params("b", 200)
+    inst = master_at(p, 4.0)
+    adverts = garp_bursts = answers = 0
+    for k in range(1, 10 * 1024 + 1):
+        now = 4.0 + k / 1024
+        deadline = inst.get_timer()
+        if deadline is not None and deadline <= now:
+            periodic = inst.handle_timer(now)
+            adverts += sum(isinstance(a, SendAdvertisement) for a in periodic)
+        out = inst.receive(advert(100), ADDR["a"], now)
+        answers += bool(out)
+        adverts += sum(isinstance(a, SendAdvertisement) for a in out)
+        garp_bursts += sum(isinstance(a, SendGratuitousArp) for a in out)
+    # Answers at k = 1, 1025, ..., 9217; the periodic advert falls due at each answer
+    # but the first (the answer restarted the Adver_Timer one interval ahead).
+    assert (answers, garp_bursts, adverts) == (10, 10, 19)
+    assert inst.suppressed_answers == 10 * 1024 - 10
+    assert inst.state is State.MASTER
+
+
+def test_answer_limit_starts_afresh_with_each_mastership() -> None:
+    # A 10 s interval, so the next mastership starts well within it.
+    inst = master_at(params("b", 200, advert_int=1000), 4.0)
+    assert inst.receive(advert(100), ADDR["a"], 4.25) != []
+    inst.receive(advert(250, interval=100), ADDR["c"], 4.5)  # steps down, learns 1 s
+    assert inst.state is State.BACKUP
+    takeover = 4.5 + mdi(3, 200, 100)
+    assert inst.handle_timer(takeover)[0] == StateChanged(
+        State.BACKUP, State.MASTER, Reason.MASTER_DOWN
+    )
+    assert inst.receive(advert(100), ADDR["a"], takeover + 0.1) != []
+    assert inst.suppressed_answers == 0
 
 
 def test_split_brain_lower_master_steps_down_on_the_answer() -> None:
@@ -905,8 +1008,7 @@ def test_odd_network_input_never_raises() -> None:
     # A zero interval (the codec should have dropped it) is not learnt.
     assert inst.receive(advert(200, interval=0), ADDR["b"], 1.0) == []
     assert inst.master_adver_interval == 100
-    # Equal priority: follow a higher address; a source of the other family cannot be
-    # ordered against ours, so the backup keeps following rather than preempting.
+    # Equal priority: followed (RFC 5798 §6.4.2), from a source of either family.
     assert inst.receive(advert(100), IPv4Address("192.0.2.250"), 1.5) == []
     assert inst.receive(advert(100), IPv6Address("2001:db8::1"), 2.0) == []
     assert inst.state is State.BACKUP
@@ -1010,6 +1112,12 @@ class Election(RuleBasedStateMachine):
         ]
         if alive:
             assert_one_master(link)
+            # Nobody who would preempt outranks the master; an equal one follows it
+            # (RFC 5798 §6.4.2 (440)).
+            master = link.nodes[link.masters()[0]].instance
+            for node in alive:
+                if node.instance.preempt_mode:
+                    assert node.instance.effective_priority <= master.effective_priority
         else:
             assert link.masters() == []
 
