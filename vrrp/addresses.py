@@ -57,10 +57,25 @@ class Link:
     up: bool  # administratively up AND carrier present, as keepalived judges an interface
 
 
+IFA_F_SECONDARY = 0x01
+IFA_F_TENTATIVE = 0x40  # IPv6 duplicate address detection still running: not usable yet
+IFA_F_DADFAILED = 0x08
+
+
 @dataclass(frozen=True, slots=True)
 class LinkAddress:
     ifindex: int
     address: IPInterface
+    flags: int = 0  # IFA_F_* (IFA_FLAGS when the kernel sends it, else ifa_flags)
+
+    @property
+    def secondary(self) -> bool:
+        return bool(self.flags & IFA_F_SECONDARY)
+
+    @property
+    def usable(self) -> bool:
+        """Whether packets may be sent from it (not tentative, DAD not failed)."""
+        return not self.flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +131,10 @@ def parse_address(msg: Any) -> LinkAddress | None:
         address = ip_interface(f"{text}/{int(msg.get('prefixlen'))}")
     except ValueError:
         return None
-    return LinkAddress(ifindex=int(msg.get("index")), address=address)
+    flags = msg.get_attr("IFA_FLAGS") if hasattr(msg, "get_attr") else None
+    if flags is None:
+        flags = msg.get("flags") or 0
+    return LinkAddress(ifindex=int(msg.get("index")), address=address, flags=int(flags))
 
 
 def parse_event(msg: Any) -> LinkEvent | None:

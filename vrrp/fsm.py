@@ -26,7 +26,18 @@ Behaviour beyond the RFC follows keepalived, which operators compare us with:
   director that comes back does not take the VIPs from its equal peer. The
   primary-address tie-break (§6.4.3 (735)) settles two masters only, e.g.
   backups whose Master_Down_Timers fired together.
-* FAULT: the interface is down; adverts are ignored; a master drops its VIPs.
+* FAULT, while any fault holds (keepalived's FAULT state): the interface is
+  down or does not exist, or it has no address to advertise from (keepalived
+  waits in FAULT rather than advertise from 0.0.0.0 or from a VIP). Adverts
+  are ignored; a master drops its VIPs. When the last fault clears, the
+  instance starts over as at §6.4.1 (the owner as master, anyone else backup).
+* Operator step-down (`set_hold`): a master resigns as at shutdown (priority 0,
+  so backups take over after Skew_Time) and the instance stays BACKUP, never
+  taking over, until released.
+* `update()` applies new parameters in place (a reload): a master keeps its
+  state, adds and announces new VIPs, removes dropped ones and advertises at
+  once if what its adverts say changed; preemption is re-evaluated by RFC 5798's
+  own rules on the next advert heard.
 * preempt_delay, exactly as implemented here (keepalived's documented intent,
   "seconds after startup or seeing a lower priority master until preemption",
   made exact): a preempting backup that hears a live lower-priority master
@@ -104,17 +115,12 @@ class Instance:
     def __init__(self, params: InstanceParams) -> None:
         _check_params(params)
         self._params = params
-        family = params.primary_address.version
-        # RFC 5798 §5.2.9: an advert lists the virtual addresses of its own family only.
-        self._advert_addresses: tuple[IPAddress, ...] = tuple(
-            vip.ip for vip in params.virtual_addresses if vip.version == family
-        )
-        self._vip_addresses: tuple[IPAddress, ...] = tuple(
-            vip.ip for vip in params.virtual_addresses
-        )
+        self._set_addresses(params)
         self._state = State.INITIALIZE
         self._started = False
-        self._link_up = True
+        self._faults: set[str] = set()
+        self._held = False  # the operator's step-down
+        self._primary: IPAddress = params.primary_address
         self._effective_priority = params.priority
         self._master_adver_interval = params.advert_int  # centiseconds
         # Deadlines (float seconds) or None; which ones may be set depends on the state.
@@ -140,6 +146,21 @@ class Instance:
     @property
     def state(self) -> State:
         return self._state
+
+    @property
+    def faults(self) -> tuple[str, ...]:
+        """What holds the instance in FAULT (empty: nothing), sorted."""
+        return tuple(sorted(self._faults))
+
+    @property
+    def held(self) -> bool:
+        """Whether the operator's step-down holds this instance in BACKUP."""
+        return self._held
+
+    @property
+    def primary_address(self) -> IPAddress:
+        """Our address on the interface: the advert source and the tie-break key."""
+        return self._primary
 
     @property
     def effective_priority(self) -> int:
@@ -210,14 +231,22 @@ class Instance:
 
     # ---- events from the daemon ----------------------------------------------
 
-    def start(self, now: float) -> list[Action]:
-        """RFC 5798 §6.4.1: the Startup event."""
+    def start(self, now: float, *, resume: bool = False) -> list[Action]:
+        """RFC 5798 §6.4.1: the Startup event.
+
+        `resume`: this instance was MASTER in a VRRP process that died a moment ago and
+        its VIPs are still on the interface; it goes straight back to MASTER (advert,
+        VIPs, GARP: all idempotent) instead of dropping them and waiting a whole
+        Master_Down_Interval, which would be a failover for nothing.
+        """
         if self._state is not State.INITIALIZE:
             raise InstanceUsageError(f"{self._params.name}: start() while {self._state.name}")
         self._started = True
-        if not self._link_up:
-            return self._change_state(State.FAULT, Reason.INTERFACE_DOWN, now)
-        if self._is_owner:
+        if self._faults:
+            return self._change_state(State.FAULT, self._fault_reason(), now)
+        if resume and not self._held:
+            return self._change_state(State.MASTER, Reason.RESUME, now)
+        if self._is_owner and not self._held:
             # §6.4.1: the address owner goes straight to Master.
             return self._change_state(State.MASTER, Reason.ADDRESS_OWNER, now)
         return self._change_state(State.BACKUP, Reason.STARTUP, now)
@@ -228,21 +257,121 @@ class Instance:
             return []
         return self._change_state(State.INITIALIZE, Reason.SHUTDOWN, now)
 
+    def set_fault(self, fault: str, active: bool, now: float) -> list[Action]:
+        """A fault (`link_down`, `no_such_interface`, `no_source_address`, ...) began or
+        ended. Before start() this is remembered: start() then goes to FAULT."""
+        had = bool(self._faults)
+        if active:
+            self._faults.add(fault)
+        else:
+            self._faults.discard(fault)
+        if self._state is State.INITIALIZE:
+            return []
+        if self._faults and not had:
+            return self._change_state(State.FAULT, self._fault_reason(), now)
+        if had and not self._faults and self._state is State.FAULT:
+            # Like §6.4.1: the owner becomes Master at once, anyone else listens first.
+            new = State.MASTER if self._is_owner and not self._held else State.BACKUP
+            return self._change_state(new, _CLEARED.get(fault, Reason.INTERFACE_UP), now)
+        return []
+
+    def _fault_reason(self) -> Reason:
+        for fault, reason in _FAULT_REASONS.items():
+            if fault in self._faults:
+                return reason
+        return Reason.INTERFACE_DOWN
+
     def interface_down(self, now: float) -> list[Action]:
         """keepalived's FAULT: without the link we can neither hear nor be heard."""
-        self._link_up = False
-        if self._state in (State.INITIALIZE, State.FAULT):
-            # Before start() this is remembered: start() then goes to FAULT.
-            return []
-        return self._change_state(State.FAULT, Reason.INTERFACE_DOWN, now)
+        return self.set_fault(LINK_DOWN, True, now)
 
     def interface_up(self, now: float) -> list[Action]:
-        self._link_up = True
-        if self._state is not State.FAULT:
+        return self.set_fault(LINK_DOWN, False, now)
+
+    def set_primary_address(self, address: IPAddress) -> None:
+        """Our address on the interface changed (the adapter follows it live)."""
+        self._primary = address
+
+    def set_hold(self, held: bool, now: float) -> list[Action]:
+        """The operator's step-down (held) or its release."""
+        if held == self._held:
             return []
-        # Like §6.4.1: the owner becomes Master at once, anyone else listens first.
-        new = State.MASTER if self._is_owner else State.BACKUP
-        return self._change_state(new, Reason.INTERFACE_UP, now)
+        self._held = held
+        if held:
+            if self._state is State.MASTER:
+                return self._change_state(State.BACKUP, Reason.STEP_DOWN, now)
+            self._master_down_timer = self._preempt_timer = None
+            return []
+        if self._state is not State.BACKUP:
+            return []
+        if self._is_owner:
+            return self._change_state(State.MASTER, Reason.RELEASED, now)
+        # Listen for a whole Master_Down_Interval, as at start-up, before taking over.
+        self._master_down_timer = now + self.master_down_interval
+        self._master_down_reason = Reason.MASTER_DOWN
+        return []
+
+    def update(self, params: InstanceParams, now: float) -> list[Action]:
+        """New parameters for this same virtual router (a reload), applied in place.
+
+        The caller keeps the identity (VRID, family); everything else may change.
+        """
+        _check_params(params)
+        if params.vrid != self._params.vrid or (
+            params.primary_address.version != self._params.primary_address.version
+        ):
+            raise InstanceUsageError(f"{self._params.name}: update() cannot change VRID or family")
+        old = self._params
+        old_advert = self._advertisement(self._effective_priority)
+        old_vips = set(old.virtual_addresses)
+        offset = self._effective_priority - old.priority
+        self._params = params
+        self._set_addresses(params)
+        self._effective_priority = self._clamp(params.priority + offset)
+        if self._state is State.MASTER:
+            actions: list[Action] = []
+            new_vips = set(params.virtual_addresses)
+            removed = tuple(v for v in old.virtual_addresses if v not in new_vips)
+            added = tuple(v for v in params.virtual_addresses if v not in old_vips)
+            if removed:
+                actions.append(RemoveAddresses(removed))
+            if added:
+                actions.append(AddAddresses(added))
+                if params.garp.master_repeat > 0:
+                    actions.append(
+                        SendGratuitousArp(tuple(v.ip for v in added), params.garp.master_repeat)
+                    )
+            self._master_adver_interval = params.advert_int
+            if self._advertisement(self._effective_priority) != old_advert:
+                # Tell the backups now: a lower priority lets a higher backup preempt,
+                # a new interval re-times their Master_Down_Timer.
+                actions.extend(self._send_advertisement(now))
+            if params.garp.master_refresh != old.garp.master_refresh:
+                refresh = params.garp.master_refresh
+                self._garp_refresh_timer = now + refresh if refresh > 0 else None
+            return actions
+        if self._state is State.BACKUP:
+            if self._preempt_timer is not None and not self._would_preempt_heard_master():
+                self._preempt_timer = None
+            if self._is_owner and not self._held:
+                # A new address owner (priority 255) takes over at once (§6.4.1).
+                return self._change_state(State.MASTER, Reason.ADDRESS_OWNER, now)
+        return []
+
+    def _set_addresses(self, params: InstanceParams) -> None:
+        family = params.primary_address.version
+        # RFC 5798 §5.2.9: an advert lists the virtual addresses of its own family only.
+        self._advert_addresses: tuple[IPAddress, ...] = tuple(
+            vip.ip for vip in params.virtual_addresses if vip.version == family
+        )
+        self._vip_addresses: tuple[IPAddress, ...] = tuple(
+            vip.ip for vip in params.virtual_addresses
+        )
+
+    def _clamp(self, priority: int) -> int:
+        if self._params.priority == OWNER_PRIORITY:
+            return OWNER_PRIORITY
+        return max(1, min(OWNER_PRIORITY - 1, priority))
 
     def set_priority(self, priority: int, now: float) -> list[Action]:
         """Set the effective priority (base + tracking weights), clamped as keepalived does.
@@ -250,10 +379,7 @@ class Instance:
         Only the address owner may advertise 255 (RFC 5798 §5.2.4) and 0 means
         "resigning", so anyone else is held to 1..254; the owner stays at 255.
         """
-        if self._params.priority == OWNER_PRIORITY:
-            new = OWNER_PRIORITY
-        else:
-            new = max(1, min(OWNER_PRIORITY - 1, priority))
+        new = self._clamp(priority)
         if new == self._effective_priority:
             return []
         self._effective_priority = new
@@ -282,7 +408,7 @@ class Instance:
             return []
         if adv.version != self._params.version or adv.vrid != self._params.vrid:
             return []
-        if source == self._params.primary_address:
+        if source == self._primary:
             # Our own advert looped back, or someone using our address: neither is a
             # master we could follow or fight, and the tie-break cannot order them.
             return []
@@ -355,14 +481,15 @@ class Instance:
         priority: operators give both directors one priority precisely so
         that a returning director leaves the VIPs where they are.
         """
-        return self.preempt_mode and priority < self._effective_priority
+        # Stepped down by the operator: follow whoever is master, never take over.
+        return not self._held and self.preempt_mode and priority < self._effective_priority
 
     def _wins_simultaneous_takeover(self, priority: int, source: IPAddress, now: float) -> bool:
         if priority != self._effective_priority:
             return False
         if self._master_down_timer is None or now < self._master_down_timer:
             return False
-        ours = self._params.primary_address
+        ours = self._primary
         return source.version == ours.version and int(source) < int(ours)
 
     def _would_preempt_heard_master(self) -> bool:
@@ -371,6 +498,14 @@ class Instance:
         return self._would_preempt(self._heard_priority)
 
     def _backup_timers(self, now: float) -> list[Action]:
+        if self._held:
+            # Stepped down: never take over. Timers that adverts armed are let go as
+            # they come due (a BACKUP that follows nobody simply waits).
+            if self._master_down_timer is not None and now >= self._master_down_timer:
+                self._master_down_timer = None
+            if self._preempt_timer is not None and now >= self._preempt_timer:
+                self._preempt_timer = None
+            return []
         if self._master_down_timer is not None and now >= self._master_down_timer:
             # (365)-(410): Master_Down_Timer fired.
             return self._change_state(State.MASTER, self._master_down_reason, now)
@@ -387,7 +522,7 @@ class Instance:
             # (705)-(715): another master resigned; answer at once so backups that
             # started their Skew_Time countdown hear that a master is still here.
             return self._send_advertisement(now)
-        ours = self._params.primary_address
+        ours = self._primary
         if adv.priority > self._effective_priority or (
             adv.priority == self._effective_priority
             and source.version == ours.version
@@ -464,7 +599,7 @@ class Instance:
         self._state = new
 
         if old is State.MASTER:
-            if new is State.INITIALIZE:
+            if new is State.INITIALIZE or reason is Reason.STEP_DOWN:
                 # §6.4.3 (660)-(670): priority 0 lets the backups take over after
                 # Skew_Time instead of Master_Down_Interval. Sent before the VIPs go
                 # so that the gap with nobody holding them is as short as possible.
@@ -495,6 +630,24 @@ class Instance:
                 # §6.4.1: start from our own interval until a master tells us its
                 # own. On step-down the caller has already learnt it (§6.4.3 (745)).
                 self._master_adver_interval = self._params.advert_int
-            self._master_down_timer = now + self.master_down_interval  # §6.4.1 / (760)
+            if not self._held:
+                self._master_down_timer = now + self.master_down_interval  # §6.4.1 / (760)
             self._master_down_reason = Reason.MASTER_DOWN
         return actions
+
+
+LINK_DOWN = "link_down"
+NO_SUCH_INTERFACE = "no_such_interface"
+NO_SOURCE_ADDRESS = "no_source_address"
+# The reason a state change into FAULT reports, most fundamental first.
+_FAULT_REASONS = {
+    NO_SUCH_INTERFACE: Reason.NO_SUCH_INTERFACE,
+    LINK_DOWN: Reason.INTERFACE_DOWN,
+    NO_SOURCE_ADDRESS: Reason.NO_SOURCE_ADDRESS,
+}
+# ... and out of it, by the fault that cleared last.
+_CLEARED = {
+    NO_SUCH_INTERFACE: Reason.INTERFACE_UP,
+    LINK_DOWN: Reason.INTERFACE_UP,
+    NO_SOURCE_ADDRESS: Reason.SOURCE_ADDRESS,
+}

@@ -7,13 +7,34 @@ socket for gratuitous ARP / unsolicited NA, the VIPs (through route netlink) and
 time, performs the actions the instance returns, in order, and re-arms the timer from
 `get_timer()` after every input.
 
-Everything the network sends is untrusted: a datagram that fails any check is dropped,
-logged at debug level and reported to the observer with a reason; nothing raised while
-handling it leaves the reader. Link events (netlink) drive FAULT: an interface that goes
-down or disappears puts its instances in FAULT, and they recover when it comes back (with
-fresh sockets if it came back under a new ifindex).
+What it reports goes to one `publish` callable as the typed values of vrrp/events.py; it
+never knows who listens. Per-packet figures are plain counters, read with `counters()`.
 
-Metrics and notifications hang off `VrrpObserver`, so this module imports no metrics code.
+Runtime facts are inputs, followed live from route netlink, never read once at start:
+
+- The interface itself: one that does not exist holds its instances in FAULT with the
+  reason `no_such_interface` (said once, plainly) until it appears; one that is down (or
+  has no carrier) holds them with `link_down`.
+- The advert source: the interface's own primary address (IPv4: its first address that
+  is not one of our VIPs, a primary before a secondary; IPv6: its usable link-local one,
+  RFC 5798 §5.1.2.1). With none, the instance is in FAULT (`no_source_address`), as
+  keepalived is: it never advertises from 0.0.0.0 or from a VIP, and never adds a VIP to an
+  interface that has no address of its own (the VIP would become the primary address, and
+  deleting it later would take the administrator's secondaries with it). The address is
+  also the tie-break key (RFC 5798 §6.4.3), so it follows changes.
+- The VIPs: a master's VIPs are desired state. One deleted behind our back (by hand, by
+  another tool) is added again and announced with GARP/NA at once (the rtnetlink event),
+  with a sweep every `VIP_SWEEP_INTERVAL` as a backstop. Only addresses this engine added
+  (or found left over by an earlier run of it, at start) are ever removed, and before a
+  VIP that is its subnet's primary is removed, `promote_secondaries` is turned on for the
+  interface, so the kernel keeps the secondaries instead of deleting them with it.
+
+Instances are added, changed in place and removed at any time with `configure()` (a
+reload): an instance whose interface, family and VRID stay the same keeps its state.
+
+Everything the network sends is untrusted: a datagram that fails any check is dropped,
+logged at debug level and counted by reason; nothing raised while handling it leaves the
+reader.
 """
 
 from __future__ import annotations
@@ -23,9 +44,9 @@ import contextlib
 import enum
 import logging
 import socket
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, ip_network
 from typing import Protocol
 
 from vrrp import arp, packet
@@ -34,12 +55,24 @@ from vrrp.addresses import (
     AddressError,
     AddressRemoved,
     Link,
+    LinkAddress,
     LinkChanged,
     LinkEvent,
     LinkRemoved,
     Rtnl,
 )
-from vrrp.fsm import Instance
+from vrrp.events import (
+    FaultsChanged,
+    HoldChanged,
+    InstanceCounters,
+    InstanceStateChanged,
+    MasterChanged,
+    PriorityChanged,
+    ReconfigureResult,
+    VipRepaired,
+    VrrpCounters,
+)
+from vrrp.fsm import LINK_DOWN, NO_SOURCE_ADDRESS, NO_SUCH_INTERFACE, Instance
 from vrrp.sockets import (
     ETH_P_ARP,
     ETH_P_IPV6,
@@ -58,6 +91,7 @@ from vrrp.types import (
     AddAddresses,
     Advertisement,
     InstanceParams,
+    InstanceSpec,
     IPAddress,
     IPInterface,
     RemoveAddresses,
@@ -72,92 +106,9 @@ log = logging.getLogger("vrrp.io")
 READ_BURST = 64  # datagrams per readiness callback, so one busy socket cannot starve the loop
 STOP_TIMEOUT = 5.0  # seconds stop() waits for the priority-0 adverts and VIP removals
 MONITOR_RETRY = 1.0  # seconds between attempts to re-open a failed netlink monitor
+VIP_SWEEP_INTERVAL = 1.0  # seconds between checks that every master's VIPs are present
 
-
-class VrrpObserver(Protocol):
-    """What the engine reports; the daemon turns it into metrics and notify hooks.
-
-    Called on the event loop; implementations must not block.
-    """
-
-    def on_state_change(self, instance: str, change: StateChanged) -> None: ...
-
-    def on_drop(self, interface: str, reason: str) -> None: ...
-
-    def on_advert_sent(self, instance: str) -> None: ...
-
-    def on_advert_received(self, instance: str) -> None: ...
-
-    def on_address_mismatch(self, instance: str) -> None: ...
-
-    def on_garp_sent(self, instance: str, count: int) -> None: ...
-
-    def on_error(self, instance: str, operation: str) -> None:
-        """An action failed: operation is send_advert, add_address, remove_address, send_garp."""
-        ...
-
-
-class NullObserver:
-    """An observer that ignores everything; subclass it to hear only some events."""
-
-    def on_state_change(self, instance: str, change: StateChanged) -> None:
-        pass
-
-    def on_drop(self, interface: str, reason: str) -> None:
-        pass
-
-    def on_advert_sent(self, instance: str) -> None:
-        pass
-
-    def on_advert_received(self, instance: str) -> None:
-        pass
-
-    def on_address_mismatch(self, instance: str) -> None:
-        pass
-
-    def on_garp_sent(self, instance: str, count: int) -> None:
-        pass
-
-    def on_error(self, instance: str, operation: str) -> None:
-        pass
-
-
-class _Guarded:
-    """Forwards to the daemon's observer; a bug there is logged, never raised into the engine.
-
-    The engine calls observers from the socket reader and the timers, where an exception
-    would skip the rest of a datagram's handling or an instance's timer re-arm.
-    """
-
-    def __init__(self, inner: VrrpObserver) -> None:
-        self._inner = inner
-
-    def _call(self, method: Callable[..., None], *args: object) -> None:
-        try:
-            method(*args)
-        except Exception:
-            log.exception("vrrp.observer_error method=%s", method.__name__)
-
-    def on_state_change(self, instance: str, change: StateChanged) -> None:
-        self._call(self._inner.on_state_change, instance, change)
-
-    def on_drop(self, interface: str, reason: str) -> None:
-        self._call(self._inner.on_drop, interface, reason)
-
-    def on_advert_sent(self, instance: str) -> None:
-        self._call(self._inner.on_advert_sent, instance)
-
-    def on_advert_received(self, instance: str) -> None:
-        self._call(self._inner.on_advert_received, instance)
-
-    def on_address_mismatch(self, instance: str) -> None:
-        self._call(self._inner.on_address_mismatch, instance)
-
-    def on_garp_sent(self, instance: str, count: int) -> None:
-        self._call(self._inner.on_garp_sent, instance, count)
-
-    def on_error(self, instance: str, operation: str) -> None:
-        self._call(self._inner.on_error, instance, operation)
+Publish = Callable[[object], None]
 
 
 class Drop(enum.Enum):
@@ -180,41 +131,62 @@ class Unicast:
     peers: frozenset[IPAddress]
 
 
+@dataclass
+class _Counts:
+    adverts_sent: int = 0
+    adverts_received: int = 0
+    garp_sent: int = 0
+    address_mismatch: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
 @dataclass(eq=False)
 class _Runner:
     """One instance and everything the adapter keeps for it."""
 
+    spec: InstanceSpec
     fsm: Instance
-    interface: str
     unicast: Unicast
     labels: Mapping[IPAddress, str]
+    counts: _Counts
     timer: asyncio.TimerHandle | None = None
     deadline: float | None = None
     queue: asyncio.Queue[Action] = field(default_factory=asyncio.Queue)
     worker: asyncio.Task[None] | None = None
     mismatch_logged: bool = False
     send_failing: bool = False  # log the first failure of a run at warning, the rest at debug
+    held_vips: set[IPInterface] = field(default_factory=set)  # added by us, not yet removed
+    repairing: set[IPInterface] = field(default_factory=set)  # re-add queued, not yet done
+    heard: tuple[IPAddress | None, int | None] = (None, None)  # the master a backup follows
+    retired: bool = False
 
     @property
     def name(self) -> str:
-        return self.fsm.params.name
+        return self.spec.name
+
+    @property
+    def interface(self) -> str:
+        return self.spec.interface
 
     @property
     def family(self) -> socket.AddressFamily:
-        return _family(self.fsm.params.primary_address)
+        return _family(self.spec.params.primary_address)
 
 
 @dataclass(eq=False)
 class _Interface:
-    """One interface: its link, our addresses on it, its sockets and its instances."""
+    """One interface: its link, its addresses, its sockets and its instances."""
 
     name: str
     link: Link | None = None
-    operational: bool = False  # link up and sockets open: instances are out of FAULT
-    own: set[IPAddress] = field(default_factory=set)  # every address on it, VIPs included
+    operational: bool = False  # link up and sockets open
+    # Every address on it, VIPs included, as route netlink reports them (shared with the
+    # engine's per-ifindex table, so an event updates it in place).
+    addresses: dict[IPAddress, LinkAddress] = field(default_factory=dict)
     vips: set[IPAddress] = field(default_factory=set)  # our instances' VIPs on it
     sockets: dict[socket.AddressFamily, socket.socket] = field(default_factory=dict)
     instances: dict[tuple[socket.AddressFamily, int], _Runner] = field(default_factory=dict)
+    missing_logged: bool = False
 
     def sent_by_us(self, source: IPAddress) -> bool:
         """Whether a packet from `source` is one of this director's own.
@@ -225,9 +197,26 @@ class _Interface:
         """
         if source in self.vips:
             return False
-        return source in self.own or any(
+        return source in self.addresses or any(
             source == runner.unicast.source for runner in self.instances.values()
         )
+
+    def primary(self, family: socket.AddressFamily) -> IPAddress | None:
+        """The address adverts leave from (see the module docstring), or None."""
+        best: IPAddress | None = None
+        for entry in self.addresses.values():
+            ip = entry.address.ip
+            if _family(ip) != family or ip in self.vips or not entry.usable:
+                continue
+            if family == socket.AF_INET6:
+                if ip.is_link_local:
+                    return ip
+                continue
+            if not entry.secondary:
+                return ip
+            if best is None:
+                best = ip
+        return best
 
 
 def _family(address: IPAddress) -> socket.AddressFamily:
@@ -244,6 +233,25 @@ def _ipv6_forwarding(ifname: str) -> bool:
         with open(f"/proc/sys/net/ipv6/conf/{ifname}/forwarding", "rb") as f:
             return f.read().strip() == b"1"
     except OSError:
+        return False
+
+
+def _ensure_promote_secondaries(ifname: str) -> bool:
+    """Turn on net.ipv4.conf.IF.promote_secondaries; True if it had to be changed.
+
+    Without it, deleting a subnet's primary address deletes every secondary address of
+    that subnet too (keepalived sets it on its interfaces for the same reason).
+    """
+    path = f"/proc/sys/net/ipv4/conf/{ifname}/promote_secondaries"
+    try:
+        with open(path, "r+b") as f:
+            if f.read().strip() == b"1":
+                return False
+            f.seek(0)
+            f.write(b"1\n")
+            return True
+    except OSError as exc:
+        log.warning("vrrp.promote_secondaries_failed iface=%s error=%s", ifname, exc)
         return False
 
 
@@ -268,8 +276,26 @@ def _wake_time(deadline: float, now: float) -> float:
     return deadline - early if early > _EXACT else deadline
 
 
+def spec_of(
+    params: InstanceParams,
+    interface: str,
+    *,
+    unicast_src_ip: IPAddress | None = None,
+    unicast_peers: Iterable[IPAddress] = (),
+    vip_labels: Mapping[IPAddress, str] | None = None,
+) -> InstanceSpec:
+    return InstanceSpec(
+        params=params,
+        interface=interface,
+        unicast_src_ip=unicast_src_ip,
+        unicast_peers=tuple(unicast_peers),
+        vip_labels=tuple((vip_labels or {}).items()),
+    )
+
+
 class VrrpEngine:
-    """Runs VRRP instances: add them, `await start()`, and `await stop()` before exiting.
+    """Runs VRRP instances: `await start()`, `configure()` them (at any time), and
+    `await stop()` before exiting.
 
     `stop()` resigns every master (priority-0 advert, RFC 5798 §6.4.3) and removes its VIPs;
     the process must await it before it exits or the backups wait Master_Down_Interval.
@@ -277,17 +303,24 @@ class VrrpEngine:
 
     def __init__(
         self,
-        observer: VrrpObserver | None = None,
+        publish: Publish | None = None,
         *,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        self._observer = _Guarded(observer if observer is not None else NullObserver())
+        self._publish_to = publish
         self._loop = loop
         self._runners: dict[str, _Runner] = {}
         self._interfaces: dict[str, _Interface] = {}
+        # Everything route netlink told us about, for interfaces an instance may name later.
+        self._links: dict[str, Link] = {}
+        self._addresses: dict[int, dict[IPAddress, LinkAddress]] = {}
+        self._drops: dict[tuple[str, str], int] = {}
+        self._retired_counts: dict[str, _Counts] = {}
+        self._pending: list[InstanceSpec] = []  # add_instance() before start()
         self._rtnl = Rtnl()
         self._packet_socket: socket.socket | None = None
         self._monitor_task: asyncio.Task[None] | None = None
+        self._sweep_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._started = False
         self._stopped = False
@@ -303,43 +336,27 @@ class VrrpEngine:
         unicast_peers: Iterable[IPAddress] = (),
         vip_labels: Mapping[IPAddress, str] | None = None,
     ) -> None:
-        """Register an instance on `interface` (before `start()`).
+        """Register an instance before `start()` (a shorthand for `configure()`).
 
-        With `unicast_peers` the instance sends to each peer instead of the multicast group
-        and drops adverts from anyone else; `unicast_src_ip` is then its source address
-        (default: `params.primary_address`). `vip_labels` gives IPv4 VIPs a label such as
-        "eth0:1". Raises ValueError for a duplicate name or a VRID already used on that
-        interface and family, and whatever `Instance` raises for bad parameters.
+        Raises ValueError for a duplicate name, a VRID already used on that interface and
+        family, or an address of the other family.
         """
         if self._started:
-            raise RuntimeError("add_instance() after start()")
-        if params.name in self._runners:
-            raise ValueError(f"duplicate instance name {params.name!r}")
-        family = _family(params.primary_address)
-        peers = frozenset(unicast_peers)
-        for address in (*peers, *([unicast_src_ip] if unicast_src_ip else [])):
-            if _family(address) != family:
-                raise ValueError(f"instance {params.name!r}: {address} is not of its family")
-        iface = self._interfaces.setdefault(interface, _Interface(interface))
-        key = (family, params.vrid)
-        if key in iface.instances:
-            other = iface.instances[key].name
-            raise ValueError(
-                f"instance {params.name!r}: vrid {params.vrid} already used on {interface} "
-                f"by {other!r}"
-            )
-        runner = _Runner(
-            fsm=Instance(params),
-            interface=interface,
-            unicast=Unicast(unicast_src_ip, peers),
-            labels=dict(vip_labels or {}),
+            raise RuntimeError("add_instance() after start(): use configure()")
+        spec = spec_of(
+            params,
+            interface,
+            unicast_src_ip=unicast_src_ip,
+            unicast_peers=unicast_peers,
+            vip_labels=vip_labels,
         )
-        iface.instances[key] = runner
-        iface.vips.update(vip.ip for vip in params.virtual_addresses)
-        self._runners[params.name] = runner
+        problem = _spec_problem(spec, self._pending)
+        if problem is not None:
+            raise ValueError(problem)
+        self._pending.append(spec)
 
     async def start(self) -> None:
-        """Open netlink, learn the links, open sockets and start every instance."""
+        """Open netlink, learn the links and addresses, start what add_instance() gave."""
         if self._started:
             raise RuntimeError("start() twice")
         self._started = True
@@ -349,42 +366,105 @@ class VrrpEngine:
         self._packet_socket = open_packet_socket()
         await self._resync()
         self._monitor_task = asyncio.create_task(self._monitor(), name="vrrp-link-monitor")
-        now = self._loop.time()
-        for iface in self._interfaces.values():
-            for runner in iface.instances.values():
-                runner.worker = asyncio.create_task(self._work(runner), name=f"vrrp-{runner.name}")
-                if not iface.operational:
-                    # Remembered by the fsm: start() then goes straight to FAULT.
-                    runner.fsm.interface_down(now)
-                self._feed(runner, runner.fsm.start, now)
-                self._remove_stale_vips(runner, iface)
+        self._sweep_task = asyncio.create_task(self._sweep(), name="vrrp-vip-sweep")
+        if self._pending:
+            pending, self._pending = self._pending, []
+            result = self.configure(pending)
+            if result.errors:
+                raise ValueError("; ".join(f"{n}: {e}" for n, e in result.errors.items()))
         log.info("vrrp.started instances=%d", len(self._runners))
 
-    def _remove_stale_vips(self, runner: _Runner, iface: _Interface) -> None:
-        """Take back VIPs a previous run left behind (kill -9) unless we start as master.
+    def configure(
+        self,
+        specs: Sequence[InstanceSpec],
+        *,
+        resume_until: Mapping[str, float] | None = None,
+        holds: Iterable[str] = (),
+    ) -> ReconfigureResult:
+        """Run exactly `specs` from now on.
 
-        keepalived does the same on startup: a backup holding the master's VIPs would answer
-        ARP for them and split the traffic.
+        Instances that keep their name and identity (interface, family, VRID) are updated
+        in place and keep their state; those whose identity changed are stopped (resigning
+        as at shutdown) and started anew; the rest are added or removed. `resume_until`
+        (name -> monotonic deadline) starts an instance as MASTER if the deadline has not
+        passed; `holds` names instances held in BACKUP by an operator's step-down.
         """
-        if runner.fsm.state is State.MASTER:
-            return
-        stale = tuple(v for v in runner.fsm.params.virtual_addresses if v.ip in iface.own)
-        if stale:
-            log.warning(
-                "vrrp.stale_vip instance=%s iface=%s addresses=%s",
-                runner.name,
-                iface.name,
-                ",".join(map(str, stale)),
-            )
-            runner.queue.put_nowait(RemoveAddresses(stale))
+        if not self._started or self._stopped:
+            raise RuntimeError("configure() while not running")
+        now = self._now()
+        resume_until = resume_until or {}
+        held = set(holds)
+        errors: dict[str, str] = {}
+        accepted: list[InstanceSpec] = []
+        for spec in specs:
+            problem = _spec_problem(spec, accepted)
+            if problem is not None:
+                errors[spec.name] = problem
+            else:
+                accepted.append(spec)
+        wanted = {spec.name: spec for spec in accepted}
+        unchanged: list[str] = []
+        updated: list[str] = []
+        restarted: list[str] = []
+        added: list[str] = []
+        removed: list[str] = []
+        for name, running in list(self._runners.items()):
+            wanted_spec = wanted.get(name)
+            if wanted_spec is None:
+                self._retire(running, now)
+                removed.append(name)
+            elif wanted_spec.identity != running.spec.identity:
+                self._retire(running, now)
+                restarted.append(name)
+        for spec in accepted:
+            existing = self._runners.get(spec.name)
+            if existing is None:
+                continue
+            if spec == existing.spec:
+                unchanged.append(spec.name)
+            else:
+                try:
+                    self._update(existing, spec, now)
+                except ValueError as exc:
+                    errors[spec.name] = str(exc)
+                    continue
+                updated.append(spec.name)
+            self._set_hold(existing, spec.name in held, now)
+        for spec in accepted:
+            if spec.name in self._runners:
+                continue
+            resume = resume_until.get(spec.name, float("-inf")) > now
+            try:
+                self._create(spec, now, resume=resume, held=spec.name in held)
+            except ValueError as exc:
+                errors[spec.name] = str(exc)
+                continue
+            if spec.name not in restarted:
+                added.append(spec.name)
+        result = ReconfigureResult(
+            unchanged=tuple(unchanged),
+            updated=tuple(updated),
+            restarted=tuple(restarted),
+            added=tuple(added),
+            removed=tuple(removed),
+            errors=errors,
+        )
+        return result
+
+    def set_hold(self, names: Iterable[str], held: bool) -> None:
+        """The operator's step-down (held) or its release, for the named instances."""
+        now = self._now()
+        for name in names:
+            runner = self._runners.get(name)
+            if runner is not None:
+                self._set_hold(runner, held, now)
 
     async def stop(self) -> None:
         """Resign and remove VIPs everywhere, then close everything. Safe to call twice."""
         if not self._started or self._stopped:
             return
         self._stopped = True
-        assert self._loop is not None
-        now = self._loop.time()
+        now = self._now()
         for runner in self._runners.values():
             self._feed(runner, runner.fsm.stop, now)
         waits = [runner.queue.join() for runner in self._runners.values()]
@@ -394,8 +474,9 @@ class VrrpEngine:
             log.error("vrrp.stop_timeout seconds=%s", STOP_TIMEOUT)
         tasks = [r.worker for r in self._runners.values() if r.worker is not None]
         tasks.extend(self._background)
-        if self._monitor_task is not None:
-            tasks.append(self._monitor_task)
+        for task in (self._monitor_task, self._sweep_task):
+            if task is not None:
+                tasks.append(task)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -416,8 +497,144 @@ class VrrpEngine:
         runner = self._runners[name]
         if not self._started or self._stopped:
             raise RuntimeError("set_priority() while not running")
-        assert self._loop is not None
-        self._feed(runner, lambda now: runner.fsm.set_priority(priority, now), self._loop.time())
+        before = runner.fsm.effective_priority
+        self._feed(runner, lambda now: runner.fsm.set_priority(priority, now), self._now())
+        if runner.fsm.effective_priority != before:
+            self._publish(
+                PriorityChanged(name, runner.fsm.params.priority, runner.fsm.effective_priority)
+            )
+
+    def counters(self) -> VrrpCounters:
+        """Cumulative per-packet figures since start (removed instances included)."""
+        instances: dict[str, InstanceCounters] = {}
+        for name, counts in self._retired_counts.items():
+            instances[name] = _frozen(counts)
+        for name, runner in self._runners.items():
+            instances[name] = _frozen(runner.counts)
+        return VrrpCounters(instances, dict(self._drops))
+
+    # ---- instances come and go -------------------------------------------------
+
+    def _create(self, spec: InstanceSpec, now: float, *, resume: bool, held: bool) -> None:
+        fsm = Instance(spec.params)  # ValueError for parameters the fsm refuses
+        iface = self._interfaces.get(spec.interface)
+        if iface is None:
+            iface = self._interfaces[spec.interface] = _Interface(spec.interface)
+            self._attach(iface)
+        key = (_family(spec.params.primary_address), spec.params.vrid)
+        if key in iface.instances:
+            other = iface.instances[key].name
+            raise ValueError(
+                f"vrid {spec.params.vrid} already used on {spec.interface} by {other!r}"
+            )
+        counts = self._retired_counts.pop(spec.name, None) or _Counts()
+        runner = _Runner(
+            spec=spec,
+            fsm=fsm,
+            unicast=Unicast(spec.unicast_src_ip, frozenset(spec.unicast_peers)),
+            labels=dict(spec.vip_labels),
+            counts=counts,
+        )
+        iface.instances[key] = runner
+        self._runners[spec.name] = runner
+        self._update_vips(iface)
+        if iface.link is not None and iface.link.up:
+            self._set_operational(iface, self._open_sockets(iface))
+        runner.worker = asyncio.get_running_loop().create_task(
+            self._work(runner), name=f"vrrp-{spec.name}"
+        )
+        if held:
+            fsm.set_hold(True, now)  # before start(): remembered, no actions
+            self._publish(HoldChanged(spec.name, True))
+        self._refresh_runner(iface, runner, now)  # faults before start: start() honours them
+        self._feed(runner, lambda t: fsm.start(t, resume=resume), now)
+        self._remove_stale_vips(runner, iface)
+        log.info(
+            "vrrp.instance_started instance=%s iface=%s vrid=%d resume=%s held=%s",
+            spec.name,
+            spec.interface,
+            spec.params.vrid,
+            resume,
+            held,
+        )
+
+    def _update(self, runner: _Runner, spec: InstanceSpec, now: float) -> None:
+        before = runner.fsm.effective_priority
+        self._feed(runner, lambda t: runner.fsm.update(spec.params, t), now)
+        runner.spec = spec
+        runner.unicast = Unicast(spec.unicast_src_ip, frozenset(spec.unicast_peers))
+        runner.labels = dict(spec.vip_labels)
+        iface = self._interfaces[spec.interface]
+        self._update_vips(iface)
+        self._refresh_runner(iface, runner, now)
+        if runner.fsm.effective_priority != before:
+            self._publish(
+                PriorityChanged(spec.name, spec.params.priority, runner.fsm.effective_priority)
+            )
+        log.info("vrrp.instance_updated instance=%s state=%s", spec.name, runner.fsm.state.value)
+
+    def _retire(self, runner: _Runner, now: float) -> None:
+        """Stop one instance (resigning if master) and forget it once its actions are done."""
+        iface = self._interfaces[runner.interface]
+        iface.instances.pop((runner.family, runner.fsm.params.vrid), None)
+        self._runners.pop(runner.name, None)
+        runner.retired = True
+        self._retired_counts[runner.name] = runner.counts
+        self._feed(runner, runner.fsm.stop, now)
+        self._cancel_timer(runner)
+        self._update_vips(iface)
+        self._spawn(self._finish_retire(runner, iface))
+        log.info("vrrp.instance_stopped instance=%s", runner.name)
+
+    async def _finish_retire(self, runner: _Runner, iface: _Interface) -> None:
+        try:
+            await asyncio.wait_for(runner.queue.join(), STOP_TIMEOUT)
+        except TimeoutError:
+            log.error("vrrp.retire_timeout instance=%s", runner.name)
+        if runner.worker is not None:
+            runner.worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner.worker
+        families = {family for family, _ in iface.instances}
+        for family in list(iface.sockets):
+            if family not in families:
+                sock = iface.sockets.pop(family)
+                if self._loop is not None and not self._loop.is_closed():
+                    self._loop.remove_reader(sock.fileno())
+                sock.close()
+
+    def _set_hold(self, runner: _Runner, held: bool, now: float) -> None:
+        if runner.fsm.held == held:
+            return
+        self._feed(runner, lambda t: runner.fsm.set_hold(held, t), now)
+        self._publish(HoldChanged(runner.name, held))
+        log.info("vrrp.hold instance=%s held=%s", runner.name, held)
+
+    def _update_vips(self, iface: _Interface) -> None:
+        iface.vips = {
+            vip.ip
+            for runner in iface.instances.values()
+            for vip in runner.spec.params.virtual_addresses
+        }
+
+    def _remove_stale_vips(self, runner: _Runner, iface: _Interface) -> None:
+        """Take back VIPs a previous run left behind (kill -9) unless we start as master.
+
+        keepalived does the same on startup: a backup holding the master's VIPs would answer
+        ARP for them and split the traffic.
+        """
+        if runner.fsm.state is State.MASTER:
+            return
+        stale = tuple(v for v in runner.spec.params.virtual_addresses if v.ip in iface.addresses)
+        if stale:
+            log.warning(
+                "vrrp.stale_vip instance=%s iface=%s addresses=%s",
+                runner.name,
+                iface.name,
+                ",".join(map(str, stale)),
+            )
+            runner.held_vips.update(stale)  # ours: an earlier run of ours added them
+            runner.queue.put_nowait(RemoveAddresses(stale))
 
     # ---- feeding the state machine -------------------------------------------
 
@@ -430,7 +647,8 @@ class VrrpEngine:
             actions = []
         for action in actions:
             runner.queue.put_nowait(action)
-        self._arm(runner)
+        if not runner.retired:
+            self._arm(runner)
 
     def _arm(self, runner: _Runner) -> None:
         deadline = runner.fsm.get_timer()
@@ -486,35 +704,59 @@ class VrrpEngine:
         elif isinstance(action, SendGratuitousArp):
             self._send_garp(runner, action.addresses, action.count)
         elif isinstance(action, StateChanged):
-            params = runner.fsm.params
-            log.info(
-                "vrrp.state instance=%s vrid=%d iface=%s from=%s to=%s reason=%s",
-                runner.name,
-                params.vrid,
-                runner.interface,
-                action.old.value,
-                action.new.value,
-                action.reason.value,
+            self._state_changed(runner, action)
+
+    def _state_changed(self, runner: _Runner, change: StateChanged) -> None:
+        params = runner.fsm.params
+        log.info(
+            "vrrp.state instance=%s vrid=%d iface=%s from=%s to=%s reason=%s",
+            runner.name,
+            params.vrid,
+            runner.interface,
+            change.old.value,
+            change.new.value,
+            change.reason.value,
+        )
+        self._publish(
+            InstanceStateChanged(
+                instance=runner.name,
+                interface=runner.interface,
+                vrid=params.vrid,
+                old=change.old,
+                new=change.new,
+                reason=change.reason,
+                priority=params.priority,
+                effective_priority=runner.fsm.effective_priority,
             )
-            self._observer.on_state_change(runner.name, action)
+        )
+        if change.new is State.MASTER:
+            runner.heard = (None, None)
+            iface = self._interfaces.get(runner.interface)
+            source = self._source(runner, iface) if iface is not None else None
+            self._publish(
+                MasterChanged(runner.name, source, runner.fsm.effective_priority, ours=True)
+            )
+        elif change.old is State.MASTER:
+            self._publish(MasterChanged(runner.name, None, None, ours=False))
+
+    def _error(self, runner: _Runner, operation: str) -> None:
+        errors = runner.counts.errors
+        errors[operation] = errors.get(operation, 0) + 1
 
     def _source(self, runner: _Runner, iface: _Interface) -> IPAddress | None:
         if runner.unicast.source is not None:
             return runner.unicast.source
-        primary = runner.fsm.params.primary_address
-        if isinstance(primary, IPv4Address) or primary.is_link_local or runner.unicast.peers:
-            return primary
-        # RFC 5798 §5.1.2.1: IPv6 adverts come from the interface's link-local address.
-        link_local = sorted(a for a in iface.own if isinstance(a, IPv6Address) and a.is_link_local)
-        return link_local[0] if link_local else None
+        return iface.primary(runner.family)
 
     def _send_advertisement(self, runner: _Runner, adv: Advertisement) -> None:
-        iface = self._interfaces[runner.interface]
+        iface = self._interfaces.get(runner.interface)
+        if iface is None:
+            return
         sock = iface.sockets.get(runner.family)
         source = self._source(runner, iface)
         if sock is None or iface.link is None or source is None:
             log.debug("vrrp.send_skipped instance=%s iface=%s", runner.name, runner.interface)
-            self._observer.on_error(runner.name, "send_advert")
+            self._error(runner, "send_advert")
             return
         group: IPAddress = VRRP_MCAST_V4 if runner.family == socket.AF_INET else VRRP_MCAST_V6
         destinations = sorted(runner.unicast.peers) or [group]
@@ -536,17 +778,21 @@ class VrrpEngine:
                     destination,
                     exc,
                 )
-                self._observer.on_error(runner.name, "send_advert")
+                self._error(runner, "send_advert")
         if sent:
             runner.send_failing = False
-            self._observer.on_advert_sent(runner.name)
+            runner.counts.adverts_sent += 1
 
     async def _add_addresses(self, runner: _Runner, addresses: tuple[IPInterface, ...]) -> None:
-        iface = self._interfaces[runner.interface]
+        iface = self._interfaces.get(runner.interface)
         for address in addresses:
-            if iface.link is None:
+            runner.repairing.discard(address)
+            if runner.fsm.state is not State.MASTER:
+                # Queued while master, performed after a step-down or a FAULT: too late.
+                continue
+            if iface is None or iface.link is None:
                 log.warning("vrrp.vip_add_skipped instance=%s address=%s", runner.name, address)
-                self._observer.on_error(runner.name, "add_address")
+                self._error(runner, "add_address")
                 continue
             try:
                 added = await self._rtnl.add_address(
@@ -556,9 +802,12 @@ class VrrpEngine:
                 log.error(
                     "vrrp.vip_add_error instance=%s address=%s error=%s", runner.name, address, exc
                 )
-                self._observer.on_error(runner.name, "add_address")
+                self._error(runner, "add_address")
                 continue
-            iface.own.add(address.ip)
+            runner.held_vips.add(address)
+            if address.ip not in iface.addresses:
+                # Known before the kernel's event arrives: the sweep must not see it missing.
+                iface.addresses[address.ip] = LinkAddress(iface.link.ifindex, address)
             log.info(
                 "vrrp.vip_add instance=%s iface=%s address=%s present=%s",
                 runner.name,
@@ -568,19 +817,34 @@ class VrrpEngine:
             )
 
     async def _remove_addresses(self, runner: _Runner, addresses: tuple[IPInterface, ...]) -> None:
-        iface = self._interfaces[runner.interface]
+        iface = self._interfaces.get(runner.interface)
         for address in addresses:
-            if iface.link is None:
+            if address not in runner.held_vips:
+                continue  # never added by us: not ours to remove
+            runner.held_vips.discard(address)
+            if iface is None or iface.link is None:
                 continue  # the interface is gone, and its addresses with it
+            entry = iface.addresses.get(address.ip)
+            if (
+                entry is not None
+                and _has_secondaries(iface, entry)
+                and _ensure_promote_secondaries(iface.name)
+            ):
+                log.warning(
+                    "vrrp.promote_secondaries iface=%s reason=vip %s is the primary address "
+                    "of its subnet; its secondaries are kept",
+                    iface.name,
+                    address,
+                )
             try:
                 removed = await self._rtnl.remove_address(iface.link.ifindex, address)
             except AddressError as exc:
                 log.error(
                     "vrrp.vip_del_error instance=%s address=%s error=%s", runner.name, address, exc
                 )
-                self._observer.on_error(runner.name, "remove_address")
+                self._error(runner, "remove_address")
                 continue
-            iface.own.discard(address.ip)
+            iface.addresses.pop(address.ip, None)
             log.info(
                 "vrrp.vip_del instance=%s iface=%s address=%s absent=%s",
                 runner.name,
@@ -590,9 +854,9 @@ class VrrpEngine:
             )
 
     def _send_garp(self, runner: _Runner, addresses: tuple[IPAddress, ...], count: int) -> None:
-        iface = self._interfaces[runner.interface]
-        if iface.link is None or self._packet_socket is None:
-            self._observer.on_error(runner.name, "send_garp")
+        iface = self._interfaces.get(runner.interface)
+        if iface is None or iface.link is None or self._packet_socket is None:
+            self._error(runner, "send_garp")
             return
         mac = iface.link.mac
         frames: list[tuple[int, bytes]] = []
@@ -614,10 +878,47 @@ class VrrpEngine:
             log.warning(
                 "vrrp.garp_error instance=%s iface=%s error=%s", runner.name, iface.name, exc
             )
-            self._observer.on_error(runner.name, "send_garp")
+            self._error(runner, "send_garp")
         if sent:
             log.debug("vrrp.garp instance=%s iface=%s frames=%d", runner.name, iface.name, sent)
-            self._observer.on_garp_sent(runner.name, sent)
+            runner.counts.garp_sent += sent
+
+    # ---- VIP repair ------------------------------------------------------------
+
+    def _check_vips(self, runner: _Runner, iface: _Interface) -> None:
+        """A master whose VIP is gone (deleted behind our back) adds it again and
+        announces it, in order with its other actions."""
+        if runner.fsm.state is not State.MASTER or iface.link is None:
+            return
+        missing = tuple(
+            vip
+            for vip in runner.spec.params.virtual_addresses
+            if vip in runner.held_vips
+            and vip not in runner.repairing
+            and vip.ip not in iface.addresses
+        )
+        if not missing:
+            return
+        runner.repairing.update(missing)
+        for vip in missing:
+            log.warning(
+                "vrrp.vip_repair instance=%s iface=%s address=%s reason=missing_on_master",
+                runner.name,
+                iface.name,
+                vip,
+            )
+            self._publish(VipRepaired(runner.name, iface.name, str(vip)))
+        runner.queue.put_nowait(AddAddresses(missing))
+        count = runner.spec.params.garp.master_repeat
+        if count > 0:
+            runner.queue.put_nowait(SendGratuitousArp(tuple(v.ip for v in missing), count))
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(VIP_SWEEP_INTERVAL)
+            for iface in self._interfaces.values():
+                for runner in tuple(iface.instances.values()):
+                    self._check_vips(runner, iface)
 
     # ---- receiving -----------------------------------------------------------
 
@@ -674,11 +975,11 @@ class VrrpEngine:
         except packet.PacketError as exc:
             self._drop(iface, _reason_label(exc.reason), str(exc), dgram.source)
             return
-        self._observer.on_advert_received(runner.name)
+        runner.counts.adverts_received += 1
         if not packet.addresses_match(adv, runner.fsm.params):
             # RFC 5798 §6.4.2 (420) lets an implementation log this and still accept the
             # advert; a misconfigured peer must not start a fight over the VIPs.
-            self._observer.on_address_mismatch(runner.name)
+            runner.counts.address_mismatch += 1
             level = logging.DEBUG if runner.mismatch_logged else logging.WARNING
             runner.mismatch_logged = True
             log.log(
@@ -696,18 +997,85 @@ class VrrpEngine:
         self._feed(runner, lambda now: runner.fsm.receive(adv, source, now), self._now())
         if runner.fsm.suppressed_answers != suppressed:
             self._drop(iface, Drop.ANSWER_SUPPRESSED.value, f"instance {runner.name}", source)
+        if runner.fsm.state is State.BACKUP:
+            heard = (None, None) if adv.priority == 0 else (source, adv.priority)
+            if heard != runner.heard:
+                runner.heard = heard
+                self._publish(MasterChanged(runner.name, heard[0], heard[1], ours=False))
 
     def _drop(self, iface: _Interface, reason: str, detail: str, source: IPAddress | None) -> None:
         log.debug(
             "vrrp.drop iface=%s reason=%s src=%s detail=%s", iface.name, reason, source, detail
         )
-        self._observer.on_drop(iface.name, reason)
+        key = (iface.name, reason)
+        self._drops[key] = self._drops.get(key, 0) + 1
 
     def _now(self) -> float:
-        assert self._loop is not None
-        return self._loop.time()
+        loop = self._loop or asyncio.get_running_loop()
+        return loop.time()
 
-    # ---- links ---------------------------------------------------------------
+    def _publish(self, event: object) -> None:
+        if self._publish_to is None:
+            return
+        try:
+            self._publish_to(event)
+        except Exception:
+            # What listens is not the engine's business; its bugs must not stop VRRP.
+            log.exception("vrrp.publish_error event=%s", type(event).__name__)
+
+    # ---- links and addresses -------------------------------------------------
+
+    def _attach(self, iface: _Interface) -> None:
+        """A new interface of ours: take what we know of it from netlink."""
+        link = self._links.get(iface.name)
+        iface.link = link
+        if link is not None:
+            iface.addresses = self._addresses.setdefault(link.ifindex, {})
+
+    def _refresh(self, iface: _Interface) -> None:
+        now = self._now()
+        for runner in tuple(iface.instances.values()):
+            if runner.worker is not None:
+                self._refresh_runner(iface, runner, now)
+
+    def _refresh_runner(self, iface: _Interface, runner: _Runner, now: float) -> None:
+        """Bring an instance's faults and source address in line with the interface."""
+        faults: set[str] = set()
+        primary: IPAddress | None = None
+        if iface.link is None:
+            faults.add(NO_SUCH_INTERFACE)
+            if not iface.missing_logged:
+                iface.missing_logged = True
+                log.warning(
+                    "vrrp.no_such_interface iface=%s instances=%s: waiting for it to appear",
+                    iface.name,
+                    ",".join(r.name for r in iface.instances.values()),
+                )
+        else:
+            iface.missing_logged = False
+            if not iface.operational:
+                faults.add(LINK_DOWN)
+            primary = self._source(runner, iface)
+            if primary is None:
+                faults.add(NO_SOURCE_ADDRESS)
+        if primary is not None and primary != runner.fsm.primary_address:
+            runner.fsm.set_primary_address(primary)
+        old = set(runner.fsm.faults)
+        if faults == old:
+            return
+        # New faults first: the instance must never pass through "no fault" on the way.
+        for fault in sorted(faults - old):
+            self._feed(runner, lambda t, f=fault: runner.fsm.set_fault(f, True, t), now)
+        for fault in sorted(old - faults):
+            self._feed(runner, lambda t, f=fault: runner.fsm.set_fault(f, False, t), now)
+        if faults and (NO_SOURCE_ADDRESS in faults - old):
+            log.warning(
+                "vrrp.no_source_address instance=%s iface=%s: FAULT until the interface has "
+                "an address of its own",
+                runner.name,
+                iface.name,
+            )
+        self._publish(FaultsChanged(runner.name, iface.name, tuple(sorted(faults))))
 
     def _open_sockets(self, iface: _Interface) -> bool:
         assert self._loop is not None and iface.link is not None
@@ -732,34 +1100,32 @@ class VrrpEngine:
         iface.sockets.clear()
 
     def _set_operational(self, iface: _Interface, operational: bool) -> None:
-        if operational == iface.operational:
-            return
-        iface.operational = operational
-        link = iface.link
-        log.info(
-            "vrrp.link iface=%s ifindex=%s up=%s",
-            iface.name,
-            link.ifindex if link else None,
-            operational,
-        )
-        if self._stopped:
-            return
-        now = self._now()
-        for runner in iface.instances.values():
-            if runner.worker is None:
-                continue  # not started yet: start() handles the initial state
-            event = runner.fsm.interface_up if operational else runner.fsm.interface_down
-            self._feed(runner, event, now)
+        if operational != iface.operational:
+            iface.operational = operational
+            link = iface.link
+            log.info(
+                "vrrp.link iface=%s ifindex=%s up=%s",
+                iface.name,
+                link.ifindex if link else None,
+                operational,
+            )
+        if not self._stopped:
+            self._refresh(iface)
 
     def _apply(self, event: LinkEvent) -> None:
         if isinstance(event, LinkChanged):
             link = event.link
+            for name, known in list(self._links.items()):
+                if known.ifindex == link.ifindex and name != link.ifname:
+                    del self._links[name]  # renamed
+            self._links[link.ifname] = link
             for iface in self._interfaces.values():
                 renamed = iface.link is not None and iface.link.ifindex == link.ifindex
                 if renamed and iface.name != link.ifname:  # renamed away: gone for us
                     self._link_gone(iface)
             iface_or_none = self._interfaces.get(link.ifname)
             if iface_or_none is None:
+                self._addresses.setdefault(link.ifindex, {})
                 return
             iface = iface_or_none
             if iface.link is not None and iface.link.ifindex != link.ifindex:
@@ -769,27 +1135,42 @@ class VrrpEngine:
                 # addresses no event will announce; read them, e.g. its IPv6 link-local.
                 self._spawn(self._load_addresses(iface, link.ifindex))
             iface.link = link
+            iface.addresses = self._addresses.setdefault(link.ifindex, {})
             if link.up:
                 self._set_operational(iface, self._open_sockets(iface))
             else:
+                self._close_sockets(iface)
                 self._set_operational(iface, False)
         elif isinstance(event, LinkRemoved):
+            self._addresses.pop(event.ifindex, None)
+            for name, known in list(self._links.items()):
+                if known.ifindex == event.ifindex:
+                    del self._links[name]
             for iface in self._interfaces.values():
                 if iface.link is not None and iface.link.ifindex == event.ifindex:
                     self._link_gone(iface)
         elif isinstance(event, AddressAdded | AddressRemoved):
+            entry = event.address
+            table = self._addresses.setdefault(entry.ifindex, {})
+            if isinstance(event, AddressAdded):
+                table[entry.address.ip] = entry
+            else:
+                table.pop(entry.address.ip, None)
             for iface in self._interfaces.values():
-                if iface.link is not None and iface.link.ifindex == event.address.ifindex:
-                    if isinstance(event, AddressAdded):
-                        iface.own.add(event.address.address.ip)
-                    else:
-                        iface.own.discard(event.address.address.ip)
+                if iface.link is not None and iface.link.ifindex == entry.ifindex:
+                    iface.addresses = table
+                    self._refresh(iface)
+                    if isinstance(event, AddressRemoved):
+                        for runner in tuple(iface.instances.values()):
+                            self._check_vips(runner, iface)
 
     def _link_gone(self, iface: _Interface) -> None:
         iface.link = None
-        iface.own.clear()
+        iface.addresses = {}
         self._close_sockets(iface)
-        self._set_operational(iface, False)
+        iface.operational = False
+        if not self._stopped:
+            self._refresh(iface)
 
     def _spawn(self, coro: Coroutine[None, None, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -802,23 +1183,35 @@ class VrrpEngine:
         except Exception as exc:
             log.warning("vrrp.address_dump_error iface=%s error=%s", iface.name, exc)
             return
+        table = self._addresses.setdefault(ifindex, {})
+        for a in addresses:
+            if a.ifindex == ifindex:
+                table.setdefault(a.address.ip, a)
         if iface.link is not None and iface.link.ifindex == ifindex:
-            iface.own.update(a.address.ip for a in addresses if a.ifindex == ifindex)
+            iface.addresses = table
+            self._refresh(iface)
 
     async def _resync(self) -> None:
         """Learn every link and address from a dump, as if each were a fresh event."""
         links = await self._rtnl.links()
+        addresses = await self._rtnl.addresses()
+        tables: dict[int, dict[IPAddress, LinkAddress]] = {}
+        for a in addresses:
+            tables.setdefault(a.ifindex, {})[a.address.ip] = a
+        self._links = {link.ifname: link for link in links}
+        self._addresses = {link.ifindex: tables.get(link.ifindex, {}) for link in links}
         present = {link.ifname for link in links}
         for iface in self._interfaces.values():
             if iface.name not in present and iface.link is not None:
                 self._link_gone(iface)
         for link in links:
             self._apply(LinkChanged(link))
-        addresses = await self._rtnl.addresses()
         for iface in self._interfaces.values():
             if iface.link is not None:
-                index = iface.link.ifindex
-                iface.own = {a.address.ip for a in addresses if a.ifindex == index}
+                iface.addresses = self._addresses[iface.link.ifindex]
+                self._refresh(iface)
+                for runner in tuple(iface.instances.values()):
+                    self._check_vips(runner, iface)
 
     async def _monitor(self) -> None:
         while True:
@@ -837,5 +1230,46 @@ class VrrpEngine:
                     await self._resync()
 
 
+def _has_secondaries(iface: _Interface, entry: LinkAddress) -> bool:
+    """Whether `entry` is a primary IPv4 address with secondaries in its subnet."""
+    if entry.secondary or not isinstance(entry.address.ip, IPv4Address):
+        return False
+    network = ip_network(entry.address.network)
+    return any(
+        other.secondary and other.address.ip in network
+        for other in iface.addresses.values()
+        if other is not entry and isinstance(other.address.ip, IPv4Address)
+    )
+
+
+def _spec_problem(spec: InstanceSpec, others: Sequence[InstanceSpec]) -> str | None:
+    family = _family(spec.params.primary_address)
+    for address in (*spec.unicast_peers, *([spec.unicast_src_ip] if spec.unicast_src_ip else [])):
+        if _family(address) != family:
+            return f"instance {spec.name!r}: {address} is not of its family"
+    for other in others:
+        if other.name == spec.name:
+            return f"duplicate instance name {spec.name!r}"
+        if other.identity == spec.identity:
+            return (
+                f"instance {spec.name!r}: vrid {spec.params.vrid} already used on "
+                f"{spec.interface} by {other.name!r}"
+            )
+    return None
+
+
+def _frozen(counts: _Counts) -> InstanceCounters:
+    return InstanceCounters(
+        adverts_sent=counts.adverts_sent,
+        adverts_received=counts.adverts_received,
+        garp_sent=counts.garp_sent,
+        address_mismatch=counts.address_mismatch,
+        errors=dict(counts.errors),
+    )
+
+
 class _Event(Protocol):
     def __call__(self, now: float, /) -> list[Action]: ...
+
+
+__all__ = ["Drop", "Unicast", "VrrpEngine", "spec_of"]

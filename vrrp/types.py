@@ -66,6 +66,12 @@ class Reason(enum.Enum):
     SHUTDOWN = "shutdown"  # stop(): priority 0 advert sent, addresses removed
     INTERFACE_DOWN = "interface_down"
     INTERFACE_UP = "interface_up"
+    NO_SUCH_INTERFACE = "no_such_interface"  # the configured interface does not exist
+    NO_SOURCE_ADDRESS = "no_source_address"  # no address to advertise from (FAULT)
+    SOURCE_ADDRESS = "source_address"  # an address appeared: out of FAULT
+    STEP_DOWN = "step_down"  # the operator's step-down: priority 0 sent, held in BACKUP
+    RELEASED = "released"  # an address owner released from a step-down takes over again
+    RESUME = "resume"  # the VRRP process restarted and picks up mastership where it was
 
 
 # ---- actions: what the sans-IO core asks the adapter to do -------------------

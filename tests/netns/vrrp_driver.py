@@ -7,8 +7,8 @@ CONFIG_JSON: {"instances": [{"name", "interface", "vrid", "version", "priority",
 "garp": {GarpSettings fields}}]}
 
 Writes one JSON object per line on stdout: {"event": "ready"} once started, then every
-observer event as it happens ("state", "drop", "garp", "mismatch", "error"), and answers to
-commands read from stdin, one per line:
+state change as it happens ("state"), and answers to commands read from stdin, one per
+line (the figures come from the engine's counters):
 
     status                 -> {"event": "status", "id": N, "states": {...}, "drops": {...},
                                "sent": {...}, "received": {...}}
@@ -31,8 +31,9 @@ from dataclasses import fields
 from ipaddress import ip_address, ip_interface
 from typing import Any
 
+from vrrp.events import InstanceStateChanged
 from vrrp.io import VrrpEngine
-from vrrp.types import GarpSettings, InstanceParams, StateChanged
+from vrrp.types import GarpSettings, InstanceParams
 
 
 def emit(**event: Any) -> None:
@@ -40,47 +41,37 @@ def emit(**event: Any) -> None:
     sys.stdout.flush()
 
 
-class Recorder:
-    """A VrrpObserver that counts and echoes every event."""
-
-    def __init__(self) -> None:
-        self.drops: Counter[str] = Counter()
-        self.sent: Counter[str] = Counter()
-        self.received: Counter[str] = Counter()
-        self.mismatches: Counter[str] = Counter()
-        self.garps: Counter[str] = Counter()
-        self.errors: Counter[str] = Counter()
-
-    def on_state_change(self, instance: str, change: StateChanged) -> None:
+def echo(event: object) -> None:
+    """The engine's publish callable: state changes are echoed as they happen."""
+    if isinstance(event, InstanceStateChanged):
         emit(
             event="state",
-            instance=instance,
-            old=change.old.value,
-            new=change.new.value,
-            reason=change.reason.value,
+            instance=event.instance,
+            old=event.old.value,
+            new=event.new.value,
+            reason=event.reason.value,
         )
 
-    def on_drop(self, interface: str, reason: str) -> None:
-        self.drops[reason] += 1
-        emit(event="drop", iface=interface, reason=reason)
 
-    def on_advert_sent(self, instance: str) -> None:
-        self.sent[instance] += 1
-
-    def on_advert_received(self, instance: str) -> None:
-        self.received[instance] += 1
-
-    def on_address_mismatch(self, instance: str) -> None:
-        self.mismatches[instance] += 1
-        emit(event="mismatch", instance=instance)
-
-    def on_garp_sent(self, instance: str, count: int) -> None:
-        self.garps[instance] += count
-        emit(event="garp", instance=instance, count=count)
-
-    def on_error(self, instance: str, operation: str) -> None:
-        self.errors[f"{instance}:{operation}"] += 1
-        emit(event="error", instance=instance, operation=operation)
+def status(engine: VrrpEngine, serial: int) -> None:
+    counters = engine.counters()
+    drops: Counter[str] = Counter()
+    for (_iface, reason), n in counters.drops.items():
+        drops[reason] += n
+    errors = {
+        f"{name}:{op}": n for name, c in counters.instances.items() for op, n in c.errors.items()
+    }
+    emit(
+        event="status",
+        id=serial,
+        states={k: v.value for k, v in engine.states().items()},
+        drops=drops,
+        sent={k: c.adverts_sent for k, c in counters.instances.items()},
+        received={k: c.adverts_received for k, c in counters.instances.items()},
+        mismatches={k: c.address_mismatch for k, c in counters.instances.items()},
+        garps={k: c.garp_sent for k, c in counters.instances.items()},
+        errors=errors,
+    )
 
 
 def build(engine: VrrpEngine, spec: dict[str, Any]) -> None:
@@ -108,8 +99,7 @@ def build(engine: VrrpEngine, spec: dict[str, Any]) -> None:
 
 async def main(config: dict[str, Any]) -> int:
     loop = asyncio.get_running_loop()
-    recorder = Recorder()
-    engine = VrrpEngine(recorder)
+    engine = VrrpEngine(echo)
     for spec in config["instances"]:
         build(engine, spec)
     done = asyncio.Event()
@@ -127,17 +117,7 @@ async def main(config: dict[str, Any]) -> int:
             serial += 1
             words = line.split()
             if words == ["status"]:
-                emit(
-                    event="status",
-                    id=serial,
-                    states={k: v.value for k, v in engine.states().items()},
-                    drops=recorder.drops,
-                    sent=recorder.sent,
-                    received=recorder.received,
-                    mismatches=recorder.mismatches,
-                    garps=recorder.garps,
-                    errors=recorder.errors,
-                )
+                status(engine, serial)
             elif len(words) == 3 and words[0] == "priority":
                 engine.set_priority(words[1], int(words[2]))
                 emit(event="ok", id=serial)
