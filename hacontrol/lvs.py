@@ -39,16 +39,14 @@ from hacontrol.ipvs.model import (
     TunnelType,
     VirtualService,
 )
-from hacontrol.ipvs.netlink import ApplyResult, AsyncIpvs, DestCounters
+from hacontrol.ipvs.netlink import ApplyResult, AsyncIpvs, DestCounters, IpvsError
 from hacontrol.ipvs.plan import Op
 from hacontrol.ipvs.reconcile import PassResult, Reconciler
 from hacontrol.ipvs.syncd import (
-    IpvsConfigClient,
-    IpvsKernelError,
     SyncDaemonConfig,
     SyncDaemonController,
+    SyncRole,
     Timeouts,
-    sync_role,
 )
 from hacontrol.ipvs.sysctl import IpvsSysctlError, IpvsSysctls, apply_sysctls
 from healthcheck.notify import Notifier, NotifyCommand
@@ -223,6 +221,23 @@ def model_problems(config: Config) -> list[tuple[int, str]]:
     return out
 
 
+def sync_role(vrrp_state: State | None) -> SyncRole | None:
+    """Which sync daemon a director runs for its VRRP state.
+
+    keepalived (lvs_sync_daemon): MASTER runs the master daemon; every other
+    state runs the backup daemon: vrrp_state_leave_master() switches to backup
+    whether it goes to BACKUP or FAULT, and at start/reload the daemon is master
+    only if the instance is MASTER. A director that is not master must be ready
+    to take over, so it keeps receiving connections. None (the instance is gone:
+    shutdown) stops the daemon, as keepalived does when it exits.
+    """
+    if vrrp_state is None:
+        return None
+    if vrrp_state is State.MASTER:
+        return "master"
+    return "backup"
+
+
 def sync_template(config: Config) -> SyncDaemonConfig | None:
     sync = config.ipvs.sync_daemon
     if sync is None:
@@ -297,7 +312,6 @@ class LvsRuntime:
         self.reconciler: Reconciler | None = None
         self._kernel: _CountingKernel | None = None
         self._syncd: SyncDaemonController | None = None
-        self._sync_client: IpvsConfigClient | None = None
         self._sync_lock = asyncio.Lock()
         # The tied VRRP instance's last state: the role a (re)opened controller applies.
         self._sync_vrrp_state = State.BACKUP
@@ -377,9 +391,6 @@ class LvsRuntime:
             self.reconciler.purge_unowned = new.ipvs.purge_unowned
             self.reconciler.interval = new.ipvs.reconcile_interval
         if new.ipvs.timeouts != old.ipvs.timeouts or new.ipvs.sync_daemon != old.ipvs.sync_daemon:
-            if self._sync_client is not None:
-                self._sync_client.close()
-                self._sync_client = None
             self._syncd = None
             self._spawn(self._apply_timeouts_and_open_sync())
         self._recompute_now()
@@ -403,8 +414,6 @@ class LvsRuntime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.notifier.stop(drain=True, timeout=NOTIFY_TIMEOUT)
-        if self._sync_client is not None:
-            self._sync_client.close()
         if self._kernel is not None:
             self._kernel.ipvs.close()
 
@@ -427,7 +436,7 @@ class LvsRuntime:
         async with self._sync_lock:  # one role change at a time, in order
             try:
                 steps = await self._syncd.apply(role)
-            except (IpvsKernelError, OSError) as exc:
+            except (IpvsError, OSError) as exc:
                 log.error("ipvs.sync_daemon_failed role=%s error=%s", role, exc)
                 return
         if steps:
@@ -527,20 +536,16 @@ class LvsRuntime:
         template = sync_template(self.config)
         if not (t.tcp or t.tcpfin or t.udp) and template is None:
             return
-        client = IpvsConfigClient()
-        try:
-            await client.open()
-        except (IpvsKernelError, OSError) as exc:
-            log.error("ipvs.config_client_failed error=%s", exc)
-            return
-        self._sync_client = client
+        assert self._kernel is not None
+        # The table's socket: one IPVS transport for the table, timeouts and sync daemon.
+        ipvs = self._kernel.ipvs
         if t.tcp or t.tcpfin or t.udp:
             try:
-                await client.set_timeouts(Timeouts(t.tcp, t.tcpfin, t.udp))
-            except (IpvsKernelError, OSError) as exc:
+                await ipvs.set_timeouts(Timeouts(t.tcp, t.tcpfin, t.udp))
+            except (IpvsError, OSError) as exc:
                 log.error("ipvs.timeouts_failed error=%s", exc)
         if template is not None:
-            self._syncd = SyncDaemonController(client, template)
+            self._syncd = SyncDaemonController(ipvs, template)
             # Until VRRP says otherwise this director is not master: run the backup daemon.
             self._spawn(self._apply_sync_role(self._sync_vrrp_state))
 

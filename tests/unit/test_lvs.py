@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from ipaddress import ip_address
 
+import pytest
+
 from hacontrol.config import parse_config
 from hacontrol.ipvs.model import DestKey, ForwardingMethod, ServiceKey, TunnelType
-from hacontrol.lvs import check_specs, desired_table, policy_inputs, sync_template, uses_ipvs
+from hacontrol.ipvs.syncd import SyncRole
+from hacontrol.lvs import (
+    check_specs,
+    desired_table,
+    policy_inputs,
+    sync_role,
+    sync_template,
+    uses_ipvs,
+)
 from healthcheck.policy import DesiredRealServer, PolicyState, decide
 from healthcheck.state import RealServerId
+from vrrp.types import State
 
 CONFIG = """\
 vrrp_instances:
@@ -127,3 +138,17 @@ def test_sync_template_and_vrrp_only_configs() -> None:
         "virtual_ipaddresses: [192.0.2.1/24]}\n"
     )
     assert not uses_ipvs(vrrp_only)
+
+
+@pytest.mark.parametrize(
+    ("state", "role"),
+    [
+        (State.MASTER, "master"),
+        (State.BACKUP, "backup"),
+        (State.FAULT, "backup"),  # keepalived: leaving MASTER for FAULT -> backup daemon
+        (State.INITIALIZE, "backup"),  # keepalived starts the backup daemon unless MASTER
+        (None, None),  # instance gone (shutdown): no daemon
+    ],
+)
+def test_sync_role(state: State | None, role: SyncRole | None) -> None:
+    assert sync_role(state) == role
