@@ -36,12 +36,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("schema", help="print the config file's JSON schema")
 
-    try:
-        from hacontrol.ipvs import cli as ipvs_cli
-    except ImportError:  # the IPVS CLI is optional on machines without pyroute2's IPVS
-        pass
-    else:
-        ipvs_cli.add_subparser(sub)
+    from hacontrol.ipvs import cli as ipvs_cli
+
+    ipvs_cli.add_subparser(sub)
     return parser
 
 

@@ -1,13 +1,15 @@
 """``hacontrol ipvs ...``: list the kernel's IPVS table (ipvsadm -Ln style or JSON), zero counters.
 
-Hooked into hacontrol/cli.py through ``add_subparser`` and ``run``. Timeouts, sync daemons and
-the connection table come from the sync-daemon helpers (syncd.py, conns.py).
+Hooked into hacontrol/cli.py through ``add_subparser`` and ``run``. The table, timeouts and sync
+daemons are read over the one IPVS netlink transport (netlink.py) and printed as ipvsadm does
+(listing.py, syncd.py); the connection table comes from /proc (conns.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import sys
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 from hacontrol.ipvs.listing import Layout, ListOptions, format_table, to_json
 from hacontrol.ipvs.model import Protocol, ServiceKey, parse_address
 from hacontrol.ipvs.netlink import IpvsError, IpvsNetlink
+from hacontrol.ipvs.syncd import SyncDaemonConfig, Timeouts, format_daemons, format_timeouts
 
 
 def _service_arg(protocol: Protocol) -> Any:
@@ -104,27 +107,33 @@ def _list(args: argparse.Namespace) -> str:
         info = nl.info()
         snapshot = nl.dump()
     if args.service is not None and args.service not in snapshot.table:
-        raise IpvsError(3, f"service {args.service}", "no such service")
+        raise IpvsError(errno.ESRCH, f"service {args.service}", "no such service (ESRCH)")
     if args.json:
         return json.dumps(to_json(snapshot, info, opts), indent=2) + "\n"
     return format_table(snapshot, info, opts)
 
 
-async def _timeouts(args: argparse.Namespace) -> int:
-    from hacontrol.ipvs import syncd
+def _read_timeouts() -> Timeouts:
+    with IpvsNetlink() as nl:
+        return nl.get_timeouts()
 
-    t = await syncd.get_timeouts()
+
+def _read_daemons() -> list[SyncDaemonConfig]:
+    with IpvsNetlink() as nl:
+        return nl.get_daemons()
+
+
+async def _timeouts(args: argparse.Namespace) -> int:
+    t = await asyncio.to_thread(_read_timeouts)
     if args.json:
         sys.stdout.write(json.dumps({"tcp": t.tcp, "tcpfin": t.tcpfin, "udp": t.udp}) + "\n")
     else:
-        sys.stdout.write(syncd.format_timeouts(t))
+        sys.stdout.write(format_timeouts(t))
     return 0
 
 
 async def _daemons(args: argparse.Namespace) -> int:
-    from hacontrol.ipvs import syncd
-
-    daemons = await syncd.get_daemons()
+    daemons = await asyncio.to_thread(_read_daemons)
     if args.json:
         rows = [
             {
@@ -140,7 +149,7 @@ async def _daemons(args: argparse.Namespace) -> int:
         ]
         sys.stdout.write(json.dumps(rows) + "\n")
     else:
-        sys.stdout.write(syncd.format_daemons(daemons))
+        sys.stdout.write(format_daemons(daemons))
     return 0
 
 

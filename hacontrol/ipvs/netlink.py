@@ -1,4 +1,9 @@
-"""The IPVS executor over generic netlink: encode, send pipelined, collect acks, dump.
+"""The one IPVS transport over generic netlink: encode, send pipelined, collect acks, dump.
+
+Everything hacontrol asks the kernel's IPVS goes through ``IpvsNetlink`` (blocking) or its
+asyncio face ``AsyncIpvs``: the table executor and reconciler, the sync-daemon controller, the
+timeout commands and ``hacontrol ipvs list``. Every refusal is an ``IpvsError`` naming the
+object (errors.py); ``IpvsUnavailable`` when the ip_vs module is not loaded.
 
 The wire format is include/uapi/linux/ip_vs.h over generic netlink (family "IPVS", version 1)::
 
@@ -10,8 +15,24 @@ The wire format is include/uapi/linux/ip_vs.h over generic netlink (family "IPVS
     IPVS_CMD_ATTR_DEST (nested)    { ADDR 16 bytes, PORT be16, ADDR_FAMILY u16, FWD_METHOD u32,
                                      WEIGHT u32, U_THRESH u32, L_THRESH u32,
                                      TUN_TYPE u8, TUN_PORT be16, TUN_FLAGS u16 }
+    IPVS_CMD_ATTR_DAEMON (nested)  { STATE u32 (1 master, 2 backup), MCAST_IFN asciiz < 16 bytes,
+                                     SYNC_ID u32, SYNC_MAXLEN u16 (host order),
+                                     MCAST_GROUP 4 bytes | MCAST_GROUP6 16 bytes (network order),
+                                     MCAST_PORT u16 (host order: nla_get_u16, not be16),
+                                     MCAST_TTL u8 }
+    IPVS_CMD_ATTR_TIMEOUT_TCP / _TCP_FIN / _UDP  u32 seconds (SET_CONFIG, GET_CONFIG's answer)
 
-Encoding and decoding are pure functions (golden-bytes tested). ``IpvsNetlink`` owns the socket.
+Nested attributes are sent with NLA_F_NESTED. The kernel's own answers leave it out
+(nla_nest_start_noflag) and it parses ours either way, but a nested attribute is meant to say
+so. Encoding and decoding are pure functions (golden-bytes tested); ``IpvsNetlink`` owns the
+socket.
+
+Why our own codec and not pyroute2's IPVS mapping (0.9.7; pyroute2 stays for rtnetlink in
+vrrp/addresses.py): its "update" verb sends IPVS_CMD_DEL_SERVICE / DEL_DEST, so an edit deletes
+the service or real server and its connections; it declares IPVS_DEST_ATTR_TUN_PORT as a
+host-order u16 where the kernel reads be16; it encodes IPVS_SVC_ATTR_NETMASK as an IPv4 address
+even for IPv6 services, whose netmask the kernel takes as a prefix length; and it leaves the
+daemon and timeout attributes opaque ("hex").
 
 Why the pipeline works: a netlink request is processed inside the sender's ``sendmsg`` call, one
 message after another (``netlink_rcv_skb``), and processing continues after a failed message. A
@@ -19,26 +40,39 @@ failure always produces an NLMSG_ERROR carrying the request's sequence number, e
 NLM_F_ACK. So a batch of many requests goes out in one ``sendmsg``; by default only the batch's
 last request asks for an ack, which then acts as a barrier: every error of the batch is queued
 before it. That is one write and a handful of reads per batch instead of a round trip per
-request (``ack_each=True`` asks for one ack per request instead, for comparison).
+request (``ack_each=True`` asks for one ack per request instead, for comparison). Daemon and
+timeout commands are single requests with an ack: there are at most a few of them per change.
 
 Dumps cannot be pipelined: a socket holds one dump at a time (``-EBUSY`` otherwise), so the real
 servers of each service are dumped one service after the other.
+
+Network namespaces: each has its own IPVS table, sync daemons and timeouts, and a netlink socket
+talks to the namespace it was created in for its whole life. ``IpvsNetlink(netns=NAME)`` creates
+its socket inside /run/netns/NAME from a short-lived thread that calls setns(2) (which changes
+only the calling thread), so no thread of the caller ever leaves its own namespace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import errno
 import functools
 import ipaddress
 import os
 import socket
 import struct
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from socket import AF_INET6
+from typing import TypeVar
 
+# Re-exported: the transport's users catch these from here.
+from hacontrol.ipvs.errors import IpvsError as IpvsError
+from hacontrol.ipvs.errors import IpvsUnavailable as IpvsUnavailable
+from hacontrol.ipvs.errors import kernel_error
 from hacontrol.ipvs.model import (
     SVC_F_HASHED,
     SVC_F_ONEPACKET,
@@ -61,6 +95,13 @@ from hacontrol.ipvs.plan import (
     EditDest,
     EditService,
     Op,
+)
+from hacontrol.ipvs.syncd import (
+    STATE_CODE,
+    STATE_NAME,
+    SyncDaemonConfig,
+    SyncRole,
+    Timeouts,
 )
 
 # --- netlink / genetlink constants (include/uapi/linux/netlink.h, genetlink.h) ---------------
@@ -96,12 +137,30 @@ IPVS_CMD_NEW_DEST = 5
 IPVS_CMD_SET_DEST = 6
 IPVS_CMD_DEL_DEST = 7
 IPVS_CMD_GET_DEST = 8
+IPVS_CMD_NEW_DAEMON = 9
+IPVS_CMD_DEL_DAEMON = 10
+IPVS_CMD_GET_DAEMON = 11
+IPVS_CMD_SET_CONFIG = 12
+IPVS_CMD_GET_CONFIG = 13
 IPVS_CMD_GET_INFO = 15
 IPVS_CMD_ZERO = 16
 IPVS_CMD_FLUSH = 17
 
 IPVS_CMD_ATTR_SERVICE = 1
 IPVS_CMD_ATTR_DEST = 2
+IPVS_CMD_ATTR_DAEMON = 3
+IPVS_CMD_ATTR_TIMEOUT_TCP = 4
+IPVS_CMD_ATTR_TIMEOUT_TCP_FIN = 5
+IPVS_CMD_ATTR_TIMEOUT_UDP = 6
+
+IPVS_DAEMON_ATTR_STATE = 1
+IPVS_DAEMON_ATTR_MCAST_IFN = 2
+IPVS_DAEMON_ATTR_SYNC_ID = 3
+IPVS_DAEMON_ATTR_SYNC_MAXLEN = 4
+IPVS_DAEMON_ATTR_MCAST_GROUP = 5
+IPVS_DAEMON_ATTR_MCAST_GROUP6 = 6
+IPVS_DAEMON_ATTR_MCAST_PORT = 7
+IPVS_DAEMON_ATTR_MCAST_TTL = 8
 
 IPVS_SVC_ATTR_AF = 1
 IPVS_SVC_ATTR_PROTOCOL = 2
@@ -280,6 +339,50 @@ def encode_op(op: Op, family_id: int, seq: int, *, ack: bool = True) -> bytes:
     cmd, attrs = encode_op_attrs(op)
     flags = NLM_F_REQUEST | (NLM_F_ACK if ack else 0)
     return encode_message(family_id, cmd, flags, seq, attrs)
+
+
+def encode_daemon(cfg: SyncDaemonConfig) -> bytes:
+    """IPVS_CMD_ATTR_DAEMON for IPVS_CMD_NEW_DAEMON; 0 / None fields are left out.
+
+    Leaving an attribute out is how the kernel takes its default (the ``if (a)`` tests in
+    ip_vs_genl_new_daemon), which is what ipvsadm does too.
+    """
+    body = (
+        nla(IPVS_DAEMON_ATTR_STATE, _U32.pack(STATE_CODE[cfg.state]))
+        + nla(IPVS_DAEMON_ATTR_MCAST_IFN, cfg.interface.encode() + b"\0")
+        + nla(IPVS_DAEMON_ATTR_SYNC_ID, _U32.pack(cfg.syncid))
+    )
+    if cfg.maxlen:
+        body += nla(IPVS_DAEMON_ATTR_SYNC_MAXLEN, _U16.pack(cfg.maxlen))
+    if isinstance(cfg.group, ipaddress.IPv4Address):
+        body += nla(IPVS_DAEMON_ATTR_MCAST_GROUP, cfg.group.packed)  # nla_get_in_addr
+    elif isinstance(cfg.group, ipaddress.IPv6Address):
+        body += nla(IPVS_DAEMON_ATTR_MCAST_GROUP6, cfg.group.packed)
+    if cfg.port:
+        body += nla(IPVS_DAEMON_ATTR_MCAST_PORT, _U16.pack(cfg.port))  # nla_get_u16: host order
+    if cfg.ttl:
+        body += nla(IPVS_DAEMON_ATTR_MCAST_TTL, bytes((cfg.ttl,)))
+    return nla_nested(IPVS_CMD_ATTR_DAEMON, body)
+
+
+def encode_daemon_state(state: SyncRole) -> bytes:
+    """IPVS_CMD_ATTR_DAEMON for IPVS_CMD_DEL_DAEMON: ip_vs_genl_del_daemon() reads only STATE."""
+    return nla_nested(
+        IPVS_CMD_ATTR_DAEMON, nla(IPVS_DAEMON_ATTR_STATE, _U32.pack(STATE_CODE[state]))
+    )
+
+
+def encode_timeouts(timeouts: Timeouts) -> bytes:
+    """The IPVS_CMD_ATTR_TIMEOUT_* of IPVS_CMD_SET_CONFIG.
+
+    All three, zeros included, as ipvsadm sends them: ip_vs_set_timeout() leaves a protocol's
+    timeout alone when its value is 0.
+    """
+    return (
+        nla(IPVS_CMD_ATTR_TIMEOUT_TCP, _U32.pack(timeouts.tcp))
+        + nla(IPVS_CMD_ATTR_TIMEOUT_TCP_FIN, _U32.pack(timeouts.tcpfin))
+        + nla(IPVS_CMD_ATTR_TIMEOUT_UDP, _U32.pack(timeouts.udp))
+    )
 
 
 # --- decoding (pure) ---------------------------------------------------------------------------
@@ -561,6 +664,74 @@ def decode_error(payload: memoryview, flags: int) -> tuple[int, str]:
     return code, text
 
 
+def _sized(a: dict[int, memoryview], attr_type: int, size: int, what: str) -> memoryview | None:
+    """Attribute ``attr_type`` if present, checked to hold at least ``size`` bytes."""
+    v = a.get(attr_type)
+    if v is not None and len(v) < size:
+        raise NetlinkDecodeError(f"{what}: {len(v)} bytes, expected {size}")
+    return v
+
+
+def decode_daemon(attrs: memoryview) -> SyncDaemonConfig | None:
+    """The attributes of one IPVS_CMD_GET_DAEMON answer -> the daemon (None: no daemon in it).
+
+    ip_vs_genl_fill_daemon() writes STATE, MCAST_IFN, SYNC_ID, SYNC_MAXLEN, MCAST_PORT,
+    MCAST_TTL and then MCAST_GROUP or MCAST_GROUP6, nested without NLA_F_NESTED.
+    """
+    top = parse_attrs(attrs)
+    if IPVS_CMD_ATTR_DAEMON not in top:
+        return None
+    a = parse_attrs(top[IPVS_CMD_ATTR_DAEMON])
+    state_raw = _sized(a, IPVS_DAEMON_ATTR_STATE, 4, "daemon state")
+    ifn = a.get(IPVS_DAEMON_ATTR_MCAST_IFN)
+    state = STATE_NAME.get(_u32(state_raw)) if state_raw is not None else None
+    if state is None or ifn is None or not _str(ifn):
+        return None
+    syncid = _sized(a, IPVS_DAEMON_ATTR_SYNC_ID, 4, "daemon syncid")
+    maxlen = _sized(a, IPVS_DAEMON_ATTR_SYNC_MAXLEN, 2, "daemon maxlen")
+    group4 = _sized(a, IPVS_DAEMON_ATTR_MCAST_GROUP, 4, "daemon group")
+    group6 = _sized(a, IPVS_DAEMON_ATTR_MCAST_GROUP6, 16, "daemon group6")
+    port = _sized(a, IPVS_DAEMON_ATTR_MCAST_PORT, 2, "daemon port")
+    ttl = _sized(a, IPVS_DAEMON_ATTR_MCAST_TTL, 1, "daemon ttl")
+    group: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    if group6 is not None:
+        group = ipaddress.IPv6Address(bytes(group6[:16]))
+    elif group4 is not None:
+        group = ipaddress.IPv4Address(bytes(group4[:4]))
+    try:
+        return SyncDaemonConfig(
+            state=state,
+            interface=_str(ifn),
+            syncid=_u32(syncid) if syncid is not None else 0,
+            maxlen=_u16(maxlen) if maxlen is not None else 0,
+            group=group,
+            port=_u16(port) if port is not None else 0,
+            ttl=ttl[0] if ttl is not None else 0,
+        )
+    except ValueError as exc:  # e.g. a syncid above 255 set by another tool
+        raise NetlinkDecodeError(f"sync daemon the kernel reported: {exc}") from None
+
+
+def decode_timeouts(attrs: memoryview) -> Timeouts | None:
+    """The attributes of IPVS_CMD_GET_CONFIG's answer -> the timeouts (None: none in it)."""
+    a = parse_attrs(attrs)
+    values = [
+        _sized(a, t, 4, f"timeout attribute {t}")
+        for t in (
+            IPVS_CMD_ATTR_TIMEOUT_TCP,
+            IPVS_CMD_ATTR_TIMEOUT_TCP_FIN,
+            IPVS_CMD_ATTR_TIMEOUT_UDP,
+        )
+    ]
+    if values[0] is None:
+        return None
+    tcp, tcpfin, udp = (_u32(v) if v is not None else 0 for v in values)
+    try:
+        return Timeouts(tcp, tcpfin, udp)
+    except ValueError as exc:
+        raise NetlinkDecodeError(f"timeouts the kernel reported: {exc}") from None
+
+
 class NetlinkDecodeError(ValueError):
     """The kernel sent something this decoder cannot read."""
 
@@ -568,50 +739,55 @@ class NetlinkDecodeError(ValueError):
 # --- errors ------------------------------------------------------------------------------------
 
 
-class IpvsError(Exception):
-    """A kernel refusal, naming the object and the cause (``errno`` is positive)."""
-
-    def __init__(self, errno_: int, subject: str, cause: str) -> None:
-        super().__init__(f"{subject}: {cause}")
-        self.errno = errno_
-        self.subject = subject
-        self.cause = cause
-
-    @property
-    def errno_name(self) -> str:
-        return errno.errorcode.get(self.errno, str(self.errno))
-
-
 def describe_error(op: Op, code: int, kernel_text: str = "") -> IpvsError:
     """The cause of a failed op in operator words (ip_vs_ctl.c's errno conventions)."""
     svc = op.service
     is_service_op = isinstance(op, AddService | EditService | DeleteService)
-    cause: str
-    if code == errno.ENOENT and is_service_op:
-        pe = svc.persistence_engine
-        cause = (
+    pe = svc.persistence_engine
+    hints = {
+        errno.ENOENT: (
             f"scheduler {svc.scheduler!r} or persistence engine {pe!r} not found "
             f"(no kernel module ip_vs_{svc.scheduler} / ip_vs_pe_{pe})"
             if pe
             else f"scheduler {svc.scheduler!r} not found (no kernel module ip_vs_{svc.scheduler})"
         )
-    elif code == errno.ENOENT:
-        cause = "no such real server"
-    elif code == errno.ESRCH:
-        cause = "no such service"
-    elif code == errno.EEXIST:
-        cause = "service already exists" if is_service_op else "real server already exists"
-    elif code == errno.ERANGE:
-        cause = "weight or thresholds out of range"
-    elif code == errno.EINVAL:
-        cause = "invalid argument (kernel refused the settings)"
-    elif code == errno.EAFNOSUPPORT:
-        cause = "address family not supported"
-    else:
-        cause = os.strerror(code)
-    if kernel_text:
-        cause += f" [{kernel_text}]"
-    return IpvsError(code, str(op), f"{cause} ({errno.errorcode.get(code, code)})")
+        if is_service_op
+        else "no such real server",
+        errno.ESRCH: "no such service",
+        errno.EEXIST: "service already exists" if is_service_op else "real server already exists",
+        errno.ERANGE: "weight or thresholds out of range",
+    }
+    return kernel_error(str(op), code, kernel_text, hints)
+
+
+# What a daemon or timeout command's errno means (ip_vs_ctl.c, ip_vs_sync.c).
+_NEW_DAEMON_HINTS = {
+    errno.EEXIST: "a daemon in this state is already running",
+    errno.ENODEV: "no such interface in this network namespace",
+}
+_DEL_DAEMON_HINTS = {errno.ESRCH: "no daemon in this state is running"}
+_SET_CONFIG_HINTS = {
+    # ip_vs_set_timeout(): a value above INT_MAX / HZ.
+    errno.EINVAL: "a timeout is out of range for this kernel",
+}
+
+
+def start_daemon_error(cfg: SyncDaemonConfig, code: int, kernel_text: str = "") -> IpvsError:
+    """A refused IPVS_CMD_NEW_DAEMON, naming the daemon in ipvsadm -L --daemon's words."""
+    subject = f"start {cfg.state} sync daemon (mcast={cfg.interface}, syncid={cfg.syncid})"
+    return kernel_error(subject, code, kernel_text, _NEW_DAEMON_HINTS)
+
+
+def stop_daemon_error(state: SyncRole, code: int, kernel_text: str = "") -> IpvsError:
+    """A refused IPVS_CMD_DEL_DAEMON."""
+    return kernel_error(f"stop {state} sync daemon", code, kernel_text, _DEL_DAEMON_HINTS)
+
+
+def set_timeouts_error(timeouts: Timeouts, code: int, kernel_text: str = "") -> IpvsError:
+    """A refused IPVS_CMD_SET_CONFIG."""
+    t = timeouts
+    subject = f"set timeouts (tcp tcpfin udp) {t.tcp} {t.tcpfin} {t.udp}"
+    return kernel_error(subject, code, kernel_text, _SET_CONFIG_HINTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -648,23 +824,92 @@ class Info:
     conn_tab_size: int
 
 
+# --- network namespaces ------------------------------------------------------------------------
+
+CLONE_NEWNET = 0x40000000
+NETNS_RUN_DIR = "/run/netns"
+_T = TypeVar("_T")
+
+
+def _setns(fd: int) -> None:
+    setns = getattr(os, "setns", None)  # Python 3.12+
+    if setns is not None:
+        setns(fd, CLONE_NEWNET)
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def in_netns(netns: str, func: Callable[[], _T]) -> _T:
+    """``func()`` run inside network namespace /run/netns/``netns``; the caller stays put.
+
+    setns(2) switches only the calling thread, so this runs ``func`` in a thread of its own that
+    ends right after: a socket ``func`` creates belongs to ``netns`` for good, and no thread of
+    the caller (nor of asyncio's pool) is ever left in another namespace.
+    """
+    subject = f"network namespace {netns!r}"
+    if not netns or "/" in netns or netns in (".", ".."):
+        raise IpvsError(errno.EINVAL, subject, f"not a name under {NETNS_RUN_DIR} (EINVAL)")
+    result: list[_T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fd = os.open(os.path.join(NETNS_RUN_DIR, netns), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            code = exc.errno or errno.EIO
+            failure.append(kernel_error(subject, code, hints={errno.ENOENT: "does not exist"}))
+            return
+        try:
+            _setns(fd)
+        except OSError as exc:
+            code = exc.errno or errno.EIO
+            failure.append(kernel_error(f"enter {subject}", code))
+            return
+        finally:
+            os.close(fd)
+        try:
+            result.append(func())
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name=f"netns-{netns}", daemon=True)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
 # --- the socket --------------------------------------------------------------------------------
 
 
 class IpvsNetlink:
-    """A blocking generic-netlink socket bound to the IPVS family of the current namespace."""
+    """A blocking generic-netlink socket bound to the IPVS family of one network namespace.
+
+    ``netns``: a name under /run/netns (as ``ip netns`` makes them); None is the caller's own
+    namespace. The socket stays in that namespace whichever thread uses it later.
+    """
 
     def __init__(
         self,
         *,
+        netns: str | None = None,
         batch_bytes: int = 192 * 1024,
         ack_each: bool = False,
         timeout: float = 60.0,
         rcvbuf: int = 32 * 1024 * 1024,
     ) -> None:
+        self.netns = netns
         self.batch_bytes = batch_bytes
         self.ack_each = ack_each
-        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
+
+        def make() -> socket.socket:
+            return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
+
+        self._sock = make() if netns is None else in_netns(netns, make)
         try:
             self._sock.bind((0, 0))
             self._sock.settimeout(timeout)
@@ -713,20 +958,27 @@ class IpvsNetlink:
             if rseq != seq:
                 continue
             if mtype == NLMSG_ERROR:
-                code, _ = decode_error(payload, flags)
-                raise IpvsError(
-                    code,
-                    "IPVS generic netlink family",
-                    "not found: is the ip_vs module loaded (modprobe ip_vs)?",
-                )
+                code, text = decode_error(payload, flags)
+                raise family_error(code, text)
             a = parse_attrs(payload[_GENL.size :])
             return _u16(a[CTRL_ATTR_FAMILY_ID])
-        raise IpvsError(errno.EPROTO, "IPVS generic netlink family", "no answer from the kernel")
+        raise IpvsError(
+            errno.EPROTO, "IPVS generic netlink family", "no answer from the kernel (EPROTO)"
+        )
 
     # -- requests with one answer ----------------------------------------------------------
 
-    def _request(self, cmd: int, attrs: bytes = b"", subject: str = "") -> list[memoryview]:
-        """Send one request with NLM_F_ACK; return the payloads of the answer before the ack."""
+    def _request(
+        self,
+        cmd: int,
+        attrs: bytes = b"",
+        subject: str = "",
+        describe: Callable[[int, str], IpvsError] | None = None,
+    ) -> list[memoryview]:
+        """Send one request with NLM_F_ACK; return the payloads of the answer before the ack.
+
+        A refusal raises ``describe(errno, kernel_text)``, or a plain error about ``subject``.
+        """
         seq = self._next_seq()
         self._sock.send(encode_message(self.family_id, cmd, NLM_F_REQUEST | NLM_F_ACK, seq, attrs))
         out: list[memoryview] = []
@@ -737,8 +989,9 @@ class IpvsNetlink:
                 if mtype == NLMSG_ERROR:
                     code, text = decode_error(payload, flags)
                     if code:
-                        cause = os.strerror(code) + (f" [{text}]" if text else "")
-                        raise IpvsError(code, subject or f"IPVS command {cmd}", cause)
+                        if describe is not None:
+                            raise describe(code, text)
+                        raise kernel_error(subject or f"IPVS command {cmd}", code, text)
                     return out
                 out.append(memoryview(bytes(payload)))
 
@@ -764,6 +1017,48 @@ class IpvsNetlink:
         """Delete every service. Only on explicit request: it drops every connection's service."""
         self._request(IPVS_CMD_FLUSH, subject="flush")
 
+    # -- sync daemons and timeouts ------------------------------------------------------
+
+    def start_daemon(self, cfg: SyncDaemonConfig) -> None:
+        """``ipvsadm --start-daemon``: start the master or backup sync daemon."""
+        describe = functools.partial(start_daemon_error, cfg)
+        self._request(IPVS_CMD_NEW_DAEMON, encode_daemon(cfg), describe=describe)
+
+    def stop_daemon(self, state: SyncRole) -> None:
+        """``ipvsadm --stop-daemon``: stop the master or backup sync daemon."""
+        describe = functools.partial(stop_daemon_error, state)
+        self._request(IPVS_CMD_DEL_DAEMON, encode_daemon_state(state), describe=describe)
+
+    def get_daemons(self) -> list[SyncDaemonConfig]:
+        """The running sync daemons, master first (``ipvsadm -L --daemon``)."""
+        subject = "list sync daemons"
+        out: list[SyncDaemonConfig] = []
+        try:
+            for payload in self._dump(IPVS_CMD_GET_DAEMON, b"", subject):
+                daemon = decode_daemon(payload)
+                if daemon is not None:
+                    out.append(daemon)
+        except NetlinkDecodeError as exc:
+            raise _unreadable(subject, exc) from None
+        return out
+
+    def set_timeouts(self, timeouts: Timeouts) -> None:
+        """``ipvsadm --set tcp tcpfin udp`` (0 leaves that timeout as it is)."""
+        describe = functools.partial(set_timeouts_error, timeouts)
+        self._request(IPVS_CMD_SET_CONFIG, encode_timeouts(timeouts), describe=describe)
+
+    def get_timeouts(self) -> Timeouts:
+        """The global timeouts (``ipvsadm -L --timeout``)."""
+        subject = "read timeouts"
+        try:
+            for payload in self._request(IPVS_CMD_GET_CONFIG, subject=subject):
+                found = decode_timeouts(payload[_GENL.size :])
+                if found is not None:
+                    return found
+        except NetlinkDecodeError as exc:
+            raise _unreadable(subject, exc) from None
+        raise IpvsError(errno.ENODATA, subject, "no timeouts in the kernel's answer (ENODATA)")
+
     # -- dumps ------------------------------------------------------------------------------
 
     def _dump(self, cmd: int, attrs: bytes, subject: str) -> Iterator[memoryview]:
@@ -779,7 +1074,7 @@ class IpvsNetlink:
                 if mtype == NLMSG_ERROR:
                     code, text = decode_error(payload, flags)
                     if code:
-                        raise IpvsError(code, subject, os.strerror(code) + f" {text}".rstrip())
+                        raise kernel_error(subject, code, text)
                     return
                 yield payload[_GENL.size :]
 
@@ -891,16 +1186,39 @@ class IpvsNetlink:
                     done = True
 
 
+def family_error(code: int, kernel_text: str = "") -> IpvsError:
+    """Why the "IPVS" generic-netlink family could not be resolved.
+
+    The controller answers ENOENT for a family nobody registered: the ip_vs module is not
+    loaded (or the kernel has none). That is ``IpvsUnavailable``, for callers that carry on
+    without IPVS or tell the operator to load it.
+    """
+    if code == errno.ENOENT:
+        return IpvsUnavailable(code)
+    return kernel_error("IPVS generic netlink family", code, kernel_text)
+
+
+def _unreadable(subject: str, exc: NetlinkDecodeError) -> IpvsError:
+    return IpvsError(errno.EPROTO, subject, f"unreadable answer from the kernel: {exc} (EPROTO)")
+
+
 class AsyncIpvs:
-    """The asyncio face of ``IpvsNetlink``: each call runs in a worker thread, one at a time."""
+    """The asyncio face of ``IpvsNetlink``: each call runs in a worker thread, one at a time.
+
+    One socket serves the reconciler, the sync-daemon controller (``SyncDaemonBackend``) and the
+    timeout commands; the lock keeps a daemon or timeout command from interleaving with a dump.
+    """
 
     def __init__(self, nl: IpvsNetlink) -> None:
         self._nl = nl
         self._lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, **kwargs: object) -> AsyncIpvs:
-        nl = await asyncio.to_thread(lambda: IpvsNetlink(**kwargs))  # type: ignore[arg-type]
+    async def open(cls, *, netns: str | None = None, **kwargs: object) -> AsyncIpvs:
+        """Open the socket (in ``netns``, a name under /run/netns, if given) off the loop."""
+        nl = await asyncio.to_thread(
+            lambda: IpvsNetlink(netns=netns, **kwargs)  # type: ignore[arg-type]
+        )
         return cls(nl)
 
     @property
@@ -932,6 +1250,26 @@ class AsyncIpvs:
     async def flush(self) -> None:
         async with self._lock:
             await asyncio.to_thread(self._nl.flush)
+
+    async def start_daemon(self, cfg: SyncDaemonConfig) -> None:
+        async with self._lock:
+            await asyncio.to_thread(self._nl.start_daemon, cfg)
+
+    async def stop_daemon(self, state: SyncRole) -> None:
+        async with self._lock:
+            await asyncio.to_thread(self._nl.stop_daemon, state)
+
+    async def get_daemons(self) -> list[SyncDaemonConfig]:
+        async with self._lock:
+            return await asyncio.to_thread(self._nl.get_daemons)
+
+    async def set_timeouts(self, timeouts: Timeouts) -> None:
+        async with self._lock:
+            await asyncio.to_thread(self._nl.set_timeouts, timeouts)
+
+    async def get_timeouts(self) -> Timeouts:
+        async with self._lock:
+            return await asyncio.to_thread(self._nl.get_timeouts)
 
     def close(self) -> None:
         self._nl.close()

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Collection, Sequence
+from typing import Protocol
 
 from hacontrol.ipvs.errors import IpvsError, IpvsUnavailable
 from hacontrol.ipvs.model import ServiceKey, Table
@@ -31,6 +32,7 @@ from hacontrol.ipvs.reconcile import Reconciler as TableReconciler
 from hacontrol.ipvs.syncd import (
     StartDaemon,
     SyncDaemonConfig,
+    SyncRole,
     Timeouts,
     plan_sync_daemons,
 )
@@ -39,6 +41,28 @@ from hacontrol.runtime.events import IpvsAvailability
 from hacontrol.runtime.reconciler import Convergence
 
 log = logging.getLogger("hacontrol.kernel")
+
+
+class IpvsBackend(Protocol):
+    """The IPVS requests the convergers make (netlink.AsyncIpvs; a fake in unit tests)."""
+
+    async def snapshot(self) -> Snapshot: ...
+    async def dump(self) -> Table: ...
+    async def apply(self, ops: Sequence[Op]) -> ApplyResult: ...
+    async def get_daemons(self) -> list[SyncDaemonConfig]: ...
+    async def start_daemon(self, cfg: SyncDaemonConfig) -> None: ...
+    async def stop_daemon(self, state: SyncRole) -> None: ...
+    async def get_timeouts(self) -> Timeouts: ...
+    async def set_timeouts(self, timeouts: Timeouts) -> None: ...
+
+
+class IpvsSource(Protocol):
+    """Where the convergers get their backend (IpvsLink; a fake in unit tests)."""
+
+    async def get(self) -> IpvsBackend: ...
+
+    def reset(self) -> None: ...
+
 
 MODPROBE = ("modprobe", "ip_vs")
 MODPROBE_TIMEOUT = 15.0
@@ -65,7 +89,7 @@ class IpvsLink:
         self.available: bool | None = None
         self.detail = ""
 
-    async def get(self) -> AsyncIpvs:
+    async def get(self) -> IpvsBackend:
         """The open socket; IpvsUnavailable (with what was tried) when there is no IPVS."""
         if self._ipvs is not None:
             return self._ipvs
@@ -143,7 +167,7 @@ class _LinkKernel:
 
     def __init__(
         self,
-        link: IpvsLink,
+        link: IpvsSource,
         want_counters: Callable[[], bool],
         on_snapshot: Callable[[Snapshot], None] | None,
     ) -> None:
@@ -171,7 +195,7 @@ class IpvsTableConverger:
 
     def __init__(
         self,
-        link: IpvsLink,
+        link: IpvsSource,
         desired: Table,
         *,
         owned: Collection[ServiceKey] = (),
@@ -241,7 +265,7 @@ class SyncDaemonConverger:
 
     kind = "sync_daemon"
 
-    def __init__(self, link: IpvsLink, desired: SyncDaemonConfig | None) -> None:
+    def __init__(self, link: IpvsSource, desired: SyncDaemonConfig | None) -> None:
         self._link = link
         self.desired = desired
         self._converged: SyncDaemonConfig | bool | None = False  # False: never converged
@@ -274,7 +298,7 @@ class TimeoutsConverger:
 
     kind = "timeouts"
 
-    def __init__(self, link: IpvsLink, desired: Timeouts) -> None:
+    def __init__(self, link: IpvsSource, desired: Timeouts) -> None:
         self._link = link
         self.desired = desired
         self._converged: Timeouts | None = None

@@ -41,6 +41,7 @@ from hacontrol.ipvs.netlink import (
     IPVS_CMD_ATTR_SERVICE,
     IPVS_CMD_GET_DEST,
     AsyncIpvs,
+    IpvsError,
     IpvsNetlink,
     _decode_dest_fast,
     encode_service_key,
@@ -62,7 +63,10 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 @contextmanager
 def in_netns(name: str) -> Iterator[None]:
-    """Run the block in namespace ``name`` (this thread only); sockets made here stay there."""
+    """Run the block in namespace ``name`` (this thread only); sockets made here stay there.
+
+    For the test's own traffic sockets; hacontrol's IPVS socket takes ``netns=`` instead.
+    """
     here = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     there = os.open(f"/run/netns/{name}", os.O_RDONLY)
     try:
@@ -79,10 +83,7 @@ def in_netns(name: str) -> Iterator[None]:
 
 
 def open_ipvs(netns: str | None = None) -> IpvsNetlink:
-    if netns is None:
-        return IpvsNetlink()
-    with in_netns(netns):
-        return IpvsNetlink()
+    return IpvsNetlink(netns=netns)
 
 
 def v4(text: str) -> IPv4Address:
@@ -487,6 +488,46 @@ def test_pipelined_batches_with_many_ops(ipvsadm: Ipvsadm) -> None:
     assert ipvsadm("-Ln").count("\n  -> 198.51.100.") == 897
 
 
+# --- network namespaces ------------------------------------------------------------------------
+
+
+def this_threads_netns() -> str:
+    return os.readlink("/proc/thread-self/ns/net")
+
+
+async def test_netns_socket_programs_that_namespace_only(
+    netns: Callable[[str], str], ipvsadm: Ipvsadm
+) -> None:
+    ns = netns("nsq")
+    home = this_threads_netns()
+    key = ServiceKey.of("tcp", "192.0.2.40", 80)
+    table = Table.of([VirtualService(key, scheduler="rr", real_servers=(rs("198.51.100.41"),))])
+    with IpvsNetlink(netns=ns) as nl:
+        # The socket was made in the namespace by another thread; this one never moved.
+        assert this_threads_netns() == home
+        assert nl.apply(plan(table, Table(), owned=())).ok
+        assert nl.dump().table == table
+    assert "TCP  192.0.2.40:80 rr" in ipvsadm("-Ln", netns=ns)
+    assert "192.0.2.40" not in ipvsadm("-Ln")
+    # The asyncio face: opened and used from the pool's threads, still bound to the namespace.
+    kernel = await AsyncIpvs.open(netns=ns)
+    try:
+        assert (await kernel.dump()) == table
+        assert this_threads_netns() == home
+        assert (await asyncio.to_thread(this_threads_netns)) == home
+    finally:
+        kernel.close()
+    with IpvsNetlink() as here:
+        assert key not in here.dump().table
+
+
+def test_unknown_netns_is_an_error_naming_it() -> None:
+    with pytest.raises(IpvsError) as err:
+        IpvsNetlink(netns="vm-no-such-netns")
+    assert err.value.errno == errno.ENOENT
+    assert str(err.value) == "network namespace 'vm-no-such-netns': does not exist (ENOENT)"
+
+
 # --- traffic: counters and connection entries survive in-place edits ---------------------------
 
 
@@ -604,7 +645,7 @@ async def test_reconciler_adopts_existing_table_without_flush(
             )
         ]
     )
-    kernel = AsyncIpvs(open_ipvs(lab))
+    kernel = await AsyncIpvs.open(netns=lab)
     rec = Reconciler(kernel, desired, interval=3600)
     try:
         first = await rec.reconcile_once()

@@ -5,10 +5,10 @@
                                   backup director (B)
 
 M carries a NAT virtual service 203.0.113.100:80 -> 198.51.100.2:8080 and runs
-the master sync daemon (started by hacontrol); B has the same service and the
-backup daemon. TCP connections from C through M must show up in B's IPVS
-connection table: in `ipvsadm -Lnc` there and in hacontrol's own parsing of
-/proc/net/ip_vs_conn there.
+the master sync daemon (started by hacontrol's IpvsNetlink, opened with netns=M);
+B has the same service and the backup daemon. TCP connections from C through M
+must show up in B's IPVS connection table: in `ipvsadm -Lnc` there and in
+hacontrol's own parsing of /proc/net/ip_vs_conn there.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from ipaddress import IPv4Address
 import pytest
 
 from hacontrol.ipvs.conns import Connection, format_connections, parse_connections
-from hacontrol.ipvs.syncd import SyncDaemonConfig, get_daemons, start_daemon
+from hacontrol.ipvs.netlink import IpvsNetlink
+from hacontrol.ipvs.syncd import SyncDaemonConfig
 
 # The `ipvsadm` fixture (tests/kernel/conftest.py): ipvsadm(*args, netns=None) -> stdout.
 Ipvsadm = Callable[..., str]
@@ -112,7 +113,7 @@ def by_client_port(conns: list[Connection]) -> dict[int, Connection]:
     return {c.client_port: c for c in conns if c.protocol == "TCP"}
 
 
-async def test_connections_reach_the_backup_director(
+def test_connections_reach_the_backup_director(
     netns: Callable[[str], str],
     sh: Callable[..., str],
     ipvsadm: Ipvsadm,
@@ -143,10 +144,11 @@ async def test_connections_reach_the_backup_director(
     # The backup listens first, so nothing the master sends is lost.
     backup = SyncDaemonConfig("backup", b0, SYNCID, group=IPv4Address("239.0.0.51"))
     master = SyncDaemonConfig("master", m2, SYNCID, group=IPv4Address("239.0.0.51"))
-    await start_daemon(backup, netns=b)
-    await start_daemon(master, netns=m)
-    assert [d.state for d in await get_daemons(netns=b)] == ["backup"]
-    assert [d.state for d in await get_daemons(netns=m)] == ["master"]
+    with IpvsNetlink(netns=b) as on_b, IpvsNetlink(netns=m) as on_m:
+        on_b.start_daemon(backup)
+        on_m.start_daemon(master)
+        assert [d.state for d in on_b.get_daemons()] == ["backup"]
+        assert [d.state for d in on_m.get_daemons()] == ["master"]
 
     server = subprocess.Popen(
         ["ip", "netns", "exec", r, sys.executable, "-c", ECHO_SERVER],

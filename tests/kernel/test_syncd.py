@@ -1,26 +1,29 @@
-"""The sync daemon over generic netlink, against the real kernel, with ipvsadm as witness."""
+"""The sync daemon over generic netlink, against the real kernel, with ipvsadm as witness.
+
+Every call goes through the one IPVS transport (``IpvsNetlink`` / ``AsyncIpvs``), opened inside
+the test's namespace with ``netns=``.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
+from hacontrol.ipvs.netlink import AsyncIpvs, IpvsError, IpvsNetlink
 from hacontrol.ipvs.syncd import (
-    IpvsConfigClient,
-    IpvsKernelError,
     StartDaemon,
     StopDaemon,
     SyncDaemonConfig,
     SyncDaemonController,
+    SyncRole,
     format_daemons,
-    get_daemons,
-    start_daemon,
-    stop_daemon,
 )
 
 # The `ipvsadm` fixture (tests/kernel/conftest.py): ipvsadm(*args, netns=None) -> stdout.
@@ -32,6 +35,30 @@ DAEMON_LINE = re.compile(
     r"(?:, maxlen=(?P<maxlen>\d+))?(?:, group=(?P<group>[^,)]+))?"
     r"(?:, port=(?P<port>\d+))?(?:, ttl=(?P<ttl>\d+))?\)$"
 )
+
+
+@asynccontextmanager
+async def ipvs_in(netns: str) -> AsyncIterator[AsyncIpvs]:
+    ipvs = await AsyncIpvs.open(netns=netns)
+    try:
+        yield ipvs
+    finally:
+        ipvs.close()
+
+
+async def start_daemon(cfg: SyncDaemonConfig, netns: str) -> None:
+    async with ipvs_in(netns) as ipvs:
+        await ipvs.start_daemon(cfg)
+
+
+async def stop_daemon(state: SyncRole, netns: str) -> None:
+    async with ipvs_in(netns) as ipvs:
+        await ipvs.stop_daemon(state)
+
+
+async def get_daemons(netns: str) -> list[SyncDaemonConfig]:
+    async with ipvs_in(netns) as ipvs:
+        return await ipvs.get_daemons()
 
 
 def ipvsadm_daemons(ipvsadm: Ipvsadm, netns: str) -> dict[str, dict[str, str | None]]:
@@ -156,32 +183,77 @@ async def test_daemons_started_by_ipvsadm_are_read_back(
 
 async def test_stop_one_of_two(director: tuple[str, str], ipvsadm: Ipvsadm) -> None:
     ns, ifname = director
-    async with IpvsConfigClient(ns) as client:
-        await client.start_daemon(SyncDaemonConfig("master", ifname, 1))
-        await client.start_daemon(SyncDaemonConfig("backup", ifname, 1))
-        assert [d.state for d in await client.get_daemons()] == ["master", "backup"]
-        await client.stop_daemon("master")
-        assert [d.state for d in await client.get_daemons()] == ["backup"]
+    async with ipvs_in(ns) as ipvs:
+        await ipvs.start_daemon(SyncDaemonConfig("master", ifname, 1))
+        await ipvs.start_daemon(SyncDaemonConfig("backup", ifname, 1))
+        assert [d.state for d in await ipvs.get_daemons()] == ["master", "backup"]
+        await ipvs.stop_daemon("master")
+        assert [d.state for d in await ipvs.get_daemons()] == ["backup"]
     assert set(ipvsadm_daemons(ipvsadm, ns)) == {"backup"}
     await stop_daemon("backup", netns=ns)
     assert ipvsadm("-L", "--daemon", netns=ns) == ""
 
 
-async def test_kernel_refusals_become_typed_errors(director: tuple[str, str]) -> None:
+def test_kernel_refusals_become_errors_naming_the_daemon(director: tuple[str, str]) -> None:
     ns, ifname = director
-    async with IpvsConfigClient(ns) as client:
-        await client.start_daemon(SyncDaemonConfig("master", ifname, 1))
-        with pytest.raises(IpvsKernelError) as again:
-            await client.start_daemon(SyncDaemonConfig("master", ifname, 1))
-        assert again.value.errno == errno.EEXIST and again.value.op == "start_daemon"
-        with pytest.raises(IpvsKernelError) as not_running:
-            await client.stop_daemon("backup")
+    with IpvsNetlink(netns=ns) as nl:
+        nl.start_daemon(SyncDaemonConfig("master", ifname, 1))
+        with pytest.raises(IpvsError) as again:
+            nl.start_daemon(SyncDaemonConfig("master", ifname, 1))
+        assert again.value.errno == errno.EEXIST
+        assert str(again.value) == (
+            f"start master sync daemon (mcast={ifname}, syncid=1): "
+            "a daemon in this state is already running (EEXIST)"
+        )
+        with pytest.raises(IpvsError) as not_running:
+            nl.stop_daemon("backup")
         assert not_running.value.errno == errno.ESRCH
-        with pytest.raises(IpvsKernelError) as no_dev:
-            await client.start_daemon(SyncDaemonConfig("backup", "vmnosuchdev", 1))
+        assert str(not_running.value) == (
+            "stop backup sync daemon: no daemon in this state is running (ESRCH)"
+        )
+        with pytest.raises(IpvsError) as no_dev:
+            nl.start_daemon(SyncDaemonConfig("backup", "vmnosuchdev", 1))
         assert no_dev.value.errno == errno.ENODEV
+        assert "no such interface in this network namespace (ENODEV)" in str(no_dev.value)
         # The socket is still usable after the errors.
-        assert [d.state for d in await client.get_daemons()] == ["master"]
+        assert [d.state for d in nl.get_daemons()] == ["master"]
+
+
+async def test_the_interface_is_looked_up_in_the_sockets_namespace(
+    director: tuple[str, str], ipvsadm: Ipvsadm
+) -> None:
+    # The veth exists only in the director's namespace: a socket of the init namespace
+    # cannot start a daemon on it, the one opened with netns= can.
+    ns, ifname = director
+    ipvs = await AsyncIpvs.open()
+    try:
+        with pytest.raises(IpvsError) as err:
+            await ipvs.start_daemon(SyncDaemonConfig("backup", ifname, 3))
+        assert err.value.errno == errno.ENODEV
+    finally:
+        ipvs.close()
+    await start_daemon(SyncDaemonConfig("backup", ifname, 3), netns=ns)
+    assert set(ipvsadm_daemons(ipvsadm, ns)) == {"backup"}
+    assert ipvsadm("-L", "--daemon") == ""
+
+
+async def test_daemon_calls_queue_behind_each_other_on_one_socket(
+    director: tuple[str, str], ipvsadm: Ipvsadm
+) -> None:
+    # AsyncIpvs runs one call at a time: concurrent callers (the reconciler's dump and a
+    # role change) share the socket without mixing their answers.
+    ns, ifname = director
+    async with ipvs_in(ns) as ipvs:
+        results = await asyncio.gather(
+            ipvs.start_daemon(SyncDaemonConfig("master", ifname, 4)),
+            ipvs.snapshot(),
+            ipvs.start_daemon(SyncDaemonConfig("backup", ifname, 4)),
+            ipvs.get_timeouts(),
+            ipvs.get_daemons(),
+        )
+    assert [d.state for d in results[4]] == ["master", "backup"]
+    assert len(results[1].table) == 0
+    assert set(ipvsadm_daemons(ipvsadm, ns)) == {"master", "backup"}
 
 
 async def test_controller_follows_roles_and_touches_only_changes(
@@ -189,8 +261,8 @@ async def test_controller_follows_roles_and_touches_only_changes(
 ) -> None:
     ns, ifname = director
     template = SyncDaemonConfig("backup", ifname, syncid=5, group=IPv4Address("239.0.0.5"))
-    async with IpvsConfigClient(ns) as client:
-        controller = SyncDaemonController(client, template)
+    async with ipvs_in(ns) as ipvs:
+        controller = SyncDaemonController(ipvs, template)
 
         assert await controller.apply("backup") == [StartDaemon(template)]
         assert set(ipvsadm_daemons(ipvsadm, ns)) == {"backup"}

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hacontrol.ipvs.syncd import IpvsConfigClient, Timeouts, format_timeouts, get_timeouts
+from hacontrol.ipvs.netlink import AsyncIpvs, IpvsNetlink
+from hacontrol.ipvs.syncd import Timeouts, format_timeouts
 from hacontrol.ipvs.sysctl import (
     IPVS_SYSCTL_DIR,
     IpvsSysctlError,
@@ -34,34 +35,41 @@ def ipvsadm_timeouts(ipvsadm: Ipvsadm, netns: str | None = None) -> tuple[int, i
 
 
 async def test_set_timeouts_ipvsadm_agrees(ipvsadm: Ipvsadm) -> None:
-    async with IpvsConfigClient() as client:
-        before = await client.get_timeouts()
+    ipvs = await AsyncIpvs.open()
+    try:
+        before = await ipvs.get_timeouts()
         assert (before.tcp, before.tcpfin, before.udp) == ipvsadm_timeouts(ipvsadm)
-        await client.set_timeouts(Timeouts(tcp=5, tcpfin=10, udp=7))
+        await ipvs.set_timeouts(Timeouts(tcp=5, tcpfin=10, udp=7))
         assert ipvsadm_timeouts(ipvsadm) == (5, 10, 7)
-        after = await client.get_timeouts()
+        after = await ipvs.get_timeouts()
+    finally:
+        ipvs.close()
     assert after == Timeouts(5, 10, 7)
     assert format_timeouts(after) == ipvsadm("-L", "--timeout")
 
 
-async def test_zero_leaves_a_timeout_unchanged(ipvsadm: Ipvsadm) -> None:
+def test_zero_leaves_a_timeout_unchanged(ipvsadm: Ipvsadm) -> None:
     ipvsadm("--set", "100", "20", "30")
-    async with IpvsConfigClient() as client:
-        await client.set_timeouts(Timeouts(tcp=0, tcpfin=45, udp=0))
-        assert await client.get_timeouts() == Timeouts(100, 45, 30)
+    with IpvsNetlink() as nl:
+        nl.set_timeouts(Timeouts(tcp=0, tcpfin=45, udp=0))
+        assert nl.get_timeouts() == Timeouts(100, 45, 30)
     assert ipvsadm_timeouts(ipvsadm) == (100, 45, 30)
 
 
-async def test_timeouts_set_by_ipvsadm_are_read_back(ipvsadm: Ipvsadm) -> None:
+def test_timeouts_set_by_ipvsadm_are_read_back(ipvsadm: Ipvsadm) -> None:
     ipvsadm("--set", "3600", "60", "120")
-    assert await get_timeouts() == Timeouts(3600, 60, 120)
+    with IpvsNetlink() as nl:
+        assert nl.get_timeouts() == Timeouts(3600, 60, 120)
 
 
 async def test_timeouts_are_per_namespace(netns: Callable[[str], str], ipvsadm: Ipvsadm) -> None:
     ns = netns("to")
-    async with IpvsConfigClient(ns) as client:
-        await client.set_timeouts(Timeouts(11, 22, 33))
-        assert await client.get_timeouts() == Timeouts(11, 22, 33)
+    ipvs = await AsyncIpvs.open(netns=ns)
+    try:
+        await ipvs.set_timeouts(Timeouts(11, 22, 33))
+        assert await ipvs.get_timeouts() == Timeouts(11, 22, 33)
+    finally:
+        ipvs.close()
     assert ipvsadm_timeouts(ipvsadm, netns=ns) == (11, 22, 33)
     assert ipvsadm_timeouts(ipvsadm) == (900, 120, 300)
 

@@ -28,6 +28,8 @@ from hacontrol.ipvs.model import (
 )
 from hacontrol.ipvs.netlink import (
     NLM_F_ACK_TLVS,
+    IpvsError,
+    IpvsNetlink,
     NetlinkDecodeError,
     Stats,
     _decode_dest_fast,
@@ -36,6 +38,7 @@ from hacontrol.ipvs.netlink import (
     decode_service,
     describe_error,
     encode_op,
+    in_netns,
     iter_messages,
     parse_attrs,
 )
@@ -265,6 +268,19 @@ def test_error_texts_name_object_and_cause() -> None:
     assert str(describe_error(AddDest(svc, d), errno.ERANGE)).startswith(
         "add real server 198.51.100.1:80 to service TCP 192.0.2.1:80: weight or thresholds"
     )
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "..", ".", "/run/netns/x"])
+def test_netns_must_be_a_name_under_run_netns(name: str) -> None:
+    # Refused before any thread, file or socket is made.
+    called: list[bool] = []
+    with pytest.raises(IpvsError) as err:
+        in_netns(name, lambda: called.append(True))
+    assert err.value.errno == errno.EINVAL
+    assert str(err.value) == f"network namespace {name!r}: not a name under /run/netns (EINVAL)"
+    assert called == []
+    with pytest.raises(IpvsError):
+        IpvsNetlink(netns=name)
 
 
 def kernel_order_dest(weight: int) -> bytes:

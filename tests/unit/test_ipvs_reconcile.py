@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import ipaddress
 
@@ -124,24 +123,3 @@ async def test_a_dump_failure_is_a_counted_pass_error_not_a_crash() -> None:
     kernel.fail_dump = None
     assert (await rec.reconcile_once()).ok
     assert [type(o) for o in seen[1].ops] == [AddService]
-
-
-async def test_run_loop_passes_on_start_trigger_and_set_desired() -> None:
-    kernel = FakeKernel()
-    rec = Reconciler(kernel, Table.of([web()]), interval=3600, retry_interval=3600)
-    task = rec.start()
-    try:
-        first = await asyncio.wait_for(rec.wait_for_pass(0), timeout=5)
-        assert [type(o) for o in first.ops] == [AddService]
-        kernel.services.clear()
-        kernel.dests.clear()
-        rec.trigger()
-        second = await asyncio.wait_for(rec.wait_for_pass(1), timeout=5)
-        assert [type(o) for o in second.ops] == [AddService]
-        rec.set_desired(Table.of([web(), VirtualService(DNS)]))
-        third = await asyncio.wait_for(rec.wait_for_pass(2), timeout=5)
-        assert [str(o) for o in third.ops] == ["add service UDP 192.0.2.1:53"]
-    finally:
-        await rec.stop()
-    assert task.done()
-    assert set(kernel.services) == {WEB, DNS}  # stop never flushes

@@ -1,14 +1,25 @@
-"""The daemon's LVS glue, pure parts: config -> policy inputs -> desired IPVS table."""
+"""The pure config -> policy inputs -> desired IPVS table translation (hacontrol/desired.py)."""
 
 from __future__ import annotations
 
 from ipaddress import ip_address
 
+import pytest
+
 from hacontrol.config import parse_config
+from hacontrol.desired import (
+    check_specs,
+    desired_table,
+    policy_inputs,
+    sync_role,
+    sync_template,
+    uses_ipvs,
+)
 from hacontrol.ipvs.model import DestKey, ForwardingMethod, ServiceKey, TunnelType
-from hacontrol.lvs import check_specs, desired_table, policy_inputs, sync_template, uses_ipvs
+from hacontrol.ipvs.syncd import SyncRole
 from healthcheck.policy import DesiredRealServer, PolicyState, decide
 from healthcheck.state import RealServerId
+from vrrp.types import State
 
 CONFIG = """\
 vrrp_instances:
@@ -127,3 +138,17 @@ def test_sync_template_and_vrrp_only_configs() -> None:
         "virtual_ipaddresses: [192.0.2.1/24]}\n"
     )
     assert not uses_ipvs(vrrp_only)
+
+
+@pytest.mark.parametrize(
+    ("state", "role"),
+    [
+        (State.MASTER, "master"),
+        (State.BACKUP, "backup"),
+        (State.FAULT, "backup"),  # keepalived: leaving MASTER for FAULT -> backup daemon
+        (State.INITIALIZE, "backup"),  # keepalived starts the backup daemon unless MASTER
+        (None, "backup"),  # no state heard yet: not master, so ready to take over
+    ],
+)
+def test_sync_role(state: State | None, role: SyncRole) -> None:
+    assert sync_role(state) == role
