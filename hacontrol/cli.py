@@ -1,16 +1,17 @@
-"""The `hacontrol` command: run, check, schema, ipvs list."""
+"""The `hacontrol` command: run, check, schema, status, reload, drain, step-down, ipvs list."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from hacontrol.config import Config, ConfigError, load_config
+from hacontrol.runtime.lock import DEFAULT_RUN_DIR
+from hacontrol.runtime.state import DEFAULT_STATE_DIR
 
 DEFAULT_CONFIG = "/etc/hacontrol/hacontrol.yaml"
 
@@ -30,14 +31,34 @@ def _build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="log level (debug shows every dropped packet)",
     )
+    run.add_argument(
+        "--run-dir",
+        type=Path,
+        default=DEFAULT_RUN_DIR,
+        help=f"pid file (the one-daemon lock) and control socket (default {DEFAULT_RUN_DIR})",
+    )
+    run.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help=f"maintenance overrides and owned services (default {DEFAULT_STATE_DIR})",
+    )
+    run.add_argument(
+        "--vrrp-inline",
+        action="store_true",
+        help="run VRRP in the daemon's own event loop instead of its own process "
+        "(for comparison; VRRP timing then shares the loop with checks and reconciles)",
+    )
 
     check = sub.add_parser("check", help="validate a config file and exit (0 = valid)")
     check.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="YAML config file")
 
     sub.add_parser("schema", help="print the config file's JSON schema")
 
+    from hacontrol import cli_control
     from hacontrol.ipvs import cli as ipvs_cli
 
+    cli_control.add_subparsers(sub)
     ipvs_cli.add_subparser(sub)
     return parser
 
@@ -64,25 +85,11 @@ def _summary(config: Config) -> str:
     )
 
 
-def _setup_logging(log_level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    # pyroute2 logs every netlink message at debug level; --log-level debug is
-    # for our own events (each dropped packet), not for that. Importing pyroute2
-    # resets its logger to NOTSET (pyroute2/config/log.py: setLevel(0)), which
-    # would undo a level set before the daemon's first import of it: import it
-    # first, so the level set here is the last word.
-    with contextlib.suppress(ImportError):
-        import pyroute2.config.log  # noqa: F401
-    for noisy in ("pyroute2", "asyncio"):
-        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
+def _cmd_run(args: argparse.Namespace) -> int:
+    from hacontrol.logsetup import setup_logging
 
-
-def _cmd_run(path: str, log_level: str) -> int:
-    _setup_logging(log_level)
+    setup_logging(args.log_level)
+    path = args.config
     try:
         config = load_config(path)
     except ConfigError as exc:
@@ -90,9 +97,32 @@ def _cmd_run(path: str, log_level: str) -> int:
             print(issue, file=sys.stderr)
         print(f"{path}: invalid config, not starting", file=sys.stderr)
         return 1
+    from hacontrol.runtime.lock import AlreadyRunning, PidLock
+
+    # Before anything touches an address, a socket or a kernel table: a second daemon
+    # on the same host would take the running master's VIPs for stale ones.
+    try:
+        lock = PidLock.acquire(args.run_dir)
+    except AlreadyRunning as exc:
+        print(f"hacontrol run: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"hacontrol run: cannot lock {args.run_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     from hacontrol.daemon import Daemon
 
-    return asyncio.run(Daemon(config, path).run())
+    try:
+        daemon = Daemon(
+            config,
+            path,
+            run_dir=args.run_dir,
+            state_dir=args.state_dir,
+            log_level=args.log_level,
+            vrrp_inline=args.vrrp_inline,
+        )
+        return asyncio.run(daemon.run())
+    finally:
+        lock.release()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,10 +131,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         return _cmd_check(args.config)
     if args.command == "run":
-        return _cmd_run(args.config, args.log_level)
+        return _cmd_run(args)
     if args.command == "schema":
         print(json.dumps(Config.model_json_schema(by_alias=True), indent=2))
         return 0
+    from hacontrol import cli_control
+
+    if args.command in cli_control.COMMANDS:
+        return cli_control.run(args)
     if args.command == "ipvs":
         from hacontrol.ipvs import cli as ipvs_cli
 

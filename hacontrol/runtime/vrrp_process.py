@@ -32,6 +32,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from hacontrol.logsetup import setup_logging
 from hacontrol.runtime.vrrp_protocol import (
     Configure,
     FrameError,
@@ -96,7 +97,14 @@ class _Child:
             except FrameError as exc:
                 log.error("vrrp_process.bad_frame error=%s", exc)
                 break
-            if message is None or isinstance(message, Stop):
+            if message is None:
+                # The daemon is gone without saying Stop: it was killed (PR_SET_PDEATHSIG
+                # is on its way). Die as it did, leaving everything in place: resigning
+                # here would make a kill -9 of the daemon a graceful handover by luck of
+                # timing, and its restart resumes from what is left.
+                log.error("vrrp_process.daemon_gone: exiting without resigning")
+                os._exit(1)
+            if isinstance(message, Stop):
                 break
             if isinstance(message, Configure):
                 result = self.engine.configure(
@@ -167,13 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.getppid() != args.parent:
         return 1  # the daemon died before we could ask to die with it
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("pyroute2", "asyncio"):
-        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
+    setup_logging(args.log_level)
     return asyncio.run(_run(args.fd))
 
 

@@ -376,6 +376,8 @@ class HaDaemon(Peer):
         self.metrics_listen = metrics_listen
         self.log_level = log_level
         self.config_path = workdir / f"{name}.yaml"
+        self.run_dir = workdir / f"{name}.run"
+        self.state_dir = workdir / f"{name}.state"
         self.write_config()
 
     def write_config(self) -> None:
@@ -387,6 +389,9 @@ class HaDaemon(Peer):
 
     def start(self) -> None:
         argv = ["-m", "hacontrol", "run", "-c", str(self.config_path)]
+        # Each daemon of a test is a director of its own: its own lock, control socket
+        # and state file (the defaults under /run and /var/lib are one per host).
+        argv += ["--run-dir", str(self.run_dir), "--state-dir", str(self.state_dir)]
         self._spawn([*argv, "--log-level", self.log_level], python=True)
 
     def kill9(self) -> float:

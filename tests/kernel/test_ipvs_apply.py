@@ -50,6 +50,9 @@ from hacontrol.ipvs.netlink import (
 )
 from hacontrol.ipvs.plan import AddDest, AddService, DeleteDest, EditDest, plan
 from hacontrol.ipvs.reconcile import Reconciler
+from hacontrol.runtime.events import IpvsAvailability
+from hacontrol.runtime.kernel import IpvsLink, IpvsTableConverger
+from hacontrol.runtime.reconciler import Reconciler as RuntimeReconciler
 
 if TYPE_CHECKING:
     from tests.kernel.conftest import Ipvsadm
@@ -646,7 +649,7 @@ async def test_reconciler_adopts_existing_table_without_flush(
         ]
     )
     kernel = await AsyncIpvs.open(netns=lab)
-    rec = Reconciler(kernel, desired, interval=3600)
+    rec = Reconciler(kernel, desired)
     try:
         first = await rec.reconcile_once()
         assert first.ok
@@ -664,6 +667,8 @@ async def test_reconciler_adopts_existing_table_without_flush(
 
 
 async def test_reconciler_repairs_drift(ipvsadm: Ipvsadm) -> None:
+    """The daemon's runtime reconciler (hacontrol/runtime) with its IPVS table converger on
+    the real kernel: drift made by hand is repaired and counted as repairs."""
     key = ServiceKey.of("tcp", "192.0.2.30", 443)
     desired = Table.of(
         [
@@ -683,33 +688,35 @@ async def test_reconciler_repairs_drift(ipvsadm: Ipvsadm) -> None:
             ),
         ]
     )
-    kernel = await AsyncIpvs.open()
-    rec = Reconciler(kernel, desired, interval=3600, retry_interval=3600)
-    task = rec.start()
+    published: list[object] = []
+    link = IpvsLink(published.append, modprobe=None)
+    table = IpvsTableConverger(link, desired)
+    rec = RuntimeReconciler([table], interval=3600)
     try:
-        first = await rec.wait_for_pass(0)
-        assert first.ok and len(first.ops) == 5
+        (first,) = await rec.run_due()
+        assert first.ok and first.writes == 5 and first.repairs == 0
+        assert published[0] == IpvsAvailability(True, "")
         # Drift made by hand: a server deleted, a weight changed, a service deleted, a stranger.
         ipvsadm("-d", "-t", "192.0.2.30:443", "-r", "198.51.100.31")
         ipvsadm("-e", "-t", "192.0.2.30:443", "-r", "198.51.100.32", "-g", "-w", "1")
         ipvsadm("-D", "-u", "192.0.2.30:53")
         ipvsadm("-a", "-t", "192.0.2.30:443", "-r", "198.51.100.39", "-g")
         rec.trigger()
-        repair = await asyncio.wait_for(rec.wait_for_pass(1), timeout=60)
-        assert repair.ok
-        assert sorted(type(o).__name__ for o in repair.ops) == [
-            "AddDest",
-            "AddDest",
-            "AddService",
-            "DeleteDest",
-            "EditDest",
+        (repair,) = await rec.run_due()
+        assert repair.ok and repair.repairs == 5
+        assert sorted(d.split(" ")[0] + " " + d.split(" ")[1] for d in repair.detail) == [
+            "add real",
+            "add real",
+            "add service",
+            "delete real",
+            "edit real",
         ]
-        assert (await kernel.dump()) == desired
+        assert (await (await link.get()).dump()) == desired
         listing = ipvsadm("-Ln")
         assert "198.51.100.39" not in listing
         assert dest_line("198.51.100.31:443", "Route", 5) in listing
 
-        # set_desired: a removed service is deleted (it was ours), the other is edited.
+        # A new desired table: a removed service is deleted (it was ours), the other edited.
         smaller = Table.of(
             [
                 VirtualService(
@@ -720,15 +727,14 @@ async def test_reconciler_repairs_drift(ipvsadm: Ipvsadm) -> None:
                 )
             ]
         )
-        rec.set_desired(smaller)
-        third = await asyncio.wait_for(rec.wait_for_pass(2), timeout=60)
-        assert sorted(type(o).__name__ for o in third.ops) == ["DeleteService", "EditService"]
-        assert (await kernel.dump()) == smaller
-        assert rec.counters.passes >= 3 and rec.counters.failures == 0
+        table.set_desired(smaller)
+        rec.trigger()
+        (third,) = await rec.run_due()
+        assert third.ok and third.writes == 2 and third.repairs == 0
+        assert (await (await link.get()).dump()) == smaller
     finally:
         await rec.stop()
-        kernel.close()
-    assert task.done()
+        link.close()
     # Stopping the reconciler leaves the table in place (no flush on exit).
     assert "TCP  192.0.2.30:443 rr persistent 300" in ipvsadm("-Ln")
 
@@ -743,7 +749,7 @@ async def test_reconciler_retries_failed_ops(ipvsadm: Ipvsadm) -> None:
     )
     good = VirtualService(ServiceKey.of("tcp", "192.0.2.40", 81), scheduler="rr")
     kernel = await AsyncIpvs.open()
-    rec = Reconciler(kernel, Table.of([bad, good]), interval=3600)
+    rec = Reconciler(kernel, Table.of([bad, good]))
     try:
         p1 = await rec.reconcile_once()
         assert len(p1.failures) == 2 and not p1.ok
