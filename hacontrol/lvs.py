@@ -53,7 +53,12 @@ from hacontrol.ipvs.errors import IpvsError
 from hacontrol.ipvs.model import DestKey, ServiceKey, Table
 from hacontrol.ipvs.netlink import Snapshot
 from hacontrol.runtime.bus import Bus
-from hacontrol.runtime.events import DesiredWeights, ReconcileResult, SyncDaemonRoleChanged
+from hacontrol.runtime.events import (
+    DesiredWeights,
+    RealServerHealthKnown,
+    ReconcileResult,
+    SyncDaemonRoleChanged,
+)
 from hacontrol.runtime.kernel import (
     MODPROBE,
     IpvsLink,
@@ -176,6 +181,7 @@ class LvsRuntime:
             self.runner.add_real_server(
                 server, ProbeTarget(rs.address, server.port), rs.weight, check_specs(vs, rs)
             )
+            self._publish_known(server, rs.weight)
         self._recompute()
         self._sysctls = SysctlsConverger(wanted_sysctls(self.config))
         self.reconciler.add(self._sysctls)
@@ -242,10 +248,13 @@ class LvsRuntime:
                     self._publish(ServiceDrainStarted(key, len(current.real_servers)))
                     log.info("lvs.service_drain_started service=%s", key)
         self._use_config(new)
+        known = set(self.runner.healths())
         for server, (vs, rs) in self._rs_by_id.items():
             self.runner.update_real_server(
                 server, ProbeTarget(rs.address, server.port), rs.weight, check_specs(vs, rs)
             )
+            if server not in known:
+                self._publish_known(server, rs.weight)
         for server in set(self.runner.healths()) - self._rs_by_id.keys():
             self.runner.remove_real_server(server)
         self.reconciler.set_interval(new.ipvs.reconcile_interval)
@@ -377,6 +386,27 @@ class LvsRuntime:
         log.info("check.%s", _describe(event))
         self._publish(event)
         self._schedule_recompute()
+
+    def _publish_known(self, server: RealServerId, weight: int) -> None:
+        health = self.runner.health(server)
+        if health is None:  # no checks: alive, as keepalived treats it
+            self._publish(
+                RealServerHealthKnown(
+                    server.virtual_service, server.address, server.port, True, weight, "no checks"
+                )
+            )
+            return
+        reasons = {c.last_reason for c in health.checks}
+        self._publish(
+            RealServerHealthKnown(
+                server.virtual_service,
+                server.address,
+                server.port,
+                health.up,
+                health.weight,
+                ",".join(sorted(reasons)) or "init",
+            )
+        )
 
     def _notify_hooks(self, event: RealServerUp | RealServerDown) -> None:
         found = self._rs_by_id.get(event.server)

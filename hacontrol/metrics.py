@@ -27,6 +27,7 @@ from hacontrol.runtime.bus import Bus
 from hacontrol.runtime.events import (
     IpvsAvailability,
     OverridesChanged,
+    RealServerHealthKnown,
     ReconcileResult,
     ReloadResult,
     VrrpProcessChanged,
@@ -211,6 +212,7 @@ class Metrics:
             IpvsAvailability: self.on_ipvs_availability,
             RealServerUp: self.on_health_event,
             RealServerDown: self.on_health_event,
+            RealServerHealthKnown: self.on_health_known,
             QuorumChanged: self.on_quorum,
             ReloadResult: self.on_reload,
             OverridesChanged: self.on_overrides,
@@ -275,6 +277,10 @@ class Metrics:
         up = isinstance(event, RealServerUp)
         self.real_server_up.labels(server.virtual_service, rs).set(1 if up else 0)
         self.check_transitions.labels(server.virtual_service, "up" if up else "down").inc()
+
+    def on_health_known(self, event: RealServerHealthKnown) -> None:
+        rs = f"{event.address}:{event.port}"
+        self.real_server_up.labels(event.virtual_server, rs).set(1 if event.up else 0)
 
     def on_quorum(self, event: QuorumChanged) -> None:
         self.quorum_up.labels(event.virtual_service).set(1 if event.up else 0)

@@ -73,6 +73,7 @@ from vrrp.events import (
     VrrpCounters,
 )
 from vrrp.fsm import LINK_DOWN, NO_SOURCE_ADDRESS, NO_SUCH_INTERFACE, Instance
+from vrrp.reconfigure import plan_reconfigure, spec_problem
 from vrrp.sockets import (
     ETH_P_ARP,
     ETH_P_IPV6,
@@ -350,7 +351,7 @@ class VrrpEngine:
             unicast_peers=unicast_peers,
             vip_labels=vip_labels,
         )
-        problem = _spec_problem(spec, self._pending)
+        problem = spec_problem(spec, self._pending)
         if problem is not None:
             raise ValueError(problem)
         self._pending.append(spec)
@@ -394,62 +395,39 @@ class VrrpEngine:
         now = self._now()
         resume_until = resume_until or {}
         held = set(holds)
-        errors: dict[str, str] = {}
-        accepted: list[InstanceSpec] = []
-        for spec in specs:
-            problem = _spec_problem(spec, accepted)
-            if problem is not None:
-                errors[spec.name] = problem
-            else:
-                accepted.append(spec)
-        wanted = {spec.name: spec for spec in accepted}
-        unchanged: list[str] = []
+        plan = plan_reconfigure({n: r.spec for n, r in self._runners.items()}, specs)
+        errors = dict(plan.errors)
+        for name in plan.remove:
+            self._retire(self._runners[name], now)
+        for spec in plan.restart:
+            self._retire(self._runners[spec.name], now)
         updated: list[str] = []
-        restarted: list[str] = []
-        added: list[str] = []
-        removed: list[str] = []
-        for name, running in list(self._runners.items()):
-            wanted_spec = wanted.get(name)
-            if wanted_spec is None:
-                self._retire(running, now)
-                removed.append(name)
-            elif wanted_spec.identity != running.spec.identity:
-                self._retire(running, now)
-                restarted.append(name)
-        for spec in accepted:
-            existing = self._runners.get(spec.name)
-            if existing is None:
+        for spec in plan.update:
+            try:
+                self._update(self._runners[spec.name], spec, now)
+            except ValueError as exc:
+                errors[spec.name] = str(exc)
                 continue
-            if spec == existing.spec:
-                unchanged.append(spec.name)
-            else:
-                try:
-                    self._update(existing, spec, now)
-                except ValueError as exc:
-                    errors[spec.name] = str(exc)
-                    continue
-                updated.append(spec.name)
-            self._set_hold(existing, spec.name in held, now)
-        for spec in accepted:
-            if spec.name in self._runners:
-                continue
+            updated.append(spec.name)
+        for name in (*plan.unchanged, *updated):
+            self._set_hold(self._runners[name], name in held, now)
+        started: list[str] = []
+        for spec in (*plan.restart, *plan.add):
             resume = resume_until.get(spec.name, float("-inf")) > now
             try:
                 self._create(spec, now, resume=resume, held=spec.name in held)
             except ValueError as exc:
                 errors[spec.name] = str(exc)
                 continue
-            if spec.name not in restarted:
-                added.append(spec.name)
-        result = ReconfigureResult(
-            unchanged=tuple(unchanged),
+            started.append(spec.name)
+        return ReconfigureResult(
+            unchanged=plan.unchanged,
             updated=tuple(updated),
-            restarted=tuple(restarted),
-            added=tuple(added),
-            removed=tuple(removed),
+            restarted=tuple(s.name for s in plan.restart if s.name in started),
+            added=tuple(s.name for s in plan.add if s.name in started),
+            removed=plan.remove,
             errors=errors,
         )
-        return result
 
     def set_hold(self, names: Iterable[str], held: bool) -> None:
         """The operator's step-down (held) or its release, for the named instances."""
@@ -1240,22 +1218,6 @@ def _has_secondaries(iface: _Interface, entry: LinkAddress) -> bool:
         for other in iface.addresses.values()
         if other is not entry and isinstance(other.address.ip, IPv4Address)
     )
-
-
-def _spec_problem(spec: InstanceSpec, others: Sequence[InstanceSpec]) -> str | None:
-    family = _family(spec.params.primary_address)
-    for address in (*spec.unicast_peers, *([spec.unicast_src_ip] if spec.unicast_src_ip else [])):
-        if _family(address) != family:
-            return f"instance {spec.name!r}: {address} is not of its family"
-    for other in others:
-        if other.name == spec.name:
-            return f"duplicate instance name {spec.name!r}"
-        if other.identity == spec.identity:
-            return (
-                f"instance {spec.name!r}: vrid {spec.params.vrid} already used on "
-                f"{spec.interface} by {other.name!r}"
-            )
-    return None
 
 
 def _frozen(counts: _Counts) -> InstanceCounters:

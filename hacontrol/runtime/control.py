@@ -38,6 +38,7 @@ MAX_REQUEST = 64 * 1024
 REQUEST_TIMEOUT = 5.0  # seconds a client has to send its request
 MAX_CLIENTS = 16
 MAX_RESPONSE = 64 * 1024 * 1024  # what a client accepts (a status of a very large table)
+DISCARD_LIMIT = 16 * 1024 * 1024  # bytes read and dropped after answering
 
 # command -> (required arguments, optional arguments), each name -> JSON type
 _ARGS: dict[str, tuple[dict[str, type], dict[str, type]]] = {
@@ -167,6 +168,11 @@ class ControlServer:
             response = await self._answer(reader, writer)
             writer.write(json.dumps(response, separators=(",", ":")).encode() + b"\n")
             await asyncio.wait_for(writer.drain(), self._timeout)
+            if writer.can_write_eof():
+                writer.write_eof()
+            # Read (and drop) what a client is still sending, briefly and boundedly, so that
+            # closing does not reset the connection before it has read our answer.
+            await asyncio.wait_for(_discard(reader, DISCARD_LIMIT), 1.0)
         except (OSError, TimeoutError, ConnectionError):
             pass  # the client went away: nothing to tell it
         except Exception:
@@ -218,6 +224,15 @@ class ControlServer:
                 return error_response(f"internal error: {type(exc).__name__}: {exc}")
         finally:
             self._clients -= 1
+
+
+async def _discard(reader: asyncio.StreamReader, limit: int) -> None:
+    left = limit
+    while left > 0:
+        chunk = await reader.read(min(65536, left))
+        if not chunk:
+            return
+        left -= len(chunk)
 
 
 class ControlError(Exception):

@@ -124,3 +124,21 @@ class DesiredWeights:
     their weights (drained and draining servers at 0), after every decision."""
 
     weights: dict[str, tuple[tuple[str, int, int], ...]]  # vs -> ((address, port, weight), ...)
+
+
+@dataclass(frozen=True, slots=True)
+class RealServerHealthKnown:
+    """A real server's verdict when the daemon starts checking it (start, reload).
+
+    Without alpha a real server starts up (keepalived adds it at once and lets the first
+    failure remove it), with alpha down; no RealServerUp/Down is published for that first
+    verdict, because nothing changed, so notify hooks do not run. Status and metrics need
+    it all the same.
+    """
+
+    virtual_server: str
+    address: str
+    port: int
+    up: bool
+    weight: int
+    reason: str

@@ -19,6 +19,7 @@ from hacontrol.runtime.events import (
     DesiredWeights,
     IpvsAvailability,
     OverridesChanged,
+    RealServerHealthKnown,
     ReconcileResult,
     ReloadResult,
     SyncDaemonRoleChanged,
@@ -115,6 +116,7 @@ class ReadModel:
             RealServerUp: self._health,
             RealServerDown: self._health,
             RealServerWeight: self._health,
+            RealServerHealthKnown: self._health_known,
             QuorumChanged: self._quorum,
             DrainStarted: self._drain,
             DrainFinished: self._drain,
@@ -249,6 +251,11 @@ class ReadModel:
             rs.since = self._clock()
         rs.up = up
         rs.reason = event.reason
+
+    def _health_known(self, event: RealServerHealthKnown) -> None:
+        rs = self._real_server(event.virtual_server, event.address, event.port)
+        if rs is not None and rs.up is None:
+            rs.up, rs.reason, rs.since = event.up, event.reason, self._clock()
 
     def _quorum(self, event: QuorumChanged) -> None:
         vs = self.virtual_servers.get(event.virtual_service)

@@ -209,14 +209,21 @@ class Reconciler:
             error=outcome.error,
             next_attempt_in=None if outcome.ok else delay,
         )
+        previous = self.last.get(converger.kind)
         self.last[converger.kind] = result
         if outcome.error is not None:
-            log.warning(
+            # Said loudly once; the same failure again (IPVS still missing) at debug level,
+            # so a long outage does not bury the log. Status and metrics keep it visible.
+            repeat = previous is not None and previous.error == outcome.error
+            log.log(
+                logging.DEBUG if repeat else logging.WARNING,
                 "reconcile.failed kind=%s error=%s retry_in=%.1f",
                 converger.kind,
                 outcome.error,
                 delay,
             )
+        elif previous is not None and previous.error is not None:
+            log.info("reconcile.recovered kind=%s", converger.kind)
         elif outcome.repairs:
             log.info(
                 "reconcile.repaired kind=%s repairs=%d writes=%d detail=%s",

@@ -45,7 +45,10 @@ from vrrp.types import InstanceSpec, State
 
 log = logging.getLogger("hacontrol.vrrp")
 
-START_TIMEOUT = 30.0  # seconds for a VRRP process to start and answer its first Configure
+# Seconds for a VRRP process to start and answer a Configure. Well under a second on a
+# real machine; a software-emulated VM (the kernel test tier) needs tens of seconds just to
+# import the interpreter's modules.
+START_TIMEOUT = 120.0
 STOP_TIMEOUT = 8.0  # seconds it has to resign and remove its VIPs (the engine takes <= 5)
 RESTART_BACKOFF = (0.0, 0.5, 1.0, 2.0, 5.0)  # delays before restarts 1, 2, 3, ...
 STABLE_AFTER = 60.0  # a process that lived this long resets the backoff
@@ -104,6 +107,8 @@ class VrrpSupervisor:
             await self._engine.start()
             self.pid = os.getpid()
             return self._engine.configure(self._instances, holds=self._holds)
+        if not self._instances:
+            return ReconfigureResult()  # an LVS-only director: no VRRP process until needed
         await self._spawn(restart=False)
         return await self._send_configure({})
 
@@ -116,6 +121,10 @@ class VrrpSupervisor:
             self._holds = frozenset(holds)
         if self._engine is not None:
             return self._engine.configure(self._instances, holds=self._holds)
+        if self._proc is None:
+            if not self._instances:
+                return ReconfigureResult()
+            await self._spawn(restart=False)  # the first instances of an LVS-only director
         return await self._send_configure({})
 
     def set_hold(self, instances: Sequence[str], held: bool) -> None:

@@ -24,6 +24,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -370,9 +371,11 @@ class HaDaemon(Peer):
         *,
         metrics_listen: str | None = None,
         log_level: str = "info",
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(lab, ns, workdir, name)
         self.instances = tuple(instances)
+        self.extra = dict(extra or {})  # more config sections (virtual_servers, ipvs, ...)
         self.metrics_listen = metrics_listen
         self.log_level = log_level
         self.config_path = workdir / f"{name}.yaml"
@@ -384,6 +387,7 @@ class HaDaemon(Peer):
         config = {
             "global": {"router_id": self.name, "metrics_listen": self.metrics_listen},
             "vrrp_instances": [i.hacontrol() for i in self.instances],
+            **self.extra,
         }
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
@@ -393,6 +397,30 @@ class HaDaemon(Peer):
         # and state file (the defaults under /run and /var/lib are one per host).
         argv += ["--run-dir", str(self.run_dir), "--state-dir", str(self.state_dir)]
         self._spawn([*argv, "--log-level", self.log_level], python=True)
+
+    @property
+    def control_socket(self) -> Path:
+        return self.run_dir / "control"
+
+    def control(self, request: dict[str, Any], *, timeout: float = 30.0) -> Any:
+        """One request over the daemon's control socket; its result (ControlError if refused)."""
+        from hacontrol.runtime.control import call
+
+        return call(self.control_socket, request, timeout=timeout)
+
+    def cli(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """`hacontrol ARGS -s SOCKET` as an operator runs it (from outside the namespace:
+        the control socket is a path)."""
+        root = Path(__file__).resolve().parents[2]
+        return subprocess.run(
+            [sys.executable, "-m", "hacontrol", *args, "-s", str(self.control_socket)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": str(root)},
+            check=False,
+        )
 
     def kill9(self) -> float:
         assert self.proc is not None

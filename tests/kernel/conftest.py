@@ -23,8 +23,12 @@ import signal
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.kernel.daemon_util import Procs
 
 IN_VM = os.environ.get("HACONTROL_IN_VM") == "1"
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -182,3 +186,13 @@ def netns() -> Iterator[Callable[[str], str]]:
     for name in reversed(created):
         _kill_all_in(name)
         run(["ip", "netns", "del", name], check=False)
+
+
+@pytest.fixture
+def procs() -> Iterator[Procs]:
+    """Processes a test starts (daemons, servers), killed by pid at teardown."""
+    from tests.kernel.daemon_util import Procs
+
+    started = Procs()
+    yield started
+    started.stop_all()

@@ -9,93 +9,27 @@ and a sync daemon tied to it. ipvsadm is the witness for each step:
   one service and is removed in the other;
 - it comes back when it answers again;
 - a real server deleted by hand with `ipvsadm -d` is put back (drift repair);
-- timeouts and sysctls are set; the sync daemon is master once VRRP is;
-- SIGTERM: exit 0 and the table stays (a restart adopts it, no flush).
+- timeouts and sysctls are set; the sync daemon is master once VRRP is, and a sync
+  daemon stopped by hand with ipvsadm is started again;
+- `hacontrol status --json` over the control socket says what runs;
+- reload: a weight edited in place, a real server and a whole service that left the
+  config drained, then deleted;
+- SIGTERM: exit 0 and the table stays (a restart adopts it, no flush); a service removed
+  from the config while the daemon was down is drained and deleted at the next start.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from tests.kernel.conftest import Ipvsadm
-
-ROOT = Path(__file__).resolve().parents[2]
-
-SERVER = textwrap.dedent(
-    """
-    import http.server, sys
-    class H(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = b"ok\\n"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        def log_message(self, *a):
-            pass
-    http.server.HTTPServer((sys.argv[1], 8080), H).serve_forever()
-    """
-)
-
-
-def wait_for(predicate: Callable[[], object], what: str, timeout: float = 60.0) -> object:
-    # Bounded poll: the VM is software-emulated, so allow generous time.
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-class Procs:
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, argv: list[str], **kw: object) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(argv, **kw)  # type: ignore[call-overload]
-        self.procs.append(proc)
-        return proc
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
-
-
-@pytest.fixture
-def procs() -> Iterator[Procs]:
-    p = Procs()
-    yield p
-    p.stop_all()
-
-
-def weights(ipvsadm: Ipvsadm, netns: str, service: str) -> dict[str, int]:
-    """Real servers and weights of one service, from `ipvsadm -Ln`."""
-    out = ipvsadm("-Ln", netns=netns)
-    found: dict[str, int] = {}
-    current = None
-    for line in out.splitlines():
-        if not line.startswith("  "):
-            parts = line.split()
-            current = f"{parts[0]} {parts[1]}" if len(parts) > 1 else None
-        elif line.strip().startswith("->") and current == service:
-            parts = line.split()
-            if parts[1] != "RemoteAddress:Port":
-                found[parts[1]] = int(parts[3])
-    return found
+from tests.kernel.daemon_util import SERVER, Procs, start_daemon, status, wait_for, weights
 
 
 def test_daemon_drives_ipvs_from_checks_and_vrrp(
@@ -147,6 +81,14 @@ def test_daemon_drives_ipvs_from_checks_and_vrrp(
                               warmup: false}]
                   - address: 127.0.0.3
                     port: 8080
+              - address: 192.0.2.10
+                port: 9000
+                scheduler: rr
+                forwarding: NAT
+                drain_timeout: 600
+                real_servers:
+                  - address: 127.0.0.3
+                    port: 8080
             ipvs:
               timeouts: {tcp: 901, tcpfin: 121, udp: 301}
               sysctls: {expire_nodest_conn: 1, expire_quiescent_template: 1}
@@ -156,27 +98,7 @@ def test_daemon_drives_ipvs_from_checks_and_vrrp(
         )
     )
     log = tmp_path / "daemon.log"
-    with log.open("wb") as out:
-        daemon = procs.start(
-            [
-                "ip",
-                "netns",
-                "exec",
-                ns,
-                sys.executable,
-                "-m",
-                "hacontrol",
-                "run",
-                "-c",
-                str(config),
-                "--log-level",
-                "info",
-            ],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
+    daemon = start_daemon(procs, ns, config, log, tmp_path)
 
     def weights_are(service: str, expected: dict[str, int]) -> bool:
         assert daemon.poll() is None, log.read_text()
@@ -218,6 +140,29 @@ def test_daemon_drives_ipvs_from_checks_and_vrrp(
             "the master sync daemon",
             timeout=180,
         )
+
+        # The sync daemon stopped by hand comes back (level-triggered, not on transition).
+        ipvsadm("--stop-daemon", "master", netns=ns)
+        wait_for(
+            lambda: (
+                "master sync daemon (mcast=eth0, syncid=42," in ipvsadm("-L", "--daemon", netns=ns)
+            ),
+            "the sync daemon started again",
+            timeout=120,
+        )
+        # What the daemon says of itself, over the control socket.
+        snap = status(tmp_path)
+        (vi,) = snap["vrrp_instances"]  # type: ignore[misc]
+        assert vi["name"] == "VI_1" and vi["state"] == "MASTER" and vi["master_is_us"], snap
+        assert snap["ipvs"] == {"available": True, "detail": ""}, snap
+        assert snap["sync_daemon"] == {"vrrp_instance": "VI_1", "role": "master"}, snap
+        assert snap["reconcile"]["sync_daemon"]["ok"], snap  # type: ignore[index]
+        web = next(v for v in snap["virtual_servers"] if v["key"] == "TCP 192.0.2.10:80")  # type: ignore[attr-defined]
+        assert {(r["address"], r["health"], r["weight"]) for r in web["real_servers"]} == {
+            ("127.0.0.2", "up", 3),
+            ("127.0.0.3", "up", 1),
+        }, web
+        assert all(isinstance(r["active_conn"], int) for r in web["real_servers"]), web
 
         # 127.0.0.2 stops answering: quiescent in the inhibit service, removed in the other.
         web1.kill()
@@ -262,9 +207,13 @@ def test_daemon_drives_ipvs_from_checks_and_vrrp(
             "address: 127.0.0.3\n        port: 8080\n        weight: 1",
             "address: 127.0.0.3\n        port: 8080\n        weight: 2",
         )
-        tail = "      - address: 127.0.0.3\n        port: 8080\nipvs:"
+        tail = (
+            "      - address: 127.0.0.3\n        port: 8080\n"
+            "  - address: 192.0.2.10\n    port: 9000\n"
+        )
         assert tail in edited and edited != good
-        edited = edited.replace(tail, "ipvs:")
+        head, _, _ = edited.partition(tail)
+        edited = head + "ipvs:" + edited.partition("ipvs:")[2]  # also drops the 9000 service
         config.write_text(edited)
         daemon.send_signal(signal.SIGHUP)
         wait_for(
@@ -275,8 +224,16 @@ def test_daemon_drives_ipvs_from_checks_and_vrrp(
             lambda: weights_are("TCP 192.0.2.10:8000", {"127.0.0.2:8080": 1}),
             "the drained server's removal",
         )
+        # The whole 9000 service left the config: drained (weight 0), then deleted once it
+        # has no connections (it has none here).
+        wait_for(
+            lambda: "192.0.2.10:9000" not in ipvsadm("-Ln", netns=ns),
+            "the removed service's deletion after its drain",
+        )
         text = log.read_text()
-        assert "DrainStarted" in text and "config.reload applied=true" in text, text
+        assert "DrainStarted" in text and "config.reload applied=" in text, text
+        assert "lvs.service_drain_started service=TCP 192.0.2.10:9000" in text, text
+        assert "service=TCP 192.0.2.10:9000 reason=connections" in text, text
     finally:
         daemon.send_signal(signal.SIGTERM)
         rc = daemon.wait(timeout=30)
@@ -285,3 +242,27 @@ def test_daemon_drives_ipvs_from_checks_and_vrrp(
     assert rc == 0, log.read_text()
     # No flush on exit: connections through the table live on, a restart adopts it.
     assert weights(ipvsadm, ns, "TCP 192.0.2.10:80") == {"127.0.0.2:8080": 3, "127.0.0.3:8080": 2}
+
+    # While the daemon is down the 8000 service leaves the config. At the next start the
+    # daemon knows it owned it (state file): drained and deleted, not left forwarding
+    # without checks; the other services are adopted untouched.
+    text = config.read_text()
+    block = text[text.index("  - address: 192.0.2.10\n    port: 8000") : text.index("ipvs:")]
+    config.write_text(text.replace(block, ""))
+    restarted = start_daemon(procs, ns, config, log, tmp_path)
+    try:
+        wait_for(
+            lambda: "192.0.2.10:8000" not in ipvsadm("-Ln", netns=ns),
+            "the service removed while down: drained and deleted",
+            timeout=300,
+        )
+        assert restarted.poll() is None, log.read_text()
+        assert weights(ipvsadm, ns, "TCP 192.0.2.10:80") == {
+            "127.0.0.2:8080": 3,
+            "127.0.0.3:8080": 2,
+        }
+        text = log.read_text()
+        assert "service=TCP 192.0.2.10:8000 reason=removed_while_down" in text, text
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        assert restarted.wait(timeout=60) == 0, log.read_text()

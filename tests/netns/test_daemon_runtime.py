@@ -1,0 +1,442 @@
+"""The daemon's runtime, as an operator uses it, on a pair of directors in namespaces.
+
+Covered: `hacontrol status` (table and --json) on a running pair; `hacontrol reload` with a
+good file (a priority change and a new VIP on a running master: no failover, no gap in its
+adverts, the new VIP announced) and a bad one (refused, nothing changed); a second daemon
+on the same host refused before it touches anything; a VIP deleted by hand on the master
+put back and announced within an advert interval; step-down and release (kept across a
+restart); a real server drained and undrained; the control socket under bad input.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hacontrol.runtime.control import ControlError
+from tests.interop.ka_util import HaDaemon, sample_single_holder, wait_single_holder
+from tests.netns.daemon_pair import (
+    ADVERT_INT,
+    HIGH,
+    LOW,
+    VRID,
+    Net,
+    instance,
+    master_down,
+    start_pair,
+)
+from tests.netns.netns_util import wait_until
+
+pytestmark = pytest.mark.netns
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def gaps(times: list[float]) -> list[float]:
+    return [b - a for a, b in itertools.pairwise(times)]
+
+
+def transitions(daemon: HaDaemon) -> list[str]:
+    return [line for line in daemon.log_text().splitlines() if "vrrp.state " in line]
+
+
+def test_status_table_and_json_on_a_running_pair(net: Net) -> None:
+    a, b = start_pair(net)
+    snap_a = a.control({"command": "status"})
+    (vi_a,) = snap_a["vrrp_instances"]
+    assert (vi_a["state"], vi_a["priority"], vi_a["effective_priority"]) == ("MASTER", HIGH, HIGH)
+    assert vi_a["master_is_us"] and vi_a["master"] == "192.0.2.1"
+    assert vi_a["reason"] == "preempt" or vi_a["reason"] == "master_down"
+    assert isinstance(snap_a["vrrp_process"]["pid"], int)
+    assert snap_a["vrrp_process"]["pid"] != a.proc.pid if a.proc else True  # its own process
+    snap_b = b.control({"command": "status"})
+    (vi_b,) = snap_b["vrrp_instances"]
+    assert (vi_b["state"], vi_b["master"], vi_b["master_priority"]) == ("BACKUP", "192.0.2.1", HIGH)
+    assert not vi_b["master_is_us"]
+
+    table = b.cli("status")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    row = next(line for line in lines if line.strip().startswith("VI_1"))
+    assert row.split()[:6] == ["VI_1", "eth0", str(VRID), "BACKUP", str(LOW), str(LOW)]
+    assert "192.0.2.1 (prio 200)" in row
+    as_json = json.loads(b.cli("status", "--json").stdout)
+    assert as_json["vrrp_instances"][0]["state"] == "BACKUP"
+
+
+def test_reload_changes_a_running_master_in_place_and_a_bad_file_changes_nothing(
+    net: Net,
+) -> None:
+    a, b = start_pair(net, garp_master_delay=0)
+    mac_a = net.a.mac("eth0")
+    before = len(transitions(a))
+    good = a.config_path.read_text()
+    a.instances = (
+        instance(HIGH + 10, vips=("192.0.2.100/24", "192.0.2.101/24"), garp_master_delay=0),
+    )
+    a.write_config()
+    reloaded_at = time.time()
+    out = a.cli("reload")
+    applied_at = time.time()
+    assert out.returncode == 0, out.stderr
+    assert "applied: vrrp instance VI_1: changed in place" in out.stdout, out.stdout
+    wait_until(lambda: net.a.has_address("eth0", "192.0.2.101"), timeout=3, message="new VIP")
+    # The new VIP is announced; the priority change goes out at once.
+    net.witness.wait_for(
+        lambda: [
+            f
+            for f in net.witness.garps(IPv4Address("192.0.2.101"), reloaded_at)
+            if f.src_mac == mac_a
+        ],
+        timeout=3,
+        message="GARP for the new VIP",
+    )
+    net.witness.collect(1.5)
+    window = [x for x in net.adverts(reloaded_at - 1.0) if x.src_mac == mac_a]
+    assert max(gaps([x.at for x in window])) < ADVERT_INT * 1.5, gaps([x.at for x in window])
+    after = [x for x in window if x.at > applied_at]
+    assert after and all(x.priority == HIGH + 10 for x in after)
+    # No failover, no transition at all.
+    assert len(transitions(a)) == before, a.tail()
+    assert sample_single_holder([a, b], "192.0.2.100", duration=0.5) >= 2
+    status = a.control({"command": "status"})
+    assert status["vrrp_instances"][0]["effective_priority"] == HIGH + 10
+    assert status["last_reload"]["result"] == "applied"
+
+    # A bad file: refused with file:line, nothing changed, the daemon runs on.
+    a.config_path.write_text(good.replace("priority: 200", "priority: 900"))
+    bad = a.cli("reload")
+    assert bad.returncode == 1
+    assert f"{a.config_path}:" in bad.stderr and "priority" in bad.stderr, bad.stderr
+    assert "reload rejected: nothing was changed" in bad.stderr
+    assert a.control({"command": "status"})["vrrp_instances"][0]["effective_priority"] == HIGH + 10
+    assert net.a.has_address("eth0", "192.0.2.101") and a.running
+
+
+def test_a_second_daemon_is_refused_and_the_vip_untouched(net: Net) -> None:
+    a, b = start_pair(net)
+    mac_a = net.a.mac("eth0")
+    pid_file = a.run_dir / "hacontrol.pid"
+    pid = int(pid_file.read_text())
+    started = time.time()
+    second = subprocess.run(
+        net.a.argv(
+            sys.executable,
+            "-m",
+            "hacontrol",
+            "run",
+            "-c",
+            str(a.config_path),
+            "--run-dir",
+            str(a.run_dir),
+            "--state-dir",
+            str(a.state_dir),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert second.returncode == 1
+    assert f"hacontrol is already running (pid {pid}" in second.stderr, second.stderr
+    assert "Traceback" not in second.stderr
+    net.witness.collect(1.0)
+    # The master never noticed: its VIP stayed, its adverts kept their rhythm.
+    assert net.a.has_address("eth0", "192.0.2.100")
+    assert holders_now(a, b) == ["a"]
+    window = [x.at for x in net.adverts(started - 0.5) if x.src_mac == mac_a]
+    assert window and max(gaps(window)) < ADVERT_INT * 1.5, gaps(window)
+    assert int(pid_file.read_text()) == pid  # the pid file is the running daemon's still
+
+
+def holders_now(*daemons: HaDaemon) -> list[str]:
+    return [d.name for d in daemons if d.holds("192.0.2.100")]
+
+
+def test_a_vip_deleted_by_hand_on_the_master_comes_back_with_garp(net: Net) -> None:
+    a, b = start_pair(net, garp_master_delay=0)
+    mac_a = net.a.mac("eth0")
+    deleted_at = time.time()
+    net.a.ip("addr", "del", "192.0.2.100/24", "dev", "eth0")
+    garp = net.witness.wait_for(
+        lambda: next(
+            (
+                f
+                for f in net.witness.garps(IPv4Address("192.0.2.100"), deleted_at)
+                if f.src_mac == mac_a
+            ),
+            None,
+        ),
+        timeout=3,
+        message="the repaired VIP announced",
+    )
+    # Put back within one advert interval (plus scheduling slack on a loaded box).
+    assert garp.at - deleted_at < ADVERT_INT + 0.3, garp.at - deleted_at
+    assert net.a.has_address("eth0", "192.0.2.100")
+    wait_until(lambda: "vrrp.vip_repair" in a.log_text(), timeout=3, message="repair logged")
+    status = a.control({"command": "status"})
+    assert status["vrrp_instances"][0]["vip_repairs"] >= 0  # counters arrive within 1 s
+    assert holders_now(a, b) == ["a"]
+
+
+def test_step_down_holds_backup_across_a_restart_until_released(net: Net) -> None:
+    a, b = start_pair(net)
+    mac_a, mac_b = net.a.mac("eth0"), net.b.mac("eth0")
+    stepped_at = time.time()
+    out = a.cli("step-down")
+    assert out.returncode == 0, out.stderr
+    assert "VI_1: stepped down: was MASTER: priority 0 sent" in out.stdout, out.stdout
+    resign = net.witness.wait_for(
+        lambda: next((x for x in net.adverts(stepped_at, mac_a) if x.priority == 0), None),
+        timeout=2,
+        message="a's priority-0 advert",
+    )
+    first_b = net.witness.wait_for(
+        lambda: next(iter(net.adverts(resign.at, mac_b)), None), timeout=3, message="b's advert"
+    )
+    assert first_b.at - resign.at < master_down(LOW, ADVERT_INT) / 2  # Skew_Time, not MDI
+    wait_single_holder([a, b], "192.0.2.100", "b", timeout=5)
+    # a outranks b and preempts, but stays BACKUP while held: several Master_Down_Intervals.
+    assert (
+        sample_single_holder([a, b], "192.0.2.100", duration=3 * master_down(HIGH, ADVERT_INT)) >= 3
+    )
+    assert holders_now(a, b) == ["b"]
+    snap = a.control({"command": "status"})
+    assert (
+        snap["vrrp_instances"][0]["stepped_down"] and snap["vrrp_instances"][0]["state"] == "BACKUP"
+    )
+    assert snap["maintenance"]["stepped_down"] == ["VI_1"]
+    # The hold survives a restart of the daemon.
+    assert a.stop(signal.SIGTERM) == 0
+    a.start()
+    wait_until(
+        lambda: a.running and "daemon.started" in a.current_log(), timeout=20, message="a restarted"
+    )
+    assert (
+        sample_single_holder([a, b], "192.0.2.100", duration=3 * master_down(HIGH, ADVERT_INT)) >= 3
+    )
+    assert holders_now(a, b) == ["b"]
+    # Released: a listens a Master_Down_Interval, hears the lower b and preempts.
+    out = a.cli("release")
+    assert out.returncode == 0 and "VI_1: released" in out.stdout, out
+    wait_single_holder([a, b], "192.0.2.100", "a", timeout=10)
+    assert a.control({"command": "status"})["maintenance"]["stepped_down"] == []
+
+
+def test_a_real_server_is_drained_and_undrained(net: Net) -> None:
+    # The host kernel has no IPVS: the table is not programmed, but the daemon's verdict
+    # (health, desired weight, the override) is what status shows and the state file keeps.
+    net.lab.spawn(
+        net.a,
+        [
+            sys.executable,
+            "-c",
+            "import socket\n"
+            "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+            "s.bind(('127.0.0.1', 8081)); s.listen(64)\n"
+            "while True:\n    c, _ = s.accept(); c.close()\n",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
+    extra: dict[str, Any] = {
+        "virtual_servers": [
+            {
+                "name": "web",
+                "address": "192.0.2.100",
+                "port": 80,
+                "forwarding": "NAT",
+                "real_servers": [
+                    {
+                        "address": "127.0.0.1",
+                        "port": 8081,
+                        "weight": 3,
+                        "checks": [
+                            {
+                                "type": "tcp",
+                                "delay_loop": 0.3,
+                                "connect_timeout": 1,
+                                "retry": 0,
+                                "warmup": False,
+                            }
+                        ],
+                    },
+                ],
+            }
+        ]
+    }
+    a = HaDaemon(net.lab, net.a, net.tmp, "a", (instance(HIGH),), extra=extra)
+    a.start()
+    wait_until(
+        lambda: _rs(a) is not None and _rs(a)["health"] == "up",
+        timeout=20,
+        message="the real server checked up",
+    )
+    assert _rs(a)["weight"] == 3
+    out = a.cli("drain", "web", "127.0.0.1:8081")
+    assert out.returncode == 0, out.stderr
+    assert "web 127.0.0.1:8081: drained: weight 0" in out.stdout, out.stdout
+    wait_until(
+        lambda: _rs(a)["health"] == "drained" and _rs(a)["weight"] == 0,
+        timeout=5,
+        message="drained at weight 0",
+    )
+    # Unknown names are refused with what exists.
+    bad = a.cli("drain", "web", "127.0.0.9:8081")
+    assert bad.returncode == 1 and "configured: 127.0.0.1:8081" in bad.stderr, bad.stderr
+    # Kept across a restart.
+    assert a.stop(signal.SIGTERM) == 0
+    a.start()
+    wait_until(
+        lambda: _rs(a) is not None and _rs(a)["health"] == "drained",
+        timeout=20,
+        message="still drained after a restart",
+    )
+    out = a.cli("undrain", "web", "127.0.0.1")
+    assert out.returncode == 0, out.stderr
+    wait_until(
+        lambda: _rs(a)["health"] == "up" and _rs(a)["weight"] == 3,
+        timeout=5,
+        message="back in service",
+    )
+
+
+def _rs(daemon: HaDaemon) -> dict[str, Any] | None:
+    try:
+        snap = daemon.control({"command": "status"})
+    except ControlError:
+        return None
+    for vs in snap["virtual_servers"]:
+        for rs in vs["real_servers"]:
+            return dict(rs)
+    return None
+
+
+def test_the_control_socket_survives_bad_clients(net: Net) -> None:
+    a = net.daemon(net.a, "a", instance(HIGH))
+    # A run directory others can traverse (pytest's own is 0700), so that only the
+    # socket's mode and its peer-credential check keep a non-root user out.
+    run_dir = Path(tempfile.mkdtemp(prefix="hacontrol-ctl-"))
+    net.lab.on_cleanup(lambda: shutil.rmtree(run_dir, ignore_errors=True))
+    run_dir.chmod(0o755)
+    a.run_dir = run_dir
+    a.start()
+    wait_until(lambda: a.control_socket.exists(), timeout=20, message="the control socket")
+    path = str(a.control_socket)
+    assert (os.stat(path).st_mode & 0o777) == 0o600
+
+    def raw(data: bytes, *, shutdown: bool = True) -> dict[str, Any]:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(10)
+            s.connect(path)
+            try:
+                s.sendall(data)
+                if shutdown:
+                    s.shutdown(socket.SHUT_WR)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the daemon answered and hung up before we finished: read its answer
+            reply = b""
+            while chunk := s.recv(65536):
+                reply += chunk
+        doc: dict[str, Any] = json.loads(reply)
+        return doc
+
+    garbage = raw(b"not json\n")
+    assert garbage["ok"] is False and "not JSON" in garbage["error"]
+    assert "unknown command 'format-disk'" in raw(b'{"command": "format-disk"}\n')["error"]
+    # Megabytes without a newline: refused, bounded.
+    big = raw(b"x" * (8 * 1024 * 1024), shutdown=False)
+    assert "request too large" in big["error"]
+    # A client that connects and says nothing does not hold the daemon up.
+    idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    idle.connect(path)
+    half = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    half.connect(path)
+    half.sendall(b'{"command": "sta')
+    half.close()  # gone mid-request
+    started = time.monotonic()
+    assert a.control({"command": "status"})["vrrp_instances"][0]["name"] == "VI_1"
+    assert time.monotonic() - started < 3.0
+    idle.close()
+    # Not root: the socket's mode keeps others out; and with the mode opened, the peer
+    # credentials still do.
+    nobody = (
+        "import json, os, socket, sys\n"
+        "os.setgid(65534); os.setuid(65534)\n"
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+        "try:\n    s.connect(sys.argv[1])\n"
+        "except PermissionError:\n    print('EACCES'); sys.exit(0)\n"
+        's.sendall(b\'{"command": "status"}\\n\'); print(s.recv(65536).decode())\n'
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", nobody, path], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert out.stdout.strip() == "EACCES"
+    os.chmod(path, 0o666)
+    out = subprocess.run(
+        [sys.executable, "-c", nobody, path], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert "permission denied: only root may use the control socket" in out.stdout, out.stdout
+    assert a.running
+
+
+def test_stopping_never_takes_the_administrators_address(net: Net) -> None:
+    # The VIP is the first address of its subnet on the interface (the director's own
+    # address is in another subnet), so the kernel makes it that subnet's primary; the
+    # administrator then adds an address in the VIP's subnet: a secondary. Deleting a
+    # primary deletes its secondaries unless promote_secondaries is on.
+    net.a.ip("addr", "flush", "dev", "eth0")
+    net.a.ip("addr", "add", "198.51.100.1/24", "dev", "eth0")
+    net.a.run("sysctl", "-qw", "net.ipv4.conf.eth0.promote_secondaries=0")
+    a = net.daemon(net.a, "a", instance(HIGH))
+    a.start()
+    wait_until(lambda: net.a.has_address("eth0", "192.0.2.100"), timeout=15, message="VIP")
+    net.a.ip("addr", "add", "192.0.2.1/24", "dev", "eth0")
+    shown = net.a.ip("-4", "addr", "show", "dev", "eth0")
+    assert "192.0.2.1/24" in shown and "secondary" in shown.split("192.0.2.1/24")[1].split("\n")[0]
+    assert a.stop(signal.SIGTERM) == 0, a.tail()
+    assert not net.a.has_address("eth0", "192.0.2.100")
+    assert net.a.has_address("eth0", "192.0.2.1"), "the administrator's address survives"
+    assert "vrrp.promote_secondaries iface=eth0" in a.log_text(), a.tail()
+
+
+def test_a_killed_vrrp_process_is_restarted_and_the_vip_stays(net: Net) -> None:
+    # advert_int 1 s: the backup would take over after Master_Down_Interval (3.6 s); the
+    # VRRP process is back long before that and resumes as master.
+    a, b = start_pair(net, advert_int=1.0)
+    mac_a = net.a.mac("eth0")
+    before = a.control({"command": "status"})["vrrp_process"]["pid"]
+    assert isinstance(before, int)
+    transitions_b = len(transitions(b))
+    killed_at = time.time()
+    os.kill(before, signal.SIGKILL)
+
+    def restarted() -> dict[str, Any] | None:
+        snap: dict[str, Any] = a.control({"command": "status"})
+        process = snap["vrrp_process"]
+        return snap if process["pid"] not in (None, before) and process["restarts"] == 1 else None
+
+    wait_until(restarted, timeout=5, message="a new VRRP process")
+    assert sample_single_holder([a, b], "192.0.2.100", duration=3 * master_down(LOW, 1.0)) >= 3
+    assert holders_now(a, b) == ["a"]
+    assert len(transitions(b)) == transitions_b, b.tail()  # the backup never took over
+    (vi,) = a.control({"command": "status"})["vrrp_instances"]
+    assert (vi["state"], vi["reason"]) == ("MASTER", "resume")
+    adverts = [x.at for x in net.adverts(killed_at - 2.0) if x.src_mac == mac_a]
+    assert max(gaps(adverts)) < master_down(LOW, 1.0), gaps(adverts)
+    assert "vrrp.process_exited" in a.log_text() and "killed by SIGKILL" in a.log_text()
