@@ -3,7 +3,6 @@ namespace of the VM: start it, ask it for its status, read the table with ipvsad
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tests.kernel.conftest import Ipvsadm
 
@@ -95,27 +95,16 @@ def start_daemon(
         )
 
 
-def status(tmp_path: Path) -> dict[str, object]:
-    """`hacontrol status --json` over the control socket (a path: any namespace reaches it)."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hacontrol",
-            "status",
-            "--json",
-            "-s",
-            str(tmp_path / "run/control"),
-        ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    doc: dict[str, object] = json.loads(result.stdout)
+def status(tmp_path: Path) -> dict[str, Any]:
+    """`hacontrol status --json`, asked over the control socket from this process (a path:
+    any namespace reaches it; a CLI process per poll would cost tens of seconds of imports
+    under emulation). AssertionError while the daemon does not answer yet."""
+    from hacontrol.runtime.control import ControlError, call
+
+    try:
+        doc: dict[str, Any] = call(tmp_path / "run" / "control", {"command": "status"})
+    except ControlError as exc:
+        raise AssertionError(f"no status: {exc}") from None
     return doc
 
 
