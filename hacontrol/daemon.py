@@ -158,8 +158,26 @@ class Daemon:
         # IPVS first: a VIP that arrives before its virtual service would take traffic the
         # kernel then drops.
         await self.lvs.start()
+        # The VRRP process may take a while to start on a slow machine: a SIGTERM meanwhile
+        # is honoured at once, not after start-up.
+        starting = asyncio.ensure_future(
+            self.vrrp.start(vrrp_instances(self.config), self._holds(self.config))
+        )
+        stopping = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await starting
+            log.info("daemon.stop_during_start")
+            await self.vrrp.stop()
+            await self.lvs.stop()
+            await self.control.stop()
+            self._stop_metrics()
+            return 0
         try:
-            result = await self.vrrp.start(vrrp_instances(self.config), self._holds(self.config))
+            result = starting.result()
         except OSError as exc:
             log.error("daemon.start_failed error=%s", exc)
             result = ReconfigureResult(errors={"*": str(exc)})

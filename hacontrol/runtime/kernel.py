@@ -8,11 +8,12 @@ Writes made because the desired value changed are applies; writes made while the
 value stayed the same are repairs (something changed the kernel behind our back), and
 only those are counted as repairs.
 
-`IpvsLink` opens the one IPVS generic-netlink socket on first use. When the kernel has
-no IPVS (the ip_vs module is not loaded) it runs `modprobe ip_vs` itself (exec, no
-shell; at most once per `retry` seconds) and publishes whether IPVS is available, so
-status, metrics and systemd's STATUS= can say so. Checks keep running meanwhile: the
-table converges on the first pass after IPVS appears.
+`IpvsLink` opens the one IPVS generic-netlink socket on first use. Asking for the "IPVS"
+family usually loads ip_vs by itself (the kernel requests the module by its alias); when
+that is not possible it runs `modprobe ip_vs` (exec, no shell; at most once per `retry`
+seconds), and it publishes whether IPVS is available, so status, metrics and systemd's
+STATUS= can say so. Checks keep running meanwhile: the table converges on the first pass
+after IPVS appears.
 """
 
 from __future__ import annotations

@@ -2,9 +2,11 @@
 
 It loads the module itself (exec `modprobe ip_vs`, no shell) and retries; meanwhile the
 health checks run, and status says IPVS is unavailable and why. Once the module loads,
-the table converges. The module really is unloaded here; the daemon finds a `modprobe`
-on its PATH that refuses until the test lets it through and then runs the real one, so
-the "unavailable" stretch lasts as long as the test needs.
+the table converges. The module really is unloaded here. Both ways it can come back go
+through a gate that refuses until the test lets it through and then runs the real
+modprobe: the daemon's own `modprobe` (found on its PATH) and the kernel's automatic
+load when a netlink socket asks for the "IPVS" family (kernel.modprobe), so the
+"unavailable" stretch lasts as long as the test needs.
 
 This file sorts before every other kernel test on purpose: nothing has used ip_vs yet,
 so it can be unloaded.
@@ -81,6 +83,9 @@ def test_ipvs_absent_at_start_checks_run_and_the_table_converges(
     )
     log = tmp_path / "daemon.log"
     path = f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin"
+    kernel_modprobe = Path("/proc/sys/kernel/modprobe")
+    saved = kernel_modprobe.read_text().strip()
+    kernel_modprobe.write_text(str(fake))
     daemon = start_daemon(procs, ns, config, log, tmp_path, env={"PATH": path})
     try:
 
@@ -113,7 +118,8 @@ def test_ipvs_absent_at_start_checks_run_and_the_table_converges(
         assert after["ipvs"] == {"available": True, "detail": ""}, after
         assert "ipvs.module_loaded" in log.read_text()
     finally:
+        kernel_modprobe.write_text(saved)
         daemon.send_signal(signal.SIGTERM)
-        rc = daemon.wait(timeout=60)
+        rc = daemon.wait(timeout=120)
         print(log.read_text())
     assert rc == 0

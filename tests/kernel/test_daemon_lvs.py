@@ -236,7 +236,7 @@ def test_daemon_drives_ipvs_from_checks_and_vrrp(
         assert "service=TCP 192.0.2.10:9000 reason=connections" in text, text
     finally:
         daemon.send_signal(signal.SIGTERM)
-        rc = daemon.wait(timeout=30)
+        rc = daemon.wait(timeout=120)
         print(ipvsadm("-Ln", netns=ns))  # shown by pytest when the test fails
         print(log.read_text())
     assert rc == 0, log.read_text()
@@ -251,6 +251,7 @@ def test_daemon_drives_ipvs_from_checks_and_vrrp(
     config.write_text(text.replace(block, ""))
     restarted = start_daemon(procs, ns, config, log, tmp_path)
     try:
+        wait_for(lambda: log.read_text().count("daemon.started") == 2, "the restart", 300)
         wait_for(
             lambda: "192.0.2.10:8000" not in ipvsadm("-Ln", netns=ns),
             "the service removed while down: drained and deleted",
@@ -265,4 +266,4 @@ def test_daemon_drives_ipvs_from_checks_and_vrrp(
         assert "service=TCP 192.0.2.10:8000 reason=removed_while_down" in text, text
     finally:
         restarted.send_signal(signal.SIGTERM)
-        assert restarted.wait(timeout=60) == 0, log.read_text()
+        assert restarted.wait(timeout=120) == 0, log.read_text()
