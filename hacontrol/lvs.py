@@ -22,22 +22,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from ipaddress import IPv4Address, ip_address
-from socket import AF_INET, AF_INET6
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from hacontrol.config import Config
 from hacontrol.config_lvs import RealServerConfig, VirtualServerConfig
+from hacontrol.desired import desired_table, model_problems, service_key
+from hacontrol.desired import rs_port as _rs_port
 from hacontrol.ipvs.model import (
     DestKey,
-    ForwardingMethod,
-    RealServer,
     ServiceKey,
     Table,
-    TunnelFlags,
-    TunnelType,
-    VirtualService,
 )
 from hacontrol.ipvs.netlink import ApplyResult, AsyncIpvs, DestCounters
 from hacontrol.ipvs.plan import Op
@@ -54,7 +49,6 @@ from hacontrol.ipvs.sysctl import IpvsSysctlError, IpvsSysctls, apply_sysctls
 from healthcheck.notify import Notifier, NotifyCommand
 from healthcheck.policy import (
     ConnCounters,
-    DesiredRealServer,
     PolicyDecision,
     PolicyEvent,
     PolicyState,
@@ -78,31 +72,10 @@ from vrrp.types import State, StateChanged
 
 log = logging.getLogger("hacontrol.lvs")
 
-_FORWARDING = {"DR": ForwardingMethod.DR, "TUN": ForwardingMethod.TUN, "NAT": ForwardingMethod.NAT}
-_TUNNEL_TYPE = {"ipip": TunnelType.IPIP, "gue": TunnelType.GUE, "gre": TunnelType.GRE}
-_TUNNEL_FLAGS = {
-    "nocsum": TunnelFlags(0),
-    "csum": TunnelFlags.CSUM,
-    "remcsum": TunnelFlags.REMCSUM,
-}
 NOTIFY_TIMEOUT = 10.0
 
 
 # ---- pure: config -> values -------------------------------------------------------------
-
-
-def service_key(vs: VirtualServerConfig) -> ServiceKey:
-    if vs.fwmark is not None:
-        return ServiceKey.of_fwmark(vs.fwmark, AF_INET6 if vs.family == 6 else AF_INET)
-    assert vs.address is not None and vs.port is not None
-    return ServiceKey.of(vs.protocol, vs.address, vs.port)
-
-
-def _rs_port(vs: VirtualServerConfig, port: int | None) -> int:
-    # The policy and the checks need a concrete port; None means the service's.
-    if port is not None:
-        return port
-    return vs.port or 0
 
 
 def policy_inputs(config: Config) -> tuple[VirtualServicePolicy, ...]:
@@ -135,92 +108,6 @@ def check_specs(vs: VirtualServerConfig, rs: RealServerConfig) -> tuple[CheckSpe
         CheckSpec(CheckParams.from_check(check, alpha=vs.alpha, name=check.type), check)
         for check in rs.checks
     )
-
-
-def base_service(vs: VirtualServerConfig) -> VirtualService:
-    """The service's own settings, without real servers."""
-    netmask: IPv4Address | int | None = None
-    if vs.persistence_granularity is not None:
-        text = vs.persistence_granularity.lstrip("/")
-        netmask = int(text) if text.isdigit() else IPv4Address(text)
-    return VirtualService(
-        key=service_key(vs),
-        scheduler=vs.scheduler,
-        sched_flags=frozenset(vs.sched_flags),
-        one_packet=vs.ops,
-        persistence_timeout=vs.persistence_timeout,
-        persistence_netmask=netmask,
-        persistence_engine=vs.persistence_engine,
-    )
-
-
-def _real_server(
-    vs: VirtualServerConfig, rs: RealServerConfig | None, want: DesiredRealServer
-) -> RealServer:
-    forwarding = (rs.forwarding if rs is not None else None) or vs.forwarding
-    address = ip_address(want.address)
-    # DR/TUN keep the packet's port: the model wants None ("the service's port")
-    # there, and the port itself only for NAT or where the config gave one.
-    port: int | None = want.port or None
-    if rs is not None and rs.port is None and forwarding != "NAT":
-        port = None
-    return RealServer(
-        address=address,
-        port=port,
-        forwarding=_FORWARDING[forwarding],
-        weight=want.weight,
-        upper_threshold=rs.uthreshold if rs is not None else 0,
-        lower_threshold=rs.lthreshold if rs is not None else 0,
-        tunnel_type=_TUNNEL_TYPE[rs.tunnel_type] if rs is not None else TunnelType.IPIP,
-        tunnel_port=rs.tunnel_port if rs is not None else 0,
-        tunnel_flags=_TUNNEL_FLAGS[rs.tunnel_checksum] if rs is not None else TunnelFlags(0),
-    )
-
-
-def _virtual_service(vs: VirtualServerConfig, wants: Sequence[DesiredRealServer]) -> VirtualService:
-    by_key = {(str(rs.address), _rs_port(vs, rs.port)): rs for rs in vs.real_servers}
-    base = base_service(vs)
-    return VirtualService(
-        key=base.key,
-        scheduler=base.scheduler,
-        sched_flags=base.sched_flags,
-        one_packet=base.one_packet,
-        persistence_timeout=base.persistence_timeout,
-        persistence_netmask=base.persistence_netmask,
-        persistence_engine=base.persistence_engine,
-        real_servers=tuple(
-            _real_server(vs, by_key.get((want.address, want.port)), want) for want in wants
-        ),
-    )
-
-
-def desired_table(config: Config, desired: Mapping[str, Sequence[DesiredRealServer]]) -> Table:
-    """The IPVS table for the policy's verdict: every configured service, with the real
-    servers (and weights) the policy wants in it."""
-    return Table.of(
-        _virtual_service(vs, desired.get(vs.display_name, ())) for vs in config.virtual_servers
-    )
-
-
-def model_problems(config: Config) -> list[tuple[int, str]]:
-    """What the IPVS model refuses in each virtual server (index, message), so that
-    `hacontrol check` and start-up report it before any kernel call."""
-    out: list[tuple[int, str]] = []
-    for index, vs in enumerate(config.virtual_servers):
-        wants = [
-            DesiredRealServer(str(rs.address), _rs_port(vs, rs.port), rs.weight)
-            for rs in vs.real_servers
-        ]
-        if vs.sorry_server is not None:
-            s = vs.sorry_server
-            wants.append(DesiredRealServer(str(s.address), _rs_port(vs, s.port), s.weight))
-        try:
-            service = _virtual_service(vs, wants)
-        except ValueError as exc:
-            out.append((index, str(exc)))
-            continue
-        out.extend((index, message) for message in service.validate())
-    return out
 
 
 def sync_template(config: Config) -> SyncDaemonConfig | None:
