@@ -19,7 +19,7 @@ from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 from hacontrol import sdnotify
-from hacontrol.config import Config, ConfigError, VrrpInstanceConfig, load_config
+from hacontrol.config import Config, ConfigError, VrrpInstanceConfig, check_file
 from hacontrol.gcpace import GcPacer
 from hacontrol.iptypes import IPAddress
 from hacontrol.lvs import LvsRuntime
@@ -182,13 +182,23 @@ class Daemon:
 
     def _reload_config(self) -> None:
         try:
-            new = load_config(self.config_path)
+            # The same rules as at start-up (`run`), so a file that could not start the
+            # daemon cannot replace its config either (an empty one, for instance).
+            checked = check_file(self.config_path, for_run=True)
         except ConfigError as exc:
             # A bad file never disturbs what runs: report it, keep going.
             for issue in exc.issues:
                 log.error("config.reload_rejected %s", issue)
             self.metrics.config_reloads.labels("rejected").inc()
             return
+        except Exception:
+            # A loader bug must not take the director down: the running config stays.
+            log.exception("config.reload_failed path=%s", self.config_path)
+            self.metrics.config_reloads.labels("rejected").inc()
+            return
+        for warning in checked.warnings:
+            log.warning("config.warning %s", warning)
+        new = checked.config
         if new == self.config:
             log.info("config.reload unchanged=true")
             self.metrics.config_reloads.labels("unchanged").inc()

@@ -25,6 +25,9 @@ def _to_ip(value: Any) -> Any:
             return ip_address(value)
         except ValueError:
             raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+    if not isinstance(value, IPv4Address | IPv6Address):
+        # Strict validation would say it twice, once per family.
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address")
     return value
 
 
@@ -36,6 +39,8 @@ def _to_interface(value: Any) -> Any:
             raise ValueError(
                 f"{value!r} is not an IPv4 or IPv6 address with an optional /prefix"
             ) from None
+    if not isinstance(value, IPv4Interface | IPv6Interface):
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address with an optional /prefix")
     return value
 
 
