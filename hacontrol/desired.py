@@ -49,6 +49,10 @@ def rs_port(vs: VirtualServerConfig, port: int | None) -> int:
 
 def base_service(vs: VirtualServerConfig) -> VirtualService:
     """The service's own settings, without real servers."""
+    return _service(vs, ())
+
+
+def _service(vs: VirtualServerConfig, real_servers: tuple[RealServer, ...]) -> VirtualService:
     netmask: IPv4Address | int | None = None
     if vs.persistence_granularity is not None:
         text = vs.persistence_granularity.lstrip("/")
@@ -61,6 +65,7 @@ def base_service(vs: VirtualServerConfig) -> VirtualService:
         persistence_timeout=vs.persistence_timeout,
         persistence_netmask=netmask,
         persistence_engine=vs.persistence_engine,
+        real_servers=real_servers,
     )
 
 
@@ -71,14 +76,12 @@ def _real_server(
     # The configured server's address is parsed already (50,000 parses per check of a
     # large config otherwise).
     address = rs.address if rs is not None else ip_address(want.address)
-    # DR/TUN keep the packet's port: the model wants None ("the service's port")
-    # there, and the port itself only for NAT or where the config gave one.
-    port: int | None = want.port or None
-    if rs is not None and rs.port is None and forwarding != "NAT":
-        port = None
+    # DR/TUN keep the packet's port. want.port is the configured port, else the service's
+    # (0 for fwmark): what VirtualService would put for None ("the service's port"),
+    # given here so that it need not copy every server to fill it in.
     return RealServer(
         address=address,
-        port=port,
+        port=want.port,
         forwarding=_FORWARDING[forwarding],
         weight=want.weight,
         upper_threshold=rs.uthreshold if rs is not None else 0,
@@ -91,18 +94,9 @@ def _real_server(
 
 def virtual_service(vs: VirtualServerConfig, wants: Sequence[DesiredRealServer]) -> VirtualService:
     by_key = {(str(rs.address), rs_port(vs, rs.port)): rs for rs in vs.real_servers}
-    base = base_service(vs)
-    return VirtualService(
-        key=base.key,
-        scheduler=base.scheduler,
-        sched_flags=base.sched_flags,
-        one_packet=base.one_packet,
-        persistence_timeout=base.persistence_timeout,
-        persistence_netmask=base.persistence_netmask,
-        persistence_engine=base.persistence_engine,
-        real_servers=tuple(
-            _real_server(vs, by_key.get((want.address, want.port)), want) for want in wants
-        ),
+    return _service(
+        vs,
+        tuple(_real_server(vs, by_key.get((want.address, want.port)), want) for want in wants),
     )
 
 
