@@ -27,7 +27,12 @@ from pydantic import (
 )
 
 from hacontrol.config_checks import ERROR_CHECKS, NOTHING_TO_DO, WARNING_CHECKS, findings
-from hacontrol.config_hints import did_you_mean, model_at, unknown_key_message
+from hacontrol.config_hints import (
+    KEEPALIVED_SPELLINGS,
+    did_you_mean,
+    model_at,
+    unknown_key_message,
+)
 from hacontrol.config_lvs import Frozen, IpvsSection, VirtualServerConfig
 from hacontrol.iptypes import IPAddress, IPInterface
 from hacontrol.yamlsrc import LoadedYaml, SourceIssue, load_yaml, read_yaml_file
@@ -386,6 +391,12 @@ _SYNONYMS = _field_synonyms()
 def _validation_findings(exc: ValidationError) -> list[tuple[tuple[str | int, ...], str]]:
     errors = exc.errors(include_url=False)
     failed = [tuple(e["loc"]) for e in errors]
+    # A required key written in keepalived's spelling: the unknown key's message says it all.
+    respelled = {
+        (*e["loc"][:-1], KEEPALIVED_SPELLINGS[str(e["loc"][-1])])
+        for e in errors
+        if e["type"] == "extra_forbidden" and str(e["loc"][-1]) in KEEPALIVED_SPELLINGS
+    }
     out: list[tuple[tuple[str | int, ...], str]] = []
     for err in errors:
         loc = tuple(err["loc"])
@@ -393,6 +404,8 @@ def _validation_findings(exc: ValidationError) -> list[tuple[tuple[str | int, ..
             len(f) > len(loc) and f[: len(loc)] == loc for f in failed
         ):
             continue  # only short because an item failed: that item's error says why
+        if err["type"] == "missing" and loc in respelled:
+            continue
         path = _clean_loc(loc)
         if err["type"] == "missing":
             path = _canonical(path)

@@ -231,7 +231,16 @@ def load_yaml(source: str | bytes, filename: str, *, pure: bool = False) -> Load
         return LoadedYaml(data=None, filename=filename, issues=[issue])
     except yaml.YAMLError as exc:
         return _failed(filename, None, f"YAML: {exc}")
-    return LoadedYaml(data=data, filename=filename, issues=composer.issues, text=text, pure=pure)
+    loaded = LoadedYaml(data=data, filename=filename, text=text, pure=pure)
+    if composer.duplicates:
+        first = loaded.locate(path for path, _ in composer.duplicates)
+        loaded.issues.extend(
+            SourceIssue(
+                filename, line, path, f"duplicate key (first given at line {first.lines[path]})"
+            )
+            for path, line in composer.duplicates
+        )
+    return loaded
 
 
 def _failed(filename: str, line: int | None, message: str) -> LoadedYaml:
@@ -363,36 +372,26 @@ class _Scalars:
 class _Frame:
     """A mapping or sequence being composed."""
 
-    __slots__ = (
-        "anchor",
-        "is_map",
-        "items",
-        "key",
-        "key_line",
-        "key_lines",
-        "key_merge",
-        "merges",
-        "pending",
-        "size",
-    )
+    __slots__ = ("anchor", "is_map", "items", "key", "key_mark", "key_merge", "merges", "start")
 
-    def __init__(self, is_map: bool, anchor: str | None) -> None:
+    def __init__(self, is_map: bool, anchor: str | None, start: int) -> None:
         self.is_map = is_map
         self.anchor = anchor
         self.items: Any = {} if is_map else []
-        self.size = 1
-        self.pending = False  # a key is read, its value not yet
-        self.key: Any = None
-        self.key_line = 0
+        self.start = start  # values counted before it: its size is the count at its end less this
+        self.key: Any = _NO_KEY  # a key is read and its value not yet, unless _NO_KEY
+        self.key_mark: Any = None
         self.key_merge = False
-        self.key_lines: dict[Any, int] = {}
         self.merges: list[tuple[Any, ...]] = []
+
+
+_NO_KEY = object()
 
 
 class _Composer:
     def __init__(self, filename: str) -> None:
         self.filename = filename
-        self.issues: list[SourceIssue] = []
+        self.duplicates: list[tuple[Path, int]] = []  # (path, line) of keys given twice
         self.last_event: Any = None
         self.scalars = _Scalars()
 
@@ -413,64 +412,68 @@ class _Composer:
         return data
 
     def _document(self, get: Any) -> Any:
+        # One pass over about a million events for a large file: what is done per event is
+        # kept small (no per-key line, sizes from the running count, aliases checked apart).
         scalar_event, alias_event = yaml.ScalarEvent, yaml.AliasEvent
         seq_start, seq_end = yaml.SequenceStartEvent, yaml.SequenceEndEvent
         map_start, map_end = yaml.MappingStartEvent, yaml.MappingEndEvent
         resolve = self.scalars.resolve
         cached = self.scalars.cache.get
+        no_key = _NO_KEY
+        limit = MAX_NODES
         stack: list[_Frame] = []
         anchors: dict[str, tuple[Any, int]] = {}
         anchor_lines: dict[str, int] = {}
-        total = 0
+        total = 0  # values so far, each alias counting what it stands for
         root: Any = None
         event = None
         try:
             while True:
                 event = get()
                 kind = type(event)
-                tag: str | None = None
                 if kind is scalar_event:
                     # Inline: most scalars are plain, untagged and seen before.
                     hit = cached(event.value) if event.tag is None and event.implicit[0] else None
                     value, tag = hit if hit is not None else resolve(event)
-                    size = 1
                     total += 1
-                    if total > MAX_NODES:
+                    if total > limit:
                         raise _Abort(event.start_mark.line + 1, _too_big())
+                    if event.anchor is not None:
+                        self._new_anchor(event.anchor, event.start_mark.line + 1, anchor_lines)
+                        anchors[event.anchor] = (value, 1)
                 elif kind is map_start or kind is seq_start:
                     is_map = kind is map_start
-                    line = event.start_mark.line + 1
                     if len(stack) >= MAX_DEPTH:
-                        raise _Abort(line, _too_deep())
+                        raise _Abort(event.start_mark.line + 1, _too_deep())
                     if event.tag not in (_MAP_TAGS if is_map else _SEQ_TAGS):
-                        raise _Abort(line, f"tag {event.tag!r} is not supported here")
-                    if stack and stack[-1].is_map and not stack[-1].pending:
-                        raise _Abort(line, "a key must be a scalar, not a mapping or a sequence")
-                    anchor = event.anchor
-                    if anchor is not None:
-                        self._new_anchor(anchor, line, anchor_lines)
-                    stack.append(_Frame(is_map, anchor))
+                        raise _Abort(
+                            event.start_mark.line + 1, f"tag {event.tag!r} is not supported here"
+                        )
+                    if stack and stack[-1].is_map and stack[-1].key is no_key:
+                        raise _Abort(event.start_mark.line + 1, _SCALAR_KEYS)
+                    if event.anchor is not None:
+                        self._new_anchor(event.anchor, event.start_mark.line + 1, anchor_lines)
+                    stack.append(_Frame(is_map, event.anchor, total))
                     total += 1
-                    if total > MAX_NODES:
-                        raise _Abort(line, _too_big())
+                    if total > limit:
+                        raise _Abort(event.start_mark.line + 1, _too_big())
                     continue
                 elif kind is map_end or kind is seq_end:
                     frame = stack.pop()
-                    if frame.is_map:
-                        value = frame.items
-                        if frame.merges:
-                            merged: dict[Any, Any] = {}
-                            for group in frame.merges:
-                                # The first mapping of a `<<: [*a, *b]` list wins, as in PyYAML.
-                                for source in reversed(group):
-                                    merged.update(source)
-                            merged.update(value)
-                            value = merged
-                    else:
-                        value = tuple(frame.items)
-                    size = frame.size
+                    value = frame.items
+                    if not frame.is_map:
+                        value = tuple(value)
+                    elif frame.merges:
+                        merged: dict[Any, Any] = {}
+                        for group in frame.merges:
+                            # The first mapping of a `<<: [*a, *b]` list wins, as in PyYAML.
+                            for source in reversed(group):
+                                merged.update(source)
+                        merged.update(value)
+                        value = merged
                     if frame.anchor is not None:
-                        anchors[frame.anchor] = (value, size)
+                        anchors[frame.anchor] = (value, total - frame.start)
+                    tag = None
                 elif kind is alias_event:
                     line = event.start_mark.line + 1
                     name = event.anchor
@@ -484,54 +487,42 @@ class _Composer:
                         raise _Abort(line, f"found undefined alias *{name}")
                     value, size = anchors[name]
                     total += size
-                    if total > MAX_NODES:
+                    if total > limit:
                         raise _Abort(
                             line,
                             f"alias *{name} expands the document past {MAX_NODES:,} values "
                             "(the limit): aliases that multiply (an alias bomb?)",
                         )
+                    tag = None
+                    key_position = stack and stack[-1].is_map and stack[-1].key is no_key
+                    if key_position and isinstance(value, (dict, tuple)):
+                        raise _Abort(line, _SCALAR_KEYS)
                 elif kind is yaml.DocumentEndEvent:
                     return root
                 else:  # pragma: no cover - a parser yields no other event inside a document
                     raise _Abort(event.start_mark.line + 1, f"unexpected {kind.__name__}")
-                if kind is scalar_event and event.anchor is not None:
-                    self._new_anchor(event.anchor, event.start_mark.line + 1, anchor_lines)
-                    anchors[event.anchor] = (value, 1)
                 if not stack:
                     root = value
                     continue
                 top = stack[-1]
-                top.size += size
                 if not top.is_map:
                     top.items.append(value)
-                elif not top.pending:
-                    if isinstance(value, (dict, tuple)):  # an alias to a collection
-                        raise _Abort(
-                            event.start_mark.line + 1,
-                            "a key must be a scalar, not a mapping or a sequence",
-                        )
-                    top.pending = True
+                elif top.key is no_key:
                     top.key = value
-                    top.key_line = event.start_mark.line + 1
+                    top.key_mark = event.start_mark
                     top.key_merge = tag == _MERGE
                 else:
-                    top.pending = False
                     key = top.key
+                    top.key = no_key
                     if top.key_merge:
                         top.merges.append(self._merge_sources(value, event))
-                    elif key in top.key_lines:
-                        self.issues.append(
-                            SourceIssue(
-                                self.filename,
-                                top.key_line,
-                                (*_path_of(stack), key),
-                                f"duplicate key (first given at line {top.key_lines[key]})",
-                            )
-                        )
-                        top.items[key] = value
-                    else:
-                        top.key_lines[key] = top.key_line
-                        top.items[key] = value
+                        continue
+                    items = top.items
+                    count = len(items)
+                    items[key] = value
+                    if len(items) == count:
+                        path = (*_path_of(stack), key)
+                        self.duplicates.append((path, top.key_mark.line + 1))
         finally:
             self.last_event = event
 
@@ -553,6 +544,9 @@ class _Composer:
             event.start_mark.line + 1,
             "a merge key (<<) takes a mapping or a list of mappings",
         )
+
+
+_SCALAR_KEYS = "a key must be a scalar, not a mapping or a sequence"
 
 
 def _path_of(stack: list[_Frame]) -> Path:
@@ -649,7 +643,7 @@ def _locate(parser: Any, wanted: set[Path], synonyms: Mapping[str, str], out: Li
                 if top.path in wanted:
                     out.merges[top.path] = line
             elif (*top.path, key) in wanted:
-                out.lines[(*top.path, key)] = line
+                out.lines.setdefault((*top.path, key), line)  # a key given twice: the first
             top.has_key = True
             top.key = key
             continue

@@ -534,6 +534,14 @@ def test_unknown_keys_get_a_pointer(text: str, expected: str) -> None:
     assert errs == [expected]
 
 
+def test_a_required_key_in_keepalived_spelling_is_one_error() -> None:
+    # Not also "virtual_ipaddresses: required key is missing" at the instance's line.
+    assert errors_of(VRRP.replace("virtual_ipaddresses", "virtual_ipaddress")) == [
+        "bad.yaml:5: vrrp_instances[0].virtual_ipaddress: unknown key; hacontrol spells it "
+        "virtual_ipaddresses"
+    ]
+
+
 def test_keepalived_virtual_server_words() -> None:
     text = textwrap.dedent(
         """\
