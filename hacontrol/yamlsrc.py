@@ -158,7 +158,7 @@ class LoadedYaml:
             return out
         # A second read of text that read cleanly the first time cannot fail; if it
         # did, the lines found so far still stand.
-        with contextlib.suppress(yaml.YAMLError):
+        with contextlib.suppress(yaml.YAMLError, _Abort):
             _locate(_parser(self.text, self.pure), wanted, syn, out)
         out.lines.setdefault((), 1)
         return out
@@ -236,7 +236,7 @@ def load_yaml(source: str | bytes, filename: str, *, pure: bool = False) -> Load
         first = loaded.locate(path for path, _ in composer.duplicates)
         loaded.issues.extend(
             SourceIssue(
-                filename, line, path, f"duplicate key (first given at line {first.lines[path]})"
+                filename, line, path, f"duplicate key (first given at line {first.line_of(path)})"
             )
             for path, line in composer.duplicates
         )

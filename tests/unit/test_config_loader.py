@@ -10,6 +10,7 @@ a closed pipe). Unit tier: files in tmp_path, subprocesses, no sockets, no sleep
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -847,3 +848,35 @@ def test_schema_still_printed_whole() -> None:
 def test_vrrp_model_keeps_virtual_router_id_alias() -> None:
     # keepalived's spelling stays accepted (populate_by_name keeps `vrid` too).
     assert VrrpInstanceConfig.model_fields["vrid"].validation_alias == "virtual_router_id"
+
+
+def test_run_logs_warnings_before_starting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from hacontrol import cli, daemon
+
+    started: list[Config] = []
+
+    class NoDaemon:  # the daemon itself needs sockets: the netns tier runs it
+        def __init__(self, config: Config, path: object) -> None:
+            started.append(config)
+
+        async def run(self) -> int:
+            return 0
+
+    monkeypatch.setattr(daemon, "Daemon", NoDaemon)
+    for name in ("pyroute2", "asyncio", None):  # _cmd_run sets their levels: undo after
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "level", logger.level)
+    vips = ", ".join(f"198.51.100.{i + 1}/32" for i in range(250))
+    vips += ", " + ", ".join(f"203.0.113.{i + 1}/32" for i in range(6))
+    path = tmp_path / "many.yaml"
+    path.write_text(VRRP.replace("[192.0.2.10/24]", f"[{vips}]"))
+    caplog.set_level("INFO")
+    assert cli._cmd_run(str(path), "info") == 0
+    assert len(started) == 1
+    assert [r.getMessage() for r in caplog.records if r.name == "hacontrol.config"] == [
+        f"config.warning {path}:5: vrrp_instances[0].virtual_ipaddresses[255]: warning: 256 "
+        "IPv4 VIPs: only the first 255 are carried in adverts; the rest are handled as "
+        "excluded VIPs (keepalived's virtual_ipaddress_excluded), as keepalived does"
+    ]
