@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from hacontrol.config import Config, ConfigError, load_config
+from hacontrol.config import Config, ConfigError, check_file
 from hacontrol.runtime.lock import DEFAULT_RUN_DIR
 from hacontrol.runtime.state import DEFAULT_STATE_DIR
 
@@ -21,6 +23,7 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="hacontrol",
         description="HA controller for Linux IPVS director pairs (VRRP, health checks, IPVS).",
     )
+    parser.add_argument("--version", action="version", version=f"hacontrol {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the daemon")
@@ -63,15 +66,35 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def version() -> str:
+    """The installed package's version; pyproject.toml's in a source tree without one."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("hacontrol")
+    except metadata.PackageNotFoundError:
+        pass
+    import tomllib
+
+    try:
+        with open(Path(__file__).resolve().parents[1] / "pyproject.toml", "rb") as f:
+            return str(tomllib.load(f)["project"]["version"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return "unknown"
+
+
 def _cmd_check(path: str) -> int:
     try:
-        config = load_config(path)
+        checked = check_file(path)
     except ConfigError as exc:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
-        print(f"{path}: invalid ({len(exc.issues)} error(s))", file=sys.stderr)
+        print(f"{path}: invalid ({len(exc.errors)} error(s))", file=sys.stderr)
         return 1
-    print(f"{path}: OK ({_summary(config)})")
+    for warning in checked.warnings:
+        print(warning, file=sys.stderr)
+    warned = f", {len(checked.warnings)} warning(s)" if checked.warnings else ""
+    print(f"{path}: OK ({_summary(checked.config)}){warned}")
     return 0
 
 
@@ -91,12 +114,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
     path = args.config
     try:
-        config = load_config(path)
+        checked = check_file(path, for_run=True)
     except ConfigError as exc:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
         print(f"{path}: invalid config, not starting", file=sys.stderr)
         return 1
+    for warning in checked.warnings:
+        logging.getLogger("hacontrol.config").warning("config.warning %s", warning)
     from hacontrol.runtime.lock import AlreadyRunning, PidLock
 
     # Before anything touches an address, a socket or a kernel table: a second daemon
@@ -113,7 +138,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     try:
         daemon = Daemon(
-            config,
+            checked.config,
             path,
             run_dir=args.run_dir,
             state_dir=args.state_dir,
@@ -126,6 +151,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        try:
+            return _main(argv)
+        finally:
+            # Flush here, where a closed pipe can still be caught, not at interpreter exit.
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`hacontrol schema | head -1`): no traceback. As Python's
+        # docs advise (signal module, "Note on SIGPIPE"), point stdout at /dev/null so the
+        # flush at exit cannot fail again, and exit 1 as Python does on EPIPE.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command == "check":

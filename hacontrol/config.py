@@ -9,11 +9,16 @@ keepalived's keywords where keepalived has one (`virtual_ipaddresses`,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import gc
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import (
+    BaseModel,
     ConfigDict,
     Field,
     ValidationError,
@@ -21,9 +26,16 @@ from pydantic import (
     model_validator,
 )
 
+from hacontrol.config_checks import ERROR_CHECKS, NOTHING_TO_DO, WARNING_CHECKS, findings
+from hacontrol.config_hints import (
+    KEEPALIVED_SPELLINGS,
+    did_you_mean,
+    model_at,
+    unknown_key_message,
+)
 from hacontrol.config_lvs import Frozen, IpvsSection, VirtualServerConfig
 from hacontrol.iptypes import IPAddress, IPInterface
-from hacontrol.yamlsrc import SourceIssue, load_yaml
+from hacontrol.yamlsrc import LoadedYaml, SourceIssue, load_yaml, read_yaml_file
 from vrrp.types import AuthType, GarpSettings
 
 # keepalived's defaults, so an imported config behaves the same.
@@ -35,8 +47,12 @@ class ConfigError(Exception):
     """The config file is not valid; `issues` lists every problem found."""
 
     def __init__(self, issues: Sequence[SourceIssue]) -> None:
-        self.issues = list(issues)
+        self.issues = list(issues)  # errors, and any warnings found with them
         super().__init__("\n".join(str(i) for i in self.issues))
+
+    @property
+    def errors(self) -> list[SourceIssue]:
+        return [i for i in self.issues if i.severity == "error"]
 
 
 class VirtualIP(Frozen):
@@ -81,13 +97,13 @@ class VrrpInstanceConfig(Frozen):
     version: Literal[2, 3] | None = None  # default: 2 for IPv4 (keepalived's), 3 for IPv6
     priority: int = Field(default=DEFAULT_PRIORITY, ge=1, le=255)
     advert_int: float = Field(default=DEFAULT_ADVERT_INT, gt=0)
-    virtual_ipaddresses: tuple[VirtualIP, ...] = Field(min_length=1)
+    virtual_ipaddresses: tuple[VirtualIP, ...] = Field(min_length=1, strict=False)
     preempt: bool = True
     nopreempt: bool | None = None
     preempt_delay: float = Field(default=0.0, ge=0, le=1000)
     accept: bool = False
     unicast_src_ip: IPAddress | None = None
-    unicast_peers: tuple[IPAddress, ...] = ()
+    unicast_peers: tuple[IPAddress, ...] = Field(default=(), strict=False)
     authentication: Authentication | None = None
     garp_master_delay: float = Field(default=5.0, ge=0, le=3600)
     garp_master_repeat: int = Field(default=5, ge=1, le=255)
@@ -209,135 +225,291 @@ class GlobalConfig(Frozen):
 
 class Config(Frozen):
     global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
-    vrrp_instances: tuple[VrrpInstanceConfig, ...] = ()
-    virtual_servers: tuple[VirtualServerConfig, ...] = ()
+    vrrp_instances: tuple[VrrpInstanceConfig, ...] = Field(default=(), strict=False)
+    virtual_servers: tuple[VirtualServerConfig, ...] = Field(default=(), strict=False)
     ipvs: IpvsSection = IpvsSection()
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
-    @model_validator(mode="after")
-    def _unique(self) -> Config:
-        names: set[str] = set()
-        routers: dict[tuple[str, int, int], str] = {}
-        problems: list[str] = []
-        for inst in self.vrrp_instances:
-            if inst.name in names:
-                problems.append(f"vrrp instance name {inst.name!r} is used twice")
-            names.add(inst.name)
-            # RFC 5798 §7.3: a VRID is unique per LAN and family; two of ours
-            # on one interface would answer each other's adverts.
-            key = (inst.interface, inst.family, inst.vrid)
-            if key in routers:
-                problems.append(
-                    f"instances {routers[key]!r} and {inst.name!r} both use vrid {inst.vrid} "
-                    f"for IPv{inst.family} on {inst.interface}"
-                )
-            routers[key] = inst.name
-        problems.extend(self._lvs_problems(names))
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
-
-    def _lvs_problems(self, vrrp_names: set[str]) -> list[str]:
-        problems: list[str] = []
-        sync = self.ipvs.sync_daemon
-        if sync is not None and sync.vrrp_instance not in vrrp_names:
-            problems.append(
-                f"ipvs.sync_daemon.vrrp_instance {sync.vrrp_instance!r} is not a vrrp instance"
-            )
-        seen: set[str] = set()
-        for vs in self.virtual_servers:
-            name = vs.display_name
-            if name in seen:
-                problems.append(f"virtual server {name!r} is given twice")
-            seen.add(name)
-            family = vs.family if vs.address is None else vs.address.version
-            servers: set[tuple[Any, Any]] = set()
-            for rs in vs.real_servers:
-                key = (rs.address, rs.port)
-                if key in servers:
-                    problems.append(f"{name}: real server {rs.address} port {rs.port} given twice")
-                servers.add(key)
-                forwarding = rs.forwarding or vs.forwarding
-                # The kernel takes a real server of the other family only for
-                # tunnelling (IPv4-in-IPv6 and back).
-                if rs.address.version != family and forwarding != "TUN":
-                    problems.append(
-                        f"{name}: real server {rs.address} is IPv{rs.address.version} but the "
-                        f"service is IPv{family} (only TUN forwarding can mix families)"
-                    )
-            if vs.sorry_server is not None and vs.sorry_server.address.version != family:
-                problems.append(f"{name}: sorry_server is not IPv{family}")
-        return problems
+    # Checks across items (a VRID or VIP used twice, ...) are in config_checks.py, run by
+    # the loader so that each one points at its own line.
 
 
-def parse_config(text: str, filename: str = "<config>") -> Config:
+@dataclass(frozen=True, slots=True)
+class CheckedConfig:
+    """A valid config and the warnings about it (`FILE:LINE: path: warning: ...`)."""
+
+    config: Config
+    warnings: tuple[SourceIssue, ...] = ()
+
+
+def parse_config(text: str | bytes, filename: str = "<config>") -> Config:
     """Validate `text`; raise ConfigError listing every problem with its line."""
-    loaded = load_yaml(text, filename)
+    return check_source(text, filename).config
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a file; raise ConfigError listing every problem with its line."""
+    return check_file(path).config
+
+
+def check_file(path: str | Path, *, for_run: bool = False) -> CheckedConfig:
+    """`check_source` on a file, of which at most yamlsrc.MAX_BYTES are read."""
+    with _gc_paused():
+        loaded = read_yaml_file(path)
+        return _check(loaded, for_run)
+
+
+def check_source(text: str | bytes, filename: str, *, for_run: bool = False) -> CheckedConfig:
+    """Validate a config; raise ConfigError with every error (and warning) found.
+
+    `for_run`: what `hacontrol run` and a reload accept, which is stricter than
+    `hacontrol check`: a config with nothing to do is an error there, a warning here.
+    """
+    with _gc_paused():
+        return _check(load_yaml(text, filename), for_run)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    # Loading builds a few objects per byte of YAML, all alive until the end, and none in
+    # a cycle: automatic collections would walk them over and over (on 10 MB, most of the
+    # load time) and free nothing.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _check(loaded: LoadedYaml, for_run: bool) -> CheckedConfig:
+    filename = loaded.filename
     if loaded.data is None and loaded.issues:
         raise ConfigError(loaded.issues)
     data = loaded.data if loaded.data is not None else {}
     issues = list(loaded.issues)
     if not isinstance(data, dict):
-        issues.append(SourceIssue(filename, 1, (), "the top level must be a mapping"))
-        raise ConfigError(issues)
+        line = loaded.locate([()]).line_of(())
+        issues.append(SourceIssue(filename, line, (), "the top level must be a mapping"))
+        raise ConfigError(_sorted(issues))
+    loaded.data = None  # the only other reference: let validation free what it is done with
     try:
-        config = Config.model_validate(data)
+        config = Config.model_validate(_released(data))
     except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        failed = [tuple(e["loc"]) for e in errors]
-        for err in errors:
-            loc = tuple(err["loc"])
-            if err["type"] == "too_short" and any(
-                len(f) > len(loc) and f[: len(loc)] == loc for f in failed
-            ):
-                continue  # only short because an item failed: that item's error says why
-            issues.append(
-                SourceIssue(filename, loaded.line_of(loc), _clean_loc(loc), _message(err))
-            )
+        found = _validation_findings(exc)
+        lines = loaded.locate((path for path, _ in found), _SYNONYMS)
+        issues.extend(SourceIssue(filename, lines.line_of(p), p, m) for p, m in found)
         raise ConfigError(_sorted(issues)) from None
+    errors = findings(config, ERROR_CHECKS)
     # What the IPVS model refuses (a DR real server on another port, ...), named
-    # by the layer that would refuse it. Imported here: hacontrol.lvs builds on
+    # by the layer that would refuse it. Imported here: hacontrol.desired builds on
     # this module.
     from hacontrol.desired import model_problems
 
-    for index, message in model_problems(config):
-        path = ("virtual_servers", index)
-        issues.append(SourceIssue(filename, loaded.line_of(path), path, message))
+    # A virtual server with a problem found above (a real server listed twice, ...) would
+    # have it reported again by the model, less precisely.
+    flagged = {p[1] for p, _ in errors if p[:1] == ("virtual_servers",) and len(p) > 1}
+    errors.extend(
+        (("virtual_servers", index), message)
+        for index, message in model_problems(config)
+        if index not in flagged
+    )
+    warnings = findings(config, WARNING_CHECKS)
+    if for_run:
+        errors.extend((p, m) for p, m in warnings if m == NOTHING_TO_DO)
+    warnings = [
+        (p, f"{m} (hacontrol run refuses such a file)" if m == NOTHING_TO_DO else m)
+        for p, m in warnings
+        if not (for_run and m == NOTHING_TO_DO)
+    ]
+    if errors or warnings:
+        lines = loaded.locate((p for p, _ in [*errors, *warnings]), _SYNONYMS)
+        issues.extend(SourceIssue(filename, lines.line_of(p), p, m) for p, m in errors)
+        warned = [SourceIssue(filename, lines.line_of(p), p, m, "warning") for p, m in warnings]
+    else:
+        warned = []
     if issues:
-        raise ConfigError(_sorted(issues))
-    return config
+        raise ConfigError(_sorted(issues + warned))
+    return CheckedConfig(config, tuple(_sorted(warned)))
+
+
+def _released(data: dict[Any, Any]) -> dict[Any, Any]:
+    """`data`, its virtual servers (and their real servers) handed to pydantic one by one.
+
+    pydantic reads a generator where a (lax) tuple is declared item by item, so each raw
+    item is freed once its model exists, rather than all the raw data living on until the
+    whole config is built: on a 10,000-service file that is a quarter of the peak memory.
+    Items may be shared (YAML aliases): they are copied, never changed.
+    """
+    servers = data.get("virtual_servers")
+    if isinstance(servers, tuple):
+        data["virtual_servers"] = _one_by_one(list(servers), nested="real_servers")
+    return data
+
+
+def _one_by_one(items: list[Any], nested: str | None = None) -> Iterator[Any]:
+    for index in range(len(items)):
+        item, items[index] = items[index], None
+        if nested is not None and isinstance(item, dict) and isinstance(item.get(nested), tuple):
+            item = {**item, nested: _one_by_one(list(item[nested]))}
+        yield item
 
 
 def _sorted(issues: list[SourceIssue]) -> list[SourceIssue]:
     return sorted(issues, key=lambda i: (i.line is None, i.line or 0))
 
 
-def load_config(path: str | Path) -> Config:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            [SourceIssue(str(path), None, (), f"cannot read: {exc.strerror}")]
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError([SourceIssue(str(path), None, (), f"not UTF-8: {exc}")]) from None
-    return parse_config(text, str(path))
+def _field_synonyms() -> dict[str, str]:
+    """A field's other spelling (validation alias) -> the name hacontrol reports it under."""
+    out: dict[str, str] = {}
+    for model in _models(Config):
+        for name, info in model.model_fields.items():
+            if isinstance(info.validation_alias, str) and info.alias is None:
+                out[info.validation_alias] = name
+    return out
+
+
+def _models(root: type[BaseModel]) -> list[type[BaseModel]]:
+    seen: list[type[BaseModel]] = []
+    todo = [root]
+    while todo:
+        model = todo.pop()
+        if model in seen:
+            continue
+        seen.append(model)
+        for info in model.model_fields.values():
+            todo.extend(_nested_models(info.annotation))
+    return seen
+
+
+def _nested_models(tp: Any) -> list[type[BaseModel]]:
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return [tp]
+    return [m for arg in get_args(tp) for m in _nested_models(arg)]
+
+
+_SYNONYMS = _field_synonyms()
+
+
+def _validation_findings(exc: ValidationError) -> list[tuple[tuple[str | int, ...], str]]:
+    errors = exc.errors(include_url=False)
+    failed = [tuple(e["loc"]) for e in errors]
+    # A required key written in keepalived's spelling: the unknown key's message says it all.
+    respelled = {
+        (*e["loc"][:-1], KEEPALIVED_SPELLINGS[str(e["loc"][-1])])
+        for e in errors
+        if e["type"] == "extra_forbidden" and str(e["loc"][-1]) in KEEPALIVED_SPELLINGS
+    }
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    for err in errors:
+        loc = tuple(err["loc"])
+        if err["type"] == "too_short" and any(
+            len(f) > len(loc) and f[: len(loc)] == loc for f in failed
+        ):
+            continue  # only short because an item failed: that item's error says why
+        if err["type"] == "missing" and loc in respelled:
+            continue
+        path = _clean_loc(loc)
+        if err["type"] == "missing":
+            path = _canonical(path)
+        elif err["type"] in ("union_tag_not_found", "union_tag_invalid"):
+            path = (*path, "type")
+        out.append((path, _message(err, loc, path)))
+    return out
+
+
+def _canonical(path: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    # A missing key is reported under hacontrol's spelling (vrid, not virtual_router_id).
+    return tuple(_SYNONYMS.get(p, p) if isinstance(p, str) else p for p in path)
 
 
 def _clean_loc(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
-    # pydantic names union branches in paths ("function-after[...]", "str");
-    # the operator only cares about the keys they wrote.
-    return tuple(p for p in loc if isinstance(p, int) or "[" not in str(p))
+    # pydantic names union branches in paths ("function-after[...]", "str") and
+    # puts a discriminated union's tag in them ("tcp"); the operator only cares
+    # about the keys they wrote.
+    out: list[str | int] = []
+    for index, part in enumerate(loc):
+        if isinstance(part, str) and "[" in part:
+            continue
+        if (
+            isinstance(part, str)
+            and index > 0
+            and isinstance(loc[index - 1], int)
+            and part in _CHECK_TYPES
+            and model_at(Config, out) is None
+        ):
+            continue
+        out.append(part)
+    return tuple(out)
 
 
-def _message(err: Any) -> str:
+_CHECK_TYPES = frozenset(
+    str(m.model_fields["type"].default) for m in _models(Config) if "type" in m.model_fields
+)
+
+
+def _message(err: Any, loc: tuple[Any, ...], path: tuple[str | int, ...]) -> str:
+    kind = err["type"]
     msg = str(err["msg"])
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key"
-    elif err["type"] == "missing":
-        msg = "required key is missing"
+    if kind == "extra_forbidden":
+        # The raw location still has the check's type ('tcp'), which says which model.
+        return unknown_key_message(model_at(Config, loc[:-1]), loc[-1] if loc else None)
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "union_tag_not_found":
+        return f"required key is missing (one of {', '.join(sorted(_CHECK_TYPES))})"
+    if kind == "union_tag_invalid":
+        tag = str(err.get("ctx", {}).get("tag", ""))
+        return (
+            f"unknown check type {tag!r}; one of {', '.join(sorted(_CHECK_TYPES))}"
+            + did_you_mean(tag, sorted(_CHECK_TYPES))
+        )
+    if kind == "invalid_key":
+        return f"a key must be a name, not {err.get('input')!r}"
+    if kind in _TYPE_ERRORS and "input" in err:
+        return f"{msg}, not {_given(kind, err['input'])}"
+    if kind == "finite_number":
+        return f"{msg}, not {err.get('input')!r}"
     return msg
+
+
+# pydantic's "Input should be a valid integer" and the like: what was given says why.
+_TYPE_ERRORS = frozenset({"int_type", "float_type", "bool_type", "string_type", "literal_error"})
+_NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)$")
+
+
+def _given(kind: str, value: object) -> str:
+    """What the file gave, said so that the fix is plain (YAML types are easy to miss)."""
+    if isinstance(value, bool):
+        told = f"the boolean {str(value).lower()}"
+        if kind == "string_type":
+            return f"{told} (YAML reads a bare yes, no, on, off, true or false so): quote it"
+        return told
+    if isinstance(value, (int, float)):
+        told = f"the number {value!r}"
+        if kind == "string_type":
+            return f'{told}: quote it ("{value}")'
+        if kind == "bool_type":
+            return f"{told}: write true or false"
+        return told
+    if isinstance(value, str):
+        told = f"the string {value!r}"
+        if kind in ("int_type", "float_type") and _NUMBER.match(value.strip()):
+            return f"{told}: write {value.strip()} without quotes"
+        if kind == "bool_type" and value.strip().lower() in _YAML_BOOLS:
+            return f"{told}: write {value.strip().lower()} without quotes"
+        return told
+    if value is None:
+        return "an empty value"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return repr(value)
+
+
+_YAML_BOOLS = frozenset({"yes", "no", "on", "off", "true", "false", "y", "n"})

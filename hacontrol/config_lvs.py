@@ -20,13 +20,22 @@ from healthcheck.config import CheckConfig
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Weight = Annotated[int, Field(ge=0, le=65535)]
-Argv = tuple[Annotated[str, Field(min_length=1)], ...]
+# Lists are taken where tuples are declared (strict validation alone takes only tuples).
+Argv = Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(strict=False)]
 
 
 class Frozen(BaseModel):
-    """Every config section: immutable once validated, unknown keys are errors."""
+    """Every config section: immutable once validated, unknown keys are errors.
 
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+    Strict types: a quoted "150" is not a priority, 51 is not a name, "yes" is not a
+    boolean (YAML's unquoted yes/no/true/false are), 2.0 is not a whole number, and no
+    float field takes .inf or .nan. Addresses are written as strings (iptypes.py) and a
+    tuple field takes a list.
+    """
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", str_strip_whitespace=True, strict=True, allow_inf_nan=False
+    )
 
 
 def _upper(value: Any) -> Any:
@@ -46,7 +55,7 @@ class RealServerConfig(Frozen):
     inhibit_on_failure: bool | None = None  # None: the virtual server's
     notify_up: Argv | None = None
     notify_down: Argv | None = None
-    checks: tuple[CheckConfig, ...] = ()
+    checks: tuple[CheckConfig, ...] = Field(default=(), strict=False)
 
     _upper_forwarding = field_validator("forwarding", mode="before")(_upper)
 
@@ -73,7 +82,7 @@ class VirtualServerConfig(Frozen):
     fwmark: Annotated[int, Field(ge=1, le=2**32 - 1)] | None = None
     family: Literal[4, 6] = 4  # for fwmark services only
     scheduler: str = "wlc"  # ipvsadm's default
-    sched_flags: tuple[str, ...] = ()
+    sched_flags: tuple[str, ...] = Field(default=(), strict=False)
     ops: bool = False  # one-packet scheduling
     forwarding: Literal["DR", "TUN", "NAT"] = "DR"  # ipvsadm's default (gatewaying)
     persistence_timeout: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
@@ -88,7 +97,7 @@ class VirtualServerConfig(Frozen):
     alpha: bool = False
     omega: bool = False
     drain_timeout: Annotated[float, Field(ge=0, le=86400)] = 300.0
-    real_servers: tuple[RealServerConfig, ...] = ()
+    real_servers: tuple[RealServerConfig, ...] = Field(default=(), strict=False)
 
     _upper_protocol = field_validator("protocol", "forwarding", mode="before")(_upper)
 

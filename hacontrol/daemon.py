@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hacontrol import sdnotify
-from hacontrol.config import Config, ConfigError, load_config
+from hacontrol.config import Config, ConfigError, check_file
 from hacontrol.desired import service_key, vrrp_instances
 from hacontrol.gcpace import GcPacer
 from hacontrol.lvs import LvsRuntime
@@ -241,15 +241,28 @@ class Daemon:
 
     async def _reload_locked(self) -> ReloadResult:
         try:
-            new = await asyncio.to_thread(load_config, self.config_path)
+            # The same rules as at start-up (`run`), so a file that could not start the
+            # daemon cannot replace its config either (an empty one, for instance). In a
+            # worker thread: a large file takes seconds, and the daemon's loop runs on.
+            checked = await asyncio.to_thread(check_file, self.config_path, for_run=True)
         except ConfigError as exc:
             # A bad file never disturbs what runs: report it, keep going.
             for issue in exc.issues:
                 log.error("config.reload_rejected %s", issue)
             return ReloadResult("rejected", rejected=tuple(str(i) for i in exc.issues))
+        except Exception as exc:
+            # A loader bug must not take the director down: the running config stays.
+            log.exception("config.reload_failed path=%s", self.config_path)
+            return ReloadResult(
+                "rejected", rejected=(f"{self.config_path}: internal error: {exc}",)
+            )
+        warnings = tuple(str(w) for w in checked.warnings)
+        for warning in warnings:
+            log.warning("config.warning %s", warning)
+        new = checked.config
         if new == self.config:
             log.info("config.reload unchanged=true")
-            return ReloadResult("unchanged")
+            return ReloadResult("unchanged", warnings=warnings)
         old = self.config
         applied: list[str] = []
         self.persistent = self._prune(self.persistent, new)
@@ -277,7 +290,10 @@ class Daemon:
             ",".join(vrrp_result.restarted) or "-",
         )
         return ReloadResult(
-            "applied", applied=tuple(sorted(applied)), restarted=vrrp_result.restarted
+            "applied",
+            applied=tuple(sorted(applied)),
+            restarted=vrrp_result.restarted,
+            warnings=warnings,
         )
 
     def _apply_global(self, old: Config, new: Config) -> list[str]:

@@ -1,5 +1,8 @@
 """Everything the kernel should hold, as pure functions of the config and the runtime's
-states: the IPVS table, the sync daemon, the global timeouts, the IPVS sysctls.
+states: the IPVS table, the sync daemon, the global timeouts, the IPVS sysctls, the VRRP
+instances. Shared by the daemon and by config validation (`model_problems`, so that
+`hacontrol check` reports what the kernel layer would refuse): it imports no runtime, so
+checking a config loads no netlink library.
 
 ```
 config + health verdicts (policy) + VRRP state + operator overrides + services draining
@@ -29,10 +32,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from socket import AF_INET, AF_INET6
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from hacontrol.config import Config, VrrpInstanceConfig
-from hacontrol.config_lvs import RealServerConfig, VirtualServerConfig
 from hacontrol.ipvs.model import (
     DestKey,
     ForwardingMethod,
@@ -53,9 +54,14 @@ from healthcheck.policy import (
     SorryServer,
     VirtualServicePolicy,
 )
-from healthcheck.runner import CheckSpec
-from healthcheck.state import CheckParams, RealServerId
+from healthcheck.state import RealServerId
 from vrrp.types import InstanceParams, InstanceSpec, State
+
+if TYPE_CHECKING:
+    # Types only: config.py calls model_problems() from here when it checks a file, so a
+    # runtime import back would be a cycle.
+    from hacontrol.config import Config, VrrpInstanceConfig
+    from hacontrol.config_lvs import RealServerConfig, VirtualServerConfig
 
 _FORWARDING = {"DR": ForwardingMethod.DR, "TUN": ForwardingMethod.TUN, "NAT": ForwardingMethod.NAT}
 _TUNNEL_TYPE = {"ipip": TunnelType.IPIP, "gue": TunnelType.GUE, "gre": TunnelType.GRE}
@@ -181,18 +187,15 @@ def health_overrides(
     }
 
 
-def check_specs(vs: VirtualServerConfig, rs: RealServerConfig) -> tuple[CheckSpec, ...]:
-    return tuple(
-        CheckSpec(CheckParams.from_check(check, alpha=vs.alpha, name=check.type), check)
-        for check in rs.checks
-    )
-
-
 # ---- the IPVS table ----------------------------------------------------------------------
 
 
 def base_service(vs: VirtualServerConfig) -> VirtualService:
     """The service's own settings, without real servers."""
+    return _service(vs, ())
+
+
+def _service(vs: VirtualServerConfig, real_servers: tuple[RealServer, ...]) -> VirtualService:
     netmask: IPv4Address | int | None = None
     if vs.persistence_granularity is not None:
         text = vs.persistence_granularity.lstrip("/")
@@ -205,6 +208,7 @@ def base_service(vs: VirtualServerConfig) -> VirtualService:
         persistence_timeout=vs.persistence_timeout,
         persistence_netmask=netmask,
         persistence_engine=vs.persistence_engine,
+        real_servers=real_servers,
     )
 
 
@@ -212,15 +216,15 @@ def _real_server(
     vs: VirtualServerConfig, rs: RealServerConfig | None, want: DesiredRealServer
 ) -> RealServer:
     forwarding = (rs.forwarding if rs is not None else None) or vs.forwarding
-    address = ip_address(want.address)
-    # DR/TUN keep the packet's port: the model wants None ("the service's port")
-    # there, and the port itself only for NAT or where the config gave one.
-    port: int | None = want.port or None
-    if rs is not None and rs.port is None and forwarding != "NAT":
-        port = None
+    # The configured server's address is parsed already (50,000 parses per check of a
+    # large config otherwise).
+    address = rs.address if rs is not None else ip_address(want.address)
+    # DR/TUN keep the packet's port. want.port is the configured port, else the service's
+    # (0 for fwmark): what VirtualService would put for None ("the service's port"),
+    # given here so that it need not copy every server to fill it in.
     return RealServer(
         address=address,
-        port=port,
+        port=want.port,
         forwarding=_FORWARDING[forwarding],
         weight=want.weight,
         upper_threshold=rs.uthreshold if rs is not None else 0,
@@ -233,11 +237,9 @@ def _real_server(
 
 def virtual_service(vs: VirtualServerConfig, wants: Sequence[DesiredRealServer]) -> VirtualService:
     by_key = {(str(rs.address), rs_port(vs, rs.port)): rs for rs in vs.real_servers}
-    return replace(
-        base_service(vs),
-        real_servers=tuple(
-            _real_server(vs, by_key.get((want.address, want.port)), want) for want in wants
-        ),
+    return _service(
+        vs,
+        tuple(_real_server(vs, by_key.get((want.address, want.port)), want) for want in wants),
     )
 
 

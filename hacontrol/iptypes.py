@@ -6,6 +6,7 @@ operators should read one line that says what is wrong.
 
 from __future__ import annotations
 
+import functools
 from ipaddress import (
     IPv4Address,
     IPv4Interface,
@@ -18,24 +19,34 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator
 
+# Configs repeat addresses (a real server behind many services, a VIP in many): parse each
+# once, and share the (immutable) result.
+_parse_address = functools.lru_cache(maxsize=65536)(ip_address)
+_parse_interface = functools.lru_cache(maxsize=65536)(ip_interface)
+
 
 def _to_ip(value: Any) -> Any:
     if isinstance(value, str):
         try:
-            return ip_address(value)
+            return _parse_address(value)
         except ValueError:
             raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+    if not isinstance(value, IPv4Address | IPv6Address):
+        # Strict validation would say it twice, once per family.
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address")
     return value
 
 
 def _to_interface(value: Any) -> Any:
     if isinstance(value, str):
         try:
-            return ip_interface(value)
+            return _parse_interface(value)
         except ValueError:
             raise ValueError(
                 f"{value!r} is not an IPv4 or IPv6 address with an optional /prefix"
             ) from None
+    if not isinstance(value, IPv4Interface | IPv6Interface):
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address with an optional /prefix")
     return value
 
 

@@ -35,7 +35,6 @@ from hacontrol.desired import (
     DEFAULT_DRAIN_TIMEOUT,
     ServiceDrain,
     ServiceDrainStarted,
-    check_specs,
     desired_sync_daemon,
     desired_table,
     health_overrides,
@@ -79,8 +78,9 @@ from healthcheck.policy import (
     shutdown_events,
 )
 from healthcheck.probes import ProbeTarget
-from healthcheck.runner import CheckRunner
+from healthcheck.runner import CheckRunner, CheckSpec
 from healthcheck.state import (
+    CheckParams,
     HealthEvent,
     RealServerDown,
     RealServerId,
@@ -94,6 +94,13 @@ log = logging.getLogger("hacontrol.lvs")
 
 NOTIFY_TIMEOUT = 10.0
 STATUS_DUMP_TIMEOUT = 30.0
+
+
+def check_specs(vs: VirtualServerConfig, rs: RealServerConfig) -> tuple[CheckSpec, ...]:
+    return tuple(
+        CheckSpec(CheckParams.from_check(check, alpha=vs.alpha, name=check.type), check)
+        for check in rs.checks
+    )
 
 
 class LvsRuntime:

@@ -20,12 +20,13 @@ onto it and the probes in `healthcheck.probes` read it. Defaults follow keepaliv
 from __future__ import annotations
 
 import re
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationInfo,
@@ -37,6 +38,23 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 # "200", or an inclusive range "200-299" as keepalived's status_code takes it.
 StatusCodeRange = Annotated[str, Field(pattern=r"^[1-5][0-9]{2}(-[1-5][0-9]{2})?$")]
+
+
+def _to_ip(value: Any) -> Any:
+    # Strict validation takes no string for an address; YAML has no other way to write one.
+    if isinstance(value, str):
+        try:
+            return ip_address(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+    if not isinstance(value, (IPv4Address, IPv6Address)):
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address")
+    return value
+
+
+IPAddress = Annotated[IPv4Address | IPv6Address, BeforeValidator(_to_ip)]
+# A file path, written as a string (strict validation alone takes only Path objects).
+FilePath = Annotated[Path, Field(strict=False)]
 
 _HEX_DIGEST = {"digest": 32, "sha256_digest": 64}
 # Header values are written into the request verbatim: no controls, no whitespace
@@ -58,9 +76,13 @@ def _compile_bytes_regex(pattern: str, field: str) -> str:
 
 
 class _Schedule(BaseModel):
-    """Scheduling fields every check has; the scheduler and rise/fall reducer read them."""
+    """Scheduling fields every check has; the scheduler and rise/fall reducer read them.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Strict: a quoted "2" is not a number, 1 is not a string, "yes" is not a boolean; no
+    float field takes .inf or .nan. Lists are taken where tuples are declared.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
     delay_loop: Seconds = 60.0
     retry: Annotated[int, Field(ge=0, le=100)] = 1
@@ -75,10 +97,10 @@ class _NetworkCheck(_Schedule):
 
     # Override the real server's address / port (keepalived connect_ip / connect_port), e.g.
     # the VIP for a DR check that must traverse IPVS.
-    connect_ip: IPv4Address | IPv6Address | None = None
+    connect_ip: IPAddress | None = None
     connect_port: Port | None = None
     # Source of the probe (keepalived bindto / bind_port).
-    bind_ip: IPv4Address | IPv6Address | None = None
+    bind_ip: IPAddress | None = None
     bind_port: Port | None = None
     # SO_MARK on the probe's socket (needs CAP_NET_ADMIN): with an `ip rule fwmark` route, a
     # DR check to the VIP reaches exactly one real server.
@@ -111,7 +133,9 @@ class _HttpFields(_NetworkCheck):
     delay_before_retry: Seconds = 3.0
     path: str = "/"
     # ints and "lo-hi" ranges, like `status_code 200-299 400-499 503` (default 200-299).
-    status_codes: tuple[Annotated[int, Field(ge=100, le=599)] | StatusCodeRange, ...] = ("200-299",)
+    status_codes: tuple[Annotated[int, Field(ge=100, le=599)] | StatusCodeRange, ...] = Field(
+        default=("200-299",), strict=False
+    )
     # Python `re` syntax (keepalived uses PCRE2), searched in the body as bytes.
     regex: str | None = None
     # keepalived regex_no_match: the check fails when `regex` matches.
@@ -210,7 +234,7 @@ class HttpsCheck(_HttpFields):
     # Server Name Indication; when unset, `virtualhost` is sent if set (keepalived enable_sni).
     sni: str | None = None
     verify: bool = False
-    ca_file: Path | None = None
+    ca_file: FilePath | None = None
 
     @field_validator("sni")
     @classmethod
@@ -236,7 +260,7 @@ class ScriptCheck(_Schedule):
 
     type: Literal["script"] = "script"
     retry: Annotated[int, Field(ge=0, le=100)] = 0
-    argv: tuple[str, ...] = Field(min_length=1)
+    argv: tuple[str, ...] = Field(min_length=1, strict=False)
     timeout: Seconds = Field(
         default=None,
         validate_default=True,
@@ -328,7 +352,7 @@ class DnsCheck(_NetworkCheck):
     name: str = "."
     qtype: DnsType = "SOA"
     rcode: DnsRcode = "NOERROR"
-    expect_answer: IPv4Address | IPv6Address | None = None
+    expect_answer: IPAddress | None = None
     delay_before_retry: Seconds = Field(
         default=None,
         validate_default=True,
@@ -404,7 +428,7 @@ class FileCheck(_Schedule):
     """
 
     type: Literal["file"] = "file"
-    path: Path
+    path: FilePath
     weight: Annotated[int, Field(ge=-(2**31 - 1), le=2**31 - 1)] = 1
     dynamic: bool = False
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from collections.abc import Iterable, Iterator, KeysView, Mapping
+from collections.abc import Callable, Iterable, Iterator, KeysView, Mapping
 from dataclasses import dataclass, field, replace
 from socket import AF_INET, AF_INET6
 from typing import Union
@@ -140,6 +140,22 @@ def _canonical_sched_flags(scheduler: str, names: Iterable[str]) -> frozenset[st
     names = frozenset(names)
     unknown = {n for n in names if not sched_flag_bits(scheduler, (n,))}
     return sched_flag_names(scheduler, sched_flag_bits(scheduler, names)) | unknown
+
+
+class _Lazy:
+    """Text made only when formatted: `validate` names the object in every message, and
+    formatting addresses for each of 50,000 valid real servers was most of a config check."""
+
+    __slots__ = ("_make",)
+
+    def __init__(self, make: Callable[[], str]) -> None:
+        self._make = make
+
+    def __str__(self) -> str:
+        return self._make()
+
+    def __format__(self, spec: str) -> str:
+        return format(self._make(), spec)
 
 
 def parse_address(value: str | IPAddress) -> IPAddress:
@@ -275,7 +291,7 @@ class RealServer:
         return self._settings
 
     def validate(self, service: VirtualService) -> list[str]:
-        where = f"real server {self.key} of service {service.key}"
+        where = _Lazy(lambda: f"real server {self.key} of service {service.key}")
         errors: list[str] = []
         if self.forwarding not in CONFIGURABLE_FORWARDING:
             errors.append(f"{where}: forwarding method {self.forwarding.name} cannot be configured")
@@ -312,7 +328,7 @@ class RealServer:
         errors.extend(self._validate_tunnel(where))
         return errors
 
-    def _validate_tunnel(self, where: str) -> list[str]:
+    def _validate_tunnel(self, where: _Lazy) -> list[str]:
         errors: list[str] = []
         tunnel_set = (
             self.tunnel_type != TunnelType.IPIP or self.tunnel_port or int(self.tunnel_flags)
@@ -426,7 +442,7 @@ class VirtualService:
         return replace(self, real_servers=())
 
     def validate(self) -> list[str]:
-        where = f"service {self.key}"
+        where = _Lazy(lambda: f"service {self.key}")
         errors: list[str] = []
         key = self.key
         if key.family not in (AF_INET, AF_INET6):
@@ -465,7 +481,7 @@ class VirtualService:
             errors.extend(rs.validate(self))
         return errors
 
-    def _validate_persistence(self, where: str) -> list[str]:
+    def _validate_persistence(self, where: _Lazy) -> list[str]:
         errors: list[str] = []
         timeout = self.persistence_timeout
         if timeout is not None and not 1 <= timeout <= PERSISTENCE_TIMEOUT_MAX:

@@ -136,10 +136,13 @@ vrrp_instances:
   - {name: c, interface: eth0, vrid: 1, virtual_ipaddresses: ['2001:db8::1/64']}
 """
     errs = errors_of(text)
-    assert len(errs) == 1
-    assert "name 'a' is used twice" in errs[0]
-    assert "both use vrid 1 for IPv4 on eth0" in errs[0]
-    assert "'b'" not in errs[0] and "'c'" not in errs[0]
+    # One issue each, at the second instance's own keys (was: one joined message at line 1).
+    assert errs == [
+        "bad.yaml:3: vrrp_instances[1].name: vrrp instance name 'a' is used twice "
+        "(also vrrp_instances[0])",
+        "bad.yaml:3: vrrp_instances[1].vrid: instances 'a' and 'a' both use vrid 1 "
+        "for IPv4 on eth0",
+    ]
 
 
 def test_duplicate_yaml_key_is_an_error_not_a_silent_override() -> None:
@@ -158,7 +161,8 @@ vrrp_instances:
 
 @pytest.mark.parametrize(
     ("text", "line"),
-    [("vrrp_instances:\n  - name: [unclosed\n", 3), ("a: b\n\tc: d\n", 2), ("- 1\n- 2\n", 1)],
+    # The unclosed '[' is on line 2; the parser notices at the end of the file (line 3).
+    [("vrrp_instances:\n  - name: [unclosed\n", 2), ("a: b\n\tc: d\n", 2), ("- 1\n- 2\n", 1)],
 )
 def test_malformed_yaml_is_one_clear_error(text: str, line: int) -> None:
     errs = errors_of(text)

@@ -8,7 +8,6 @@ import pytest
 
 from hacontrol.config import parse_config
 from hacontrol.desired import (
-    check_specs,
     desired_table,
     policy_inputs,
     sync_role,
@@ -17,6 +16,7 @@ from hacontrol.desired import (
 )
 from hacontrol.ipvs.model import DestKey, ForwardingMethod, ServiceKey, TunnelType
 from hacontrol.ipvs.syncd import SyncRole
+from hacontrol.lvs import check_specs
 from healthcheck.policy import DesiredRealServer, PolicyState, decide
 from healthcheck.state import RealServerId
 from vrrp.types import State
