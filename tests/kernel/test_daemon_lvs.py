@@ -138,7 +138,8 @@ def test_daemon_drives_ipvs_from_checks_and_vrrp(
                 "master sync daemon (mcast=eth0, syncid=42," in ipvsadm("-L", "--daemon", netns=ns)
             ),
             "the master sync daemon",
-            timeout=180,
+            # The VRRP process starts (an interpreter's imports under emulation) first.
+            timeout=300,
         )
 
         # The sync daemon stopped by hand comes back (level-triggered, not on transition).
