@@ -125,6 +125,14 @@ class Drop(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class _Publish:
+    """An event to publish in order with an instance's actions (its state changes are
+    published when the worker reaches them, after the actions queued before them)."""
+
+    event: object
+
+
+@dataclass(frozen=True, slots=True)
 class Unicast:
     """keepalived's unicast_src_ip / unicast_peer: adverts go to each peer, not the group."""
 
@@ -152,7 +160,7 @@ class _Runner:
     counts: _Counts
     timer: asyncio.TimerHandle | None = None
     deadline: float | None = None
-    queue: asyncio.Queue[Action] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[Action | _Publish] = field(default_factory=asyncio.Queue)
     worker: asyncio.Task[None] | None = None
     mismatch_logged: bool = False
     send_failing: bool = False  # log the first failure of a run at warning, the rest at debug
@@ -672,8 +680,10 @@ class VrrpEngine:
             finally:
                 runner.queue.task_done()
 
-    async def _perform(self, runner: _Runner, action: Action) -> None:
-        if isinstance(action, SendAdvertisement):
+    async def _perform(self, runner: _Runner, action: Action | _Publish) -> None:
+        if isinstance(action, _Publish):
+            self._publish(action.event)
+        elif isinstance(action, SendAdvertisement):
             self._send_advertisement(runner, action.advertisement)
         elif isinstance(action, AddAddresses):
             await self._add_addresses(runner, action.addresses)
@@ -979,7 +989,10 @@ class VrrpEngine:
             heard = (None, None) if adv.priority == 0 else (source, adv.priority)
             if heard != runner.heard:
                 runner.heard = heard
-                self._publish(MasterChanged(runner.name, heard[0], heard[1], ours=False))
+                # Queued: after a state change that is still waiting to be published.
+                runner.queue.put_nowait(
+                    _Publish(MasterChanged(runner.name, heard[0], heard[1], ours=False))
+                )
 
     def _drop(self, iface: _Interface, reason: str, detail: str, source: IPAddress | None) -> None:
         log.debug(
