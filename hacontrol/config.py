@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
+    AliasChoices,
     ConfigDict,
     Field,
     ValidationError,
@@ -82,6 +83,11 @@ class VrrpInstanceConfig(Frozen):
     priority: int = Field(default=DEFAULT_PRIORITY, ge=1, le=255)
     advert_int: float = Field(default=DEFAULT_ADVERT_INT, gt=0)
     virtual_ipaddresses: tuple[VirtualIP, ...] = Field(min_length=1)
+    # keepalived's virtual_ipaddress_excluded: held by the master, never in adverts.
+    virtual_ipaddresses_excluded: tuple[VirtualIP, ...] = Field(
+        default=(),
+        validation_alias=AliasChoices("virtual_ipaddresses_excluded", "virtual_ipaddress_excluded"),
+    )
     preempt: bool = True
     nopreempt: bool | None = None
     preempt_delay: float = Field(default=0.0, ge=0, le=1000)
@@ -106,6 +112,14 @@ class VrrpInstanceConfig(Frozen):
                 "one family (RFC 5798 §5.2.9); use two instances"
             )
         family = families.pop()
+        advertised = {vip.address.ip for vip in self.virtual_ipaddresses}
+        twice = [
+            str(v.address) for v in self.virtual_ipaddresses_excluded if v.address.ip in advertised
+        ]
+        if twice:
+            raise ValueError(
+                f"{', '.join(twice)} in both virtual_ipaddresses and virtual_ipaddresses_excluded"
+            )
         version = self.effective_version
         if family == 6 and version == 2:
             raise ValueError("VRRPv2 (RFC 3768) is IPv4 only: use version 3 for IPv6")

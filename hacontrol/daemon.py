@@ -74,6 +74,7 @@ def instance_params(inst: VrrpInstanceConfig, primary: IPAddress | None) -> Inst
         advert_int=inst.advert_int_centis,
         primary_address=primary,
         virtual_addresses=tuple(vip.address for vip in inst.virtual_ipaddresses),
+        excluded_addresses=tuple(vip.address for vip in inst.virtual_ipaddresses_excluded),
         preempt=inst.preempt_mode,
         preempt_delay=inst.preempt_delay,
         accept_mode=inst.accept,
@@ -115,7 +116,10 @@ class Daemon:
         self._lvs = lvs
         engine = VrrpEngine(_Observers(self.metrics, lvs))
         for inst in self.config.vrrp_instances:
-            vips = {vip.address.ip for vip in inst.virtual_ipaddresses}
+            vips = {
+                vip.address.ip
+                for vip in (*inst.virtual_ipaddresses, *inst.virtual_ipaddresses_excluded)
+            }
             try:
                 primary = await primary_address(inst.interface, inst.family, vips)
             except OSError as exc:
@@ -131,7 +135,9 @@ class Daemon:
                 unicast_src_ip=inst.unicast_src_ip,
                 unicast_peers=inst.unicast_peers,
                 vip_labels={
-                    vip.address.ip: vip.label for vip in inst.virtual_ipaddresses if vip.label
+                    vip.address.ip: vip.label
+                    for vip in (*inst.virtual_ipaddresses, *inst.virtual_ipaddresses_excluded)
+                    if vip.label
                 },
             )
         try:

@@ -27,6 +27,10 @@ Behaviour beyond the RFC follows keepalived, which operators compare us with:
   primary-address tie-break (§6.4.3 (735)) settles two masters only, e.g.
   backups whose Master_Down_Timers fired together.
 * FAULT: the interface is down; adverts are ignored; a master drops its VIPs.
+* Adverts carry at most `max_advert_addresses` VIPs of the instance's family (255
+  fit the Count field; keepalived carries fewer where the interface MTU allows
+  fewer). The VIPs beyond that, and keepalived's `virtual_ipaddress_excluded`,
+  are added, removed and announced with the others but never advertised.
 * preempt_delay, exactly as implemented here (keepalived's documented intent,
   "seconds after startup or seeing a lower priority master until preemption",
   made exact): a preempting backup that hears a live lower-priority master
@@ -53,6 +57,7 @@ from vrrp.types import (
     AuthType,
     InstanceParams,
     IPAddress,
+    IPInterface,
     Reason,
     RemoveAddresses,
     SendAdvertisement,
@@ -87,6 +92,8 @@ def _check_params(params: InstanceParams) -> None:
         or params.advert_int % _CENTISECONDS
     ):
         problems.append(f"v2 advert_int must be whole seconds 1..255, not {params.advert_int} cs")
+    if not 1 <= params.max_advert_addresses <= 255:
+        problems.append(f"max_advert_addresses must be 1..255, not {params.max_advert_addresses}")
     if params.preempt_delay < 0:
         problems.append(f"preempt_delay must be >= 0, not {params.preempt_delay}")
     garp = params.garp
@@ -104,14 +111,12 @@ class Instance:
     def __init__(self, params: InstanceParams) -> None:
         _check_params(params)
         self._params = params
-        family = params.primary_address.version
-        # RFC 5798 §5.2.9: an advert lists the virtual addresses of its own family only.
-        self._advert_addresses: tuple[IPAddress, ...] = tuple(
-            vip.ip for vip in params.virtual_addresses if vip.version == family
-        )
-        self._vip_addresses: tuple[IPAddress, ...] = tuple(
-            vip.ip for vip in params.virtual_addresses
-        )
+        # RFC 5798 §5.2.9: an advert lists the virtual addresses of its own family only,
+        # and at most max_advert_addresses of them (255 fit the Count field). The rest,
+        # and keepalived's excluded VIPs, are held and announced but not advertised.
+        self._advert_addresses: tuple[IPAddress, ...] = params.advert_addresses
+        self._held_addresses: tuple[IPInterface, ...] = params.held_addresses
+        self._vip_addresses: tuple[IPAddress, ...] = tuple(a.ip for a in self._held_addresses)
         self._state = State.INITIALIZE
         self._started = False
         self._link_up = True
@@ -471,7 +476,7 @@ class Instance:
                 actions.append(SendAdvertisement(self._advertisement(0)))
             # On FAULT the link is gone and an advert could not leave; on step-down
             # the new master already speaks.
-            actions.append(RemoveAddresses(self._params.virtual_addresses))
+            actions.append(RemoveAddresses(self._held_addresses))
 
         if new is State.MASTER:
             # Our own interval is the master's interval now (v3 backups learn it from us).
@@ -483,7 +488,7 @@ class Instance:
             # itself attracts no traffic, so sending it before the netlink address
             # add (a few ms) costs nothing and shortens the failover.
             actions.extend(self._send_advertisement(now))
-            actions.append(AddAddresses(self._params.virtual_addresses))
+            actions.append(AddAddresses(self._held_addresses))
             garp = self._params.garp
             actions.extend(self._garp(garp.master_repeat))
             if garp.master_delay > 0:

@@ -24,7 +24,7 @@ import enum
 import logging
 import socket
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address
 from typing import Protocol
 
@@ -69,6 +69,7 @@ from vrrp.types import (
 
 log = logging.getLogger("vrrp.io")
 
+DEFAULT_MTU = 1500  # Ethernet's, for an interface that is absent at start
 READ_BURST = 64  # datagrams per readiness callback, so one busy socket cannot starve the loop
 STOP_TIMEOUT = 5.0  # seconds stop() waits for the priority-0 adverts and VIP removals
 MONITOR_RETRY = 1.0  # seconds between attempts to re-open a failed netlink monitor
@@ -194,6 +195,7 @@ class _Runner:
     worker: asyncio.Task[None] | None = None
     mismatch_logged: bool = False
     send_failing: bool = False  # log the first failure of a run at warning, the rest at debug
+    encode_failing: bool = False  # likewise for adverts that cannot be encoded at all
 
     @property
     def name(self) -> str:
@@ -335,7 +337,7 @@ class VrrpEngine:
             labels=dict(vip_labels or {}),
         )
         iface.instances[key] = runner
-        iface.vips.update(vip.ip for vip in params.virtual_addresses)
+        iface.vips.update(vip.ip for vip in params.held_addresses)
         self._runners[params.name] = runner
 
     async def start(self) -> None:
@@ -352,6 +354,7 @@ class VrrpEngine:
         now = self._loop.time()
         for iface in self._interfaces.values():
             for runner in iface.instances.values():
+                self._fit_advert(runner, iface)
                 runner.worker = asyncio.create_task(self._work(runner), name=f"vrrp-{runner.name}")
                 if not iface.operational:
                     # Remembered by the fsm: start() then goes straight to FAULT.
@@ -359,6 +362,33 @@ class VrrpEngine:
                 self._feed(runner, runner.fsm.start, now)
                 self._remove_stale_vips(runner, iface)
         log.info("vrrp.started instances=%d", len(self._runners))
+
+    def _fit_advert(self, runner: _Runner, iface: _Interface) -> None:
+        """Size the instance's adverts for its interface's MTU, as keepalived does, and say
+        once which VIPs they leave out (held and announced all the same).
+
+        Decided at start, before the instance runs: keepalived sizes adverts once, from the
+        MTU it sees at start, and a peer must carry as many addresses as it expects.
+        """
+        params = runner.fsm.params
+        mtu = iface.link.mtu if iface.link is not None else DEFAULT_MTU
+        fits = packet.max_advert_addresses(params.version, params.primary_address.version, mtu)
+        if fits < params.max_advert_addresses:
+            params = replace(params, max_advert_addresses=fits)
+            runner.fsm = Instance(params)
+        overflow = params.overflow_addresses
+        if overflow:
+            log.warning(
+                "vrrp.vips_excluded instance=%s iface=%s mtu=%d advertised=%d excluded=%d "
+                "first_excluded=%s reason=%s",
+                runner.name,
+                iface.name,
+                mtu,
+                len(params.advert_addresses),
+                len(overflow),
+                overflow[0],
+                "count_field" if params.max_advert_addresses == packet.MAX_ADDRESSES else "mtu",
+            )
 
     def _remove_stale_vips(self, runner: _Runner, iface: _Interface) -> None:
         """Take back VIPs a previous run left behind (kill -9) unless we start as master.
@@ -368,7 +398,7 @@ class VrrpEngine:
         """
         if runner.fsm.state is State.MASTER:
             return
-        stale = tuple(v for v in runner.fsm.params.virtual_addresses if v.ip in iface.own)
+        stale = tuple(v for v in runner.fsm.params.held_addresses if v.ip in iface.own)
         if stale:
             log.warning(
                 "vrrp.stale_vip instance=%s iface=%s addresses=%s",
@@ -522,6 +552,24 @@ class VrrpEngine:
         for destination in destinations:
             try:
                 payload = packet.encode(adv, source, destination)
+            except ValueError as exc:
+                # A bug of ours, not the network's: it would fail the same way every
+                # Advertisement_Interval, so say it once (not a traceback a second) and
+                # count every failure. The other destinations would fail alike.
+                level = logging.DEBUG if runner.encode_failing else logging.ERROR
+                runner.encode_failing = True
+                log.log(
+                    level,
+                    "vrrp.encode_error instance=%s iface=%s addresses=%d error=%s",
+                    runner.name,
+                    runner.interface,
+                    len(adv.addresses),
+                    exc,
+                )
+                self._observer.on_error(runner.name, "send_advert")
+                return
+            runner.encode_failing = False
+            try:
                 send_vrrp(sock, payload, source, destination, iface.link.ifindex)
                 sent = True
             except OSError as exc:

@@ -372,11 +372,30 @@ def check_for_instance(adv: Advertisement, params: InstanceParams) -> None:
 
 
 def addresses_match(adv: Advertisement, params: InstanceParams) -> bool:
-    """Whether the advert lists exactly our virtual addresses (any order, as keepalived).
+    """Whether the advert lists exactly the addresses ours carry (any order, as keepalived).
 
     RFC 5798 §7.1 makes this check a MAY whose failure is logged, not a drop (RFC 3768 §7.1
     also dropped non-owner v2 adverts on a mismatch; keepalived logs and counts, and so does
     hacontrol), so it is a separate question for the adapter to log and count.
     """
-    ours: Counter[IPAddress] = Counter(interface.ip for interface in params.virtual_addresses)
+    ours: Counter[IPAddress] = Counter(params.advert_addresses)
     return Counter(adv.addresses) == ours
+
+
+# keepalived counts an Ethernet header against the interface's (IP) MTU when it sizes an
+# advert; we count it too, so that both sides carry, and expect, the same addresses.
+_LINK_HEADER_LEN = 14
+
+
+def max_advert_addresses(version: int, family: int, mtu: int) -> int:
+    """How many addresses an advert carries on an interface with this MTU, as keepalived.
+
+    keepalived 2.2.7 sizes adverts as (MTU - 14 - IP header - 8 [- 8 v2 authentication]) //
+    address size, at most 255, and moves the VIPs beyond that to its excluded VIPs with a
+    warning (measured: 89 IPv6 addresses at MTU 1500, 76 at 1280; 239 IPv4 at 1000 for v3,
+    237 for v2). It also drops a received advert whose address count differs from its own,
+    so a peer must advertise exactly the same number. At least 1: RFC 5798 §5.2.5.
+    """
+    ip_header, address_len = (20, 4) if family == 4 else (40, 16)
+    room = mtu - _LINK_HEADER_LEN - ip_header - HEADER_LEN - (AUTH_DATA_LEN if version == 2 else 0)
+    return max(1, min(MAX_ADDRESSES, room // address_len))

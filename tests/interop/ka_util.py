@@ -62,6 +62,7 @@ class AdvertSeen:
     interval_centis: int  # v2's whole seconds converted, v3's 12-bit field as is
     auth_type: int  # v2 only; 0 for v3
     src_mac: bytes
+    count: int = 0  # how many addresses it carries
 
 
 def parse_advert(frame: Frame) -> AdvertSeen | None:
@@ -90,7 +91,7 @@ def parse_advert(frame: Frame) -> AdvertSeen | None:
     else:
         return None
     return AdvertSeen(
-        frame.at, src, dst, ttl, version, vrrp[1], vrrp[2], interval, auth, frame.src_mac
+        frame.at, src, dst, ttl, version, vrrp[1], vrrp[2], interval, auth, frame.src_mac, vrrp[3]
     )
 
 

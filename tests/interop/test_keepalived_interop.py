@@ -20,7 +20,9 @@ IPv6, each with either implementation as the first master:
 - equal priorities: hacontrol, started second with the higher address, stays backup behind
   keepalived (RFC 5798 §6.4.2) until keepalived dies;
 - a real address owner: keepalived at priority 255 advertising from the VIP takes it back
-  from hacontrol, which hears those adverts although it holds the VIP at that moment.
+  from hacontrol, which hears those adverts although it holds the VIP at that moment;
+- more VIPs than an advert carries (300 IPv4, 100 IPv6 at MTU 1500): both carry the same
+  first 255 / 89 and hold the rest, in both roles and across a failover.
 """
 
 from __future__ import annotations
@@ -505,3 +507,72 @@ def test_address_owner_takes_its_address_back(pair: Pair) -> None:
             assert own == 0.0, {k: v for k, v in samples.items() if "dropped" in k}
             assert ha.stop() == 0, ha.tail()
             ka.stop()
+
+
+MANY_VIPS = {
+    # 300 IPv4 VIPs: both advertise the first 255 (the Count field).
+    "v2": (tuple(f"198.51.{i // 250}.{i % 250 + 1}/16" for i in range(300)), 255),
+    # 100 IPv6 VIPs at MTU 1500: both advertise the first 89 (keepalived's MTU rule).
+    "v3-ipv6": (tuple(f"2001:db8::1:{i:x}/64" for i in range(1, 101)), 89),
+}
+
+
+def remove_addresses(ns: Netns, addresses: tuple[str, ...], tmp: Path) -> None:
+    """Delete `addresses` from eth0 in `ns` if they are there (one `ip -batch`)."""
+    batch = tmp / f"del-{ns.name}.batch"
+    batch.write_text("".join(f"addr del {a} dev eth0\n" for a in addresses))
+    ns.run("ip", "-force", "-batch", str(batch), check=False)
+
+
+@pytest.mark.parametrize("first_master", ["keepalived", "hacontrol"])
+@pytest.mark.parametrize(("pair", "many"), list(MANY_VIPS.items()), indirect=["pair"])
+def test_more_vips_than_an_advert_carries(
+    pair: Pair, many: tuple[tuple[str, ...], int], first_master: str
+) -> None:
+    """Both advertise the same first VIPs and hold the rest as excluded VIPs.
+
+    keepalived drops an advert whose address count differs from its own ("received an
+    unexpected ip number count 89, expected 50!"), so carrying the same number as keepalived
+    is what keeps the pair from both becoming master.
+    """
+    vips, carried = many
+    first, last = (str(vip_address(v)) for v in (vips[0], vips[-1]))
+    ka_first = first_master == "keepalived"
+    lk = pair.link
+    # One GARP burst of one frame per VIP (not 5, and not again 5 s later): keepalived,
+    # logging each frame, otherwise stalls for seconds after a takeover with hundreds of
+    # VIPs and misses its own adverts ("A thread timer expired 6.25 seconds ago").
+    base = replace(pair._instance(100, None), vips=vips, garp_master_repeat=1, garp_master_delay=0)
+    ka_prio, ha_prio = (HA_PRIORITY_HIGH, HA_PRIORITY_LOW) if ka_first else (100, 200)
+    pair.ka = Keepalived(
+        lk.lab, lk.ka_ns, pair.tmp, "ka", [replace(base, priority=ka_prio)], binary=lk.keepalived
+    )
+    pair.ha = HaDaemon(lk.lab, lk.ha_ns, pair.tmp, "ha", [replace(base, priority=ha_prio)])
+    ka, ha = pair.ka, pair.ha
+    master, backup = (ka, ha) if ka_first else (ha, ka)
+    try:
+        ha.start()
+        ka.start()
+        wait_single_holder(pair.peers, last, master.name, timeout=pair.proto.converge_timeout)
+        start = time.time()
+        samples = sample_single_holder(pair.peers, first, duration=pair.proto.window)
+        assert samples >= 3 and holders(pair.peers, last) == [master.name], _logs(pair)
+        adverts = pair.adverts(start)
+        assert {(a.src_mac, a.count) for a in adverts} == {(master.ns.mac("eth0"), carried)}
+        assert "unexpected ip number count" not in ka.current_log(), ka.tail()
+        assert f"max {carried} addresses" in ka.current_log(), ka.tail()
+        excluded = f"advertised={carried} excluded={len(vips) - carried}"
+        assert excluded in ha.current_log(), ha.tail()
+        # The backup takes every VIP over, and the first master takes them back.
+        master.kill9()
+        wait_single_holder([backup], last, backup.name, timeout=pair.proto.master_down(100) + 5)
+        assert backup.holds(first)
+        master.start()
+        wait_single_holder(pair.peers, last, master.name, timeout=pair.proto.converge_timeout)
+        assert holders(pair.peers, first) == [master.name]
+        assert ha.stop() == 0, ha.tail()
+    finally:
+        for peer in pair.peers:
+            peer.stop()
+        for ns in (lk.ha_ns, lk.ka_ns):
+            remove_addresses(ns, vips, pair.tmp)

@@ -564,3 +564,20 @@ def test_flood_of_lower_priority_adverts_draws_bounded_answers(net: Net) -> None
     assert len(garps) <= 5 * intervals, (len(garps), window)
     assert suppressed >= received - intervals, (suppressed, received, window)
     assert ra.state() == "MASTER"
+
+
+def test_an_advert_that_cannot_be_encoded_is_logged_once_and_counted(net: Net) -> None:
+    # An IPv4 instance whose only VIP is IPv6 has nothing to put in an IPv4 advert
+    # (RFC 5798 §5.2.9), so the codec refuses every advert it would send.
+    ra = net.start(net.a, "A", instance("192.0.2.1", 200, vips=(f"{VIP6}/64",)))
+    ra.wait_state("MASTER", timeout=15)
+    wait_until(
+        lambda: ra.status()["errors"].get("vi:send_advert", 0) >= 5,
+        message="5 failed adverts counted",
+    )
+    lines = ra.log.read_text().splitlines()
+    refused = [line for line in lines if "vrrp.encode_error" in line]
+    assert len([line for line in refused if " ERROR " in line]) == 1, refused[:3]
+    assert "addresses=0" in refused[0] and "1..255 fit the Count field" in refused[0]
+    assert not any("Traceback" in line or "action_error" in line for line in lines)
+    assert ra.state() == "MASTER"

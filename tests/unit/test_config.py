@@ -322,3 +322,34 @@ virtual_servers:
     assert "DR forwards to the virtual port 80" in errs[0]
     assert errs[1].startswith("bad.yaml:7: virtual_servers[1]:")
     assert "'mh-port' does not apply to scheduler 'sh'" in errs[1]
+
+
+def test_excluded_vips_in_keepalived_s_spelling_too() -> None:
+    base = (
+        "vrrp_instances:\n  - {name: a, interface: eth0, vrid: 1,\n"
+        "     virtual_ipaddresses: [192.0.2.10/24], %s}\n"
+    )
+    for key in ("virtual_ipaddresses_excluded", "virtual_ipaddress_excluded"):
+        # Either family: keepalived takes mixed families only in this list.
+        config = parse_config(base % f'{key}: [192.0.2.20/24, {{address: "2001:db8::20/64"}}]')
+        (inst,) = config.vrrp_instances
+        assert [v.address for v in inst.virtual_ipaddresses_excluded] == [
+            ip_interface("192.0.2.20/24"),
+            ip_interface("2001:db8::20/64"),
+        ]
+    assert parse_config(base % "preempt: true").vrrp_instances[0].virtual_ipaddresses_excluded == ()
+    errs = errors_of(base % "virtual_ipaddresses_excluded: [192.0.2.10/24]")
+    assert any("192.0.2.10/24 in both" in e for e in errs), errs
+
+
+def test_excluded_vips_reach_the_state_machine() -> None:
+    from hacontrol.daemon import instance_params
+
+    config = parse_config(
+        "vrrp_instances:\n  - {name: a, interface: eth0, vrid: 1,\n"
+        "     virtual_ipaddresses: [192.0.2.10/24],\n"
+        "     virtual_ipaddress_excluded: [192.0.2.20/24]}\n"
+    )
+    params = instance_params(config.vrrp_instances[0], ip_address("192.0.2.1"))
+    assert params.virtual_addresses == (ip_interface("192.0.2.10/24"),)
+    assert params.excluded_addresses == (ip_interface("192.0.2.20/24"),)

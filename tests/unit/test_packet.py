@@ -20,6 +20,7 @@ from vrrp.packet import (
     check_for_instance,
     decode,
     encode,
+    max_advert_addresses,
     pad_auth_data,
 )
 from vrrp.types import Advertisement, AuthType, InstanceParams, IPAddress
@@ -413,6 +414,46 @@ def test_addresses_mismatch_is_reported_not_dropped() -> None:
     check_for_instance(adv, params())  # no PacketError: the adapter logs and counts
     extra = Advertisement(3, 51, 100, 100, (VIP4_A, VIP4_B, IPv4Address("192.0.2.102")))
     assert not addresses_match(extra, params())
+
+
+def test_addresses_match_compares_what_an_advert_carries() -> None:
+    # 300 VIPs: an advert carries the first 255 (keepalived moves the rest to its excluded
+    # VIPs), so a peer's 255 match; excluded addresses are never expected either.
+    vips = tuple(IPv4Interface(f"198.51.{i // 250}.{i % 250 + 1}/16") for i in range(300))
+    p = params(virtual_addresses=vips, excluded_addresses=(IPv6Interface("2001:db8::1/64"),))
+    carried = tuple(v.ip for v in vips[:255])
+    assert p.advert_addresses == carried
+    assert addresses_match(Advertisement(3, 51, 100, 100, carried), p)
+    assert not addresses_match(Advertisement(3, 51, 100, 100, carried[:254]), p)
+    fewer = params(virtual_addresses=vips, max_advert_addresses=89)
+    assert addresses_match(Advertisement(3, 51, 100, 100, carried[:89]), fewer)
+
+
+@pytest.mark.parametrize(
+    ("version", "family", "mtu", "expected"),
+    [
+        # Measured with keepalived 2.2.7 on veths of these MTUs, 300 VIPs each:
+        # "Number of VIPs (300) exceeds maximum/space available in packet (max N addresses)".
+        (3, 6, 1500, 89),
+        (3, 6, 1280, 76),
+        (3, 6, 1294, 77),
+        (3, 6, 9000, 255),
+        (3, 4, 1500, 255),
+        (2, 4, 1500, 255),
+        (3, 4, 1000, 239),
+        (3, 4, 1002, 240),
+        (2, 4, 1000, 237),
+        (2, 4, 1010, 240),
+        (2, 4, 1009, 239),
+        (2, 4, 600, 137),
+        # And never none: RFC 5798 §5.2.5 wants one address.
+        (3, 6, 68, 1),
+    ],
+)
+def test_max_advert_addresses_is_keepalived_s(
+    version: int, family: int, mtu: int, expected: int
+) -> None:
+    assert max_advert_addresses(version, family, mtu) == expected
 
 
 def test_keepalived_ipv6_advert_passes_a_matching_instance() -> None:
