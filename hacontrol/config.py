@@ -94,6 +94,14 @@ class VrrpInstanceConfig(Frozen):
     accept: bool = False
     unicast_src_ip: IPAddress | None = None
     unicast_peers: tuple[IPAddress, ...] = ()
+    # TTL / Hop Limit sent to unicast peers; unset: 255 (keepalived: 255 over IPv4, the
+    # kernel's hop limit, 64, over IPv6; see the README).
+    unicast_ttl: int | None = Field(default=None, ge=1, le=255)
+    # keepalived's receive checks in unicast mode, off unless set: the TTL / Hop Limit of
+    # unicast adverts, and that they come from a unicast peer (min/max_ttl imply it).
+    min_ttl: int | None = Field(default=None, ge=0, le=255)
+    max_ttl: int | None = Field(default=None, ge=0, le=255)
+    check_unicast_src: bool = False
     authentication: Authentication | None = None
     garp_master_delay: float = Field(default=5.0, ge=0, le=3600)
     garp_master_repeat: int = Field(default=5, ge=1, le=255)
@@ -143,6 +151,16 @@ class VrrpInstanceConfig(Frozen):
                 raise ValueError(f"unicast address {addr} is not IPv{family} like the VIPs")
         if self.unicast_src_ip is not None and not self.unicast_peers:
             raise ValueError("unicast_src_ip is set but unicast_peers is empty")
+        unicast_only = [
+            key for key in ("unicast_ttl", "min_ttl", "max_ttl") if getattr(self, key) is not None
+        ] + (["check_unicast_src"] if self.check_unicast_src else [])
+        if unicast_only and not self.unicast_peers:
+            raise ValueError(
+                f"{', '.join(unicast_only)} apply to unicast mode only, and unicast_peers is "
+                "empty (adverts to the multicast group always carry TTL 255)"
+            )
+        if self.min_ttl is not None and self.max_ttl is not None and self.min_ttl > self.max_ttl:
+            raise ValueError(f"min_ttl {self.min_ttl} is above max_ttl {self.max_ttl}")
         # `preempt: true` is the default; only an explicit contradiction is an error.
         if (
             self.nopreempt is not None

@@ -134,6 +134,10 @@ class Daemon:
                 inst.interface,
                 unicast_src_ip=inst.unicast_src_ip,
                 unicast_peers=inst.unicast_peers,
+                unicast_ttl=inst.unicast_ttl,
+                min_ttl=inst.min_ttl,
+                max_ttl=inst.max_ttl,
+                check_unicast_src=inst.check_unicast_src,
                 vip_labels={
                     vip.address.ip: vip.label
                     for vip in (*inst.virtual_ipaddresses, *inst.virtual_ipaddresses_excluded)

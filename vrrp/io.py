@@ -164,7 +164,7 @@ class _Guarded:
 class Drop(enum.Enum):
     """Drop reasons decided here rather than by the codec (whose reasons pass through)."""
 
-    NOT_A_PEER = "not_a_peer"  # unicast mode: the source is not a configured peer
+    NOT_A_PEER = "not_a_peer"  # check_unicast_src: the source is not a configured peer
     UNKNOWN_VRID = "unknown_vrid"  # no instance of ours on this interface has that VRID
     OWN_PACKET = "own_packet"  # the source is one of our own addresses (not a VIP)
     INTERNAL_ERROR = "internal_error"  # a bug of ours while handling it; logged with traceback
@@ -175,10 +175,20 @@ class Drop(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Unicast:
-    """keepalived's unicast_src_ip / unicast_peer: adverts go to each peer, not the group."""
+    """keepalived's unicast_src_ip / unicast_peer: adverts go to each peer, not the group.
+
+    With keepalived's defaults the peers list says where adverts go, not whom to hear:
+    `check_src` (check_unicast_src, also implied by min_ttl / max_ttl, as in keepalived)
+    drops adverts from anyone else. `ttl` is the TTL / Hop Limit sent to the peers
+    (unicast_ttl; None: 255, see the README); `min_ttl` / `max_ttl` bound the received one.
+    """
 
     source: IPAddress | None
     peers: frozenset[IPAddress]
+    ttl: int | None = None
+    min_ttl: int | None = None
+    max_ttl: int | None = None
+    check_src: bool = False
 
 
 @dataclass(eq=False)
@@ -304,14 +314,21 @@ class VrrpEngine:
         unicast_src_ip: IPAddress | None = None,
         unicast_peers: Iterable[IPAddress] = (),
         vip_labels: Mapping[IPAddress, str] | None = None,
+        unicast_ttl: int | None = None,
+        min_ttl: int | None = None,
+        max_ttl: int | None = None,
+        check_unicast_src: bool = False,
     ) -> None:
         """Register an instance on `interface` (before `start()`).
 
         With `unicast_peers` the instance sends to each peer instead of the multicast group
-        and drops adverts from anyone else; `unicast_src_ip` is then its source address
-        (default: `params.primary_address`). `vip_labels` gives IPv4 VIPs a label such as
-        "eth0:1". Raises ValueError for a duplicate name or a VRID already used on that
-        interface and family, and whatever `Instance` raises for bad parameters.
+        (with TTL / Hop Limit `unicast_ttl`, default 255) and hears unicast adverts only;
+        `unicast_src_ip` is then its source address (default: `params.primary_address`).
+        keepalived's receive checks for unicast: `check_unicast_src` drops adverts from
+        anyone but the peers, `min_ttl` / `max_ttl` bound their TTL (and imply
+        `check_unicast_src`). `vip_labels` gives IPv4 VIPs a label such as "eth0:1". Raises
+        ValueError for a duplicate name or a VRID already used on that interface and
+        family, and whatever `Instance` raises for bad parameters.
         """
         if self._started:
             raise RuntimeError("add_instance() after start()")
@@ -330,10 +347,18 @@ class VrrpEngine:
                 f"instance {params.name!r}: vrid {params.vrid} already used on {interface} "
                 f"by {other!r}"
             )
+        bounded = min_ttl is not None or max_ttl is not None
         runner = _Runner(
             fsm=Instance(params),
             interface=interface,
-            unicast=Unicast(unicast_src_ip, peers),
+            unicast=Unicast(
+                unicast_src_ip,
+                peers,
+                ttl=unicast_ttl,
+                min_ttl=min_ttl,
+                max_ttl=max_ttl,
+                check_src=bool(peers) and (check_unicast_src or bounded),
+            ),
             labels=dict(vip_labels or {}),
         )
         iface.instances[key] = runner
@@ -570,7 +595,10 @@ class VrrpEngine:
                 return
             runner.encode_failing = False
             try:
-                send_vrrp(sock, payload, source, destination, iface.link.ifindex)
+                # The socket sends 255 (RFC 5798 §5.1.1.3); unicast_ttl overrides it per packet.
+                send_vrrp(
+                    sock, payload, source, destination, iface.link.ifindex, runner.unicast.ttl
+                )
                 sent = True
             except OSError as exc:
                 level = logging.DEBUG if runner.send_failing else logging.WARNING
@@ -692,21 +720,22 @@ class VrrpEngine:
                 self._drop(iface, Drop.INTERNAL_ERROR.value, "see traceback", datagram.source)
 
     def _receive(self, iface: _Interface, family: socket.AddressFamily, dgram: Datagram) -> None:
-        """decode -> instance -> peers -> check_for_instance -> addresses_match -> fsm."""
+        """decode -> instance -> delivery -> peers -> check_for_instance -> addresses_match
+        -> fsm."""
         if iface.sent_by_us(dgram.source):
             self._drop(iface, Drop.OWN_PACKET.value, "", dgram.source)
             return
         runners = [r for (fam, _), r in iface.instances.items() if fam == family]
         if (
             runners
-            and all(r.unicast.peers for r in runners)
+            and all(r.unicast.check_src for r in runners)
             and not any(dgram.source in r.unicast.peers for r in runners)
         ):
             # Checked before decoding too: a stranger's bytes need not reach the codec.
             self._drop(iface, Drop.NOT_A_PEER.value, "", dgram.source)
             return
         try:
-            adv = packet.decode(dgram.payload, dgram.source, dgram.destination, dgram.ttl)
+            adv = packet.decode(dgram.payload, dgram.source, dgram.destination)
         except packet.PacketError as exc:
             self._drop(iface, _reason_label(exc.reason), str(exc), dgram.source)
             return
@@ -714,7 +743,21 @@ class VrrpEngine:
         if runner is None:
             self._drop(iface, Drop.UNKNOWN_VRID.value, f"vrid {adv.vrid}", dgram.source)
             return
-        if runner.unicast.peers and dgram.source not in runner.unicast.peers:
+        unicast = runner.unicast
+        try:
+            # Decided here, not in the codec: only the instance knows whether it expects
+            # multicast (TTL 255, RFC 5798 §7.1) or unicast (TTL checked if configured).
+            packet.check_delivery(
+                dgram.destination,
+                dgram.ttl,
+                unicast=bool(unicast.peers),
+                min_ttl=unicast.min_ttl,
+                max_ttl=unicast.max_ttl,
+            )
+        except packet.PacketError as exc:
+            self._drop(iface, _reason_label(exc.reason), f"vrid {adv.vrid}: {exc}", dgram.source)
+            return
+        if unicast.check_src and dgram.source not in unicast.peers:
             self._drop(iface, Drop.NOT_A_PEER.value, f"vrid {adv.vrid}", dgram.source)
             return
         try:

@@ -297,6 +297,10 @@ class Instance:
     unicast_src_ip: str | None = None
     unicast_peers: tuple[str, ...] = ()
     mcast_src_ip: str | None = None  # keepalived only: hacontrol sends from its primary address
+    unicast_ttl: int | None = None
+    min_ttl: int | None = None  # keepalived: per unicast_peer; rendered on every peer
+    max_ttl: int | None = None
+    check_unicast_src: bool = False
 
     def hacontrol(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -320,6 +324,11 @@ class Instance:
             out["unicast_peers"] = list(self.unicast_peers)
             if self.unicast_src_ip:
                 out["unicast_src_ip"] = self.unicast_src_ip
+            for key in ("unicast_ttl", "min_ttl", "max_ttl"):
+                if getattr(self, key) is not None:
+                    out[key] = getattr(self, key)
+            if self.check_unicast_src:
+                out["check_unicast_src"] = True
         return out
 
     def keepalived(self) -> str:
@@ -350,7 +359,17 @@ class Instance:
         if self.unicast_peers:
             if self.unicast_src_ip:
                 lines.append(f"    unicast_src_ip {self.unicast_src_ip}")
-            lines += ["    unicast_peer {", *(f"        {p}" for p in self.unicast_peers), "    }"]
+            if self.unicast_ttl is not None:
+                lines.append(f"    unicast_ttl {self.unicast_ttl}")
+            if self.check_unicast_src:
+                lines.append("    check_unicast_src")
+            bounds = "".join(
+                f" {key} {getattr(self, key)}"
+                for key in ("min_ttl", "max_ttl")
+                if getattr(self, key) is not None
+            )
+            peers = [f"        {p}{bounds}" for p in self.unicast_peers]
+            lines += ["    unicast_peer {", *peers, "    }"]
         lines += ["    virtual_ipaddress {", *(f"        {v}" for v in self.vips), "    }", "}"]
         return "\n".join(lines) + "\n"
 

@@ -22,7 +22,9 @@ IPv6, each with either implementation as the first master:
 - a real address owner: keepalived at priority 255 advertising from the VIP takes it back
   from hacontrol, which hears those adverts although it holds the VIP at that moment;
 - more VIPs than an advert carries (300 IPv4, 100 IPv6 at MTU 1500): both carry the same
-  first 255 / 89 and hold the rest, in both roles and across a failover.
+  first 255 / 89 and hold the rest, in both roles and across a failover;
+- IPv6 unicast with keepalived's defaults (hop limit 64, nothing checked on receipt): one
+  master in both roles, a failover and the master's return.
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ class Link:
     watch_ns: Netns
     keepalived: str
     switch: tuple[Netns, str]
+    ports: dict[str, str]  # namespace name -> its switch-side port
 
 
 @pytest.fixture(scope="module")
@@ -122,10 +125,12 @@ def link() -> Iterator[Link]:
     with Lab("ka") as lab:
         switch = lab.switch()
         ha_ns, ka_ns, watch_ns = lab.netns("ha"), lab.netns("kd"), lab.netns("w")
-        lab.plug(ha_ns, switch, "eth0", "192.0.2.1/24", "2001:db8::1/64")
-        lab.plug(ka_ns, switch, "eth0", "192.0.2.2/24", "2001:db8::2/64")
+        ports = {
+            ha_ns.name: lab.plug(ha_ns, switch, "eth0", "192.0.2.1/24", "2001:db8::1/64"),
+            ka_ns.name: lab.plug(ka_ns, switch, "eth0", "192.0.2.2/24", "2001:db8::2/64"),
+        }
         lab.plug(watch_ns, switch, "eth0")
-        yield Link(lab, ha_ns, ka_ns, watch_ns, binary, switch)
+        yield Link(lab, ha_ns, ka_ns, watch_ns, binary, switch, ports)
 
 
 @dataclass
@@ -587,3 +592,76 @@ def test_more_vips_than_an_advert_carries(
             peer.stop()
         for ns in (lk.ha_ns, lk.ka_ns):
             remove_addresses(ns, vips, pair.tmp)
+
+
+@pytest.mark.parametrize("first_master", ["keepalived", "hacontrol"])
+@pytest.mark.parametrize("pair", ["v3-ipv6"], indirect=True)
+def test_ipv6_unicast_with_keepalived_s_defaults(pair: Pair, first_master: str) -> None:
+    """keepalived's default IPv6 unicast config: no unicast_ttl, no min_ttl / max_ttl.
+
+    keepalived then sends with the kernel's hop limit (64) and checks neither the hop limit
+    nor the source on receipt. hacontrol used to drop those adverts as bad_ttl, so both stayed
+    master for good. Now: one master either way, a failover, and the master's return.
+
+    Both name their global source: keepalived binds its unicast socket to its source address
+    (by default the link-local one), so a peer must send to that address.
+    """
+    lk = pair.link
+    ka_first = first_master == "keepalived"
+    ka_prio, ha_prio = (HA_PRIORITY_HIGH, HA_PRIORITY_LOW) if ka_first else (100, 200)
+    base = pair._instance(100, None)
+    pair.ka = Keepalived(
+        lk.lab,
+        lk.ka_ns,
+        pair.tmp,
+        "ka",
+        [
+            replace(
+                base,
+                priority=ka_prio,
+                unicast_src_ip="2001:db8::2",
+                unicast_peers=("2001:db8::1",),
+            )
+        ],
+        binary=lk.keepalived,
+    )
+    pair.ha = HaDaemon(
+        lk.lab,
+        lk.ha_ns,
+        pair.tmp,
+        "ha",
+        [
+            replace(
+                base,
+                priority=ha_prio,
+                unicast_src_ip="2001:db8::1",
+                unicast_peers=("2001:db8::2",),
+            )
+        ],
+        metrics_listen="127.0.0.1:9650",
+    )
+    ka, ha = pair.ka, pair.ha
+    master, backup = (ka, ha) if ka_first else (ha, ka)
+    vip = str(pair.proto.address)
+    sw_ns, _ = lk.switch
+    with Witness(sw_ns, lk.ports[lk.ka_ns.name]) as from_ka:
+        ha.start()
+        ka.start()
+        wait_single_holder(pair.peers, vip, master.name, timeout=pair.proto.converge_timeout)
+        assert sample_single_holder(pair.peers, vip, duration=pair.proto.window) >= 3
+        if ka_first:
+            # What made the split brain: keepalived's unicast adverts carry hop limit 64.
+            seen = from_ka.adverts(pair.vrid)
+            assert seen and {(a.ttl, a.dst) for a in seen} == {(64, IPv6Address("2001:db8::1"))}
+    samples = ha.metrics()
+    drops = {k: v for k, v in samples.items() if "dropped" in k and v}
+    assert not drops, drops
+    received = samples.get('hacontrol_vrrp_adverts_received_total{instance="VI_1"}', 0)
+    assert received >= (3 if ka_first else 0), samples
+    # Failover to the backup, and back when the master returns (it preempts).
+    master.kill9()
+    wait_single_holder([backup], vip, backup.name, timeout=pair.proto.master_down(100) + 5)
+    master.start()
+    wait_single_holder(pair.peers, vip, master.name, timeout=pair.proto.converge_timeout)
+    assert sample_single_holder(pair.peers, vip, duration=pair.proto.window) >= 3
+    assert ha.stop() == 0, ha.tail()

@@ -353,3 +353,34 @@ def test_excluded_vips_reach_the_state_machine() -> None:
     params = instance_params(config.vrrp_instances[0], ip_address("192.0.2.1"))
     assert params.virtual_addresses == (ip_interface("192.0.2.10/24"),)
     assert params.excluded_addresses == (ip_interface("192.0.2.20/24"),)
+
+
+def test_unicast_ttl_keys_with_keepalived_s_defaults() -> None:
+    base = (
+        "vrrp_instances:\n  - {name: a, interface: eth0, vrid: 1, version: 3,\n"
+        '     virtual_ipaddresses: ["2001:db8::10/64"], %s}\n'
+    )
+    peers = 'unicast_peers: ["2001:db8::2"]'
+    (inst,) = parse_config(base % peers).vrrp_instances
+    # keepalived's defaults: nothing checked on receipt; 255 sent (see the README).
+    assert (inst.unicast_ttl, inst.min_ttl, inst.max_ttl, inst.check_unicast_src) == (
+        None,
+        None,
+        None,
+        False,
+    )
+    (inst,) = parse_config(
+        base % f"{peers}, unicast_ttl: 64, min_ttl: 60, max_ttl: 64, check_unicast_src: true"
+    ).vrrp_instances
+    assert (inst.unicast_ttl, inst.min_ttl, inst.max_ttl, inst.check_unicast_src) == (
+        64,
+        60,
+        64,
+        True,
+    )
+    errs = errors_of(base % f"{peers}, min_ttl: 65, max_ttl: 64")
+    assert any("min_ttl 65 is above max_ttl 64" in e for e in errs), errs
+    errs = errors_of(base % "unicast_ttl: 64, check_unicast_src: true")
+    assert any("unicast_ttl, check_unicast_src apply to unicast mode only" in e for e in errs)
+    errs = errors_of(base % f"{peers}, unicast_ttl: 0")
+    assert any("unicast_ttl" in e and "greater than or equal to 1" in e for e in errs), errs
