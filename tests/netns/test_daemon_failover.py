@@ -316,9 +316,10 @@ def test_more_than_255_vips_advertises_255_and_holds_them_all(net: Net) -> None:
     wait_single_holder([a, b], last, "a", timeout=15.0)
     time.sleep(3 * ADVERT_INT)
     start = time.time()
-    assert sample_single_holder([a, b], first, duration=1.0) >= 3
-    assert all(net.a.has_address("eth0", v.split("/")[0]) for v in vips), "a holds all 300"
-    assert not any(net.b.has_address("eth0", v.split("/")[0]) for v in vips), "b holds none"
+    # Each sample lists 300 addresses in two namespaces: slow under load, hence few.
+    assert sample_single_holder([a, b], first, duration=2.0) >= 2
+    assert set(vips) <= net.a.addresses("eth0"), "a holds all 300"
+    assert not set(vips) & net.b.addresses("eth0"), "b holds none"
     adverts = net.adverts(start)
     assert adverts and {(x.src_mac, x.count) for x in adverts} == {(net.a.mac("eth0"), 255)}
     log = a.current_log()
@@ -329,7 +330,7 @@ def test_more_than_255_vips_advertises_255_and_holds_them_all(net: Net) -> None:
     # The backup takes every VIP over, the excluded ones included.
     killed_at = a.kill9()
     wait_single_holder([b], last, "b", timeout=master_down(LOW, ADVERT_INT) + 5)
-    assert all(net.b.has_address("eth0", v.split("/")[0]) for v in vips), "b holds all 300"
+    assert set(vips) <= net.b.addresses("eth0"), "b holds all 300"
     taken = net.witness.wait_for(
         lambda: net.adverts(killed_at, net.b.mac("eth0")), timeout=3, message="b's adverts"
     )
