@@ -477,14 +477,27 @@ class VrrpEngine:
     # ---- feeding the state machine -------------------------------------------
 
     def _feed(self, runner: _Runner, event: _Event, now: float) -> None:
-        """Call one fsm input, queue its actions in order, re-arm the instance's timer."""
+        """Call one fsm input, send its adverts now, queue its other actions in order, and
+        re-arm the instance's timer.
+
+        Adverts do not wait in the queue: a master adding hundreds of VIPs spends seconds
+        in netlink round trips, and adverts held behind them for longer than the backups'
+        Master_Down_Interval make the backups take over. An advert needs nothing the queue
+        does (RFC 5798 §6.4.2 sends it before the VIPs are added anyway).
+        """
         try:
             actions = event(now)
         except Exception:
             log.exception("vrrp.fsm_error instance=%s", runner.name)
             actions = []
         for action in actions:
-            runner.queue.put_nowait(action)
+            if isinstance(action, SendAdvertisement):
+                try:
+                    self._send_advertisement(runner, action.advertisement)
+                except Exception:
+                    log.exception("vrrp.action_error instance=%s action=%s", runner.name, action)
+            else:
+                runner.queue.put_nowait(action)
         self._arm(runner)
 
     def _arm(self, runner: _Runner) -> None:
@@ -532,7 +545,7 @@ class VrrpEngine:
                 runner.queue.task_done()
 
     async def _perform(self, runner: _Runner, action: Action) -> None:
-        if isinstance(action, SendAdvertisement):
+        if isinstance(action, SendAdvertisement):  # _feed sends them; a queued one still goes
             self._send_advertisement(runner, action.advertisement)
         elif isinstance(action, AddAddresses):
             await self._add_addresses(runner, action.addresses)
