@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -98,12 +99,26 @@ class VrrpInstanceConfig(Frozen):
     priority: int = Field(default=DEFAULT_PRIORITY, ge=1, le=255)
     advert_int: float = Field(default=DEFAULT_ADVERT_INT, gt=0)
     virtual_ipaddresses: tuple[VirtualIP, ...] = Field(min_length=1, strict=False)
+    # keepalived's virtual_ipaddress_excluded: held by the master, never in adverts.
+    virtual_ipaddresses_excluded: tuple[VirtualIP, ...] = Field(
+        default=(),
+        strict=False,
+        validation_alias=AliasChoices("virtual_ipaddresses_excluded", "virtual_ipaddress_excluded"),
+    )
     preempt: bool = True
     nopreempt: bool | None = None
     preempt_delay: float = Field(default=0.0, ge=0, le=1000)
     accept: bool = False
     unicast_src_ip: IPAddress | None = None
     unicast_peers: tuple[IPAddress, ...] = Field(default=(), strict=False)
+    # TTL / Hop Limit sent to unicast peers; unset: 255 (keepalived: 255 over IPv4, the
+    # kernel's hop limit, 64, over IPv6; see the README).
+    unicast_ttl: int | None = Field(default=None, ge=1, le=255)
+    # keepalived's receive checks in unicast mode, off unless set: the TTL / Hop Limit of
+    # unicast adverts, and that they come from a unicast peer (min/max_ttl imply it).
+    min_ttl: int | None = Field(default=None, ge=0, le=255)
+    max_ttl: int | None = Field(default=None, ge=0, le=255)
+    check_unicast_src: bool = False
     authentication: Authentication | None = None
     garp_master_delay: float = Field(default=5.0, ge=0, le=3600)
     garp_master_repeat: int = Field(default=5, ge=1, le=255)
@@ -122,6 +137,14 @@ class VrrpInstanceConfig(Frozen):
                 "one family (RFC 5798 §5.2.9); use two instances"
             )
         family = families.pop()
+        advertised = {vip.address.ip for vip in self.virtual_ipaddresses}
+        twice = [
+            str(v.address) for v in self.virtual_ipaddresses_excluded if v.address.ip in advertised
+        ]
+        if twice:
+            raise ValueError(
+                f"{', '.join(twice)} in both virtual_ipaddresses and virtual_ipaddresses_excluded"
+            )
         version = self.effective_version
         if family == 6 and version == 2:
             raise ValueError("VRRPv2 (RFC 3768) is IPv4 only: use version 3 for IPv6")
@@ -145,6 +168,16 @@ class VrrpInstanceConfig(Frozen):
                 raise ValueError(f"unicast address {addr} is not IPv{family} like the VIPs")
         if self.unicast_src_ip is not None and not self.unicast_peers:
             raise ValueError("unicast_src_ip is set but unicast_peers is empty")
+        unicast_only = [
+            key for key in ("unicast_ttl", "min_ttl", "max_ttl") if getattr(self, key) is not None
+        ] + (["check_unicast_src"] if self.check_unicast_src else [])
+        if unicast_only and not self.unicast_peers:
+            raise ValueError(
+                f"{', '.join(unicast_only)} apply to unicast mode only, and unicast_peers is "
+                "empty (adverts to the multicast group always carry TTL 255)"
+            )
+        if self.min_ttl is not None and self.max_ttl is not None and self.min_ttl > self.max_ttl:
+            raise ValueError(f"min_ttl {self.min_ttl} is above max_ttl {self.max_ttl}")
         # `preempt: true` is the default; only an explicit contradiction is an error.
         if (
             self.nopreempt is not None

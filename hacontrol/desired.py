@@ -95,6 +95,7 @@ def vrrp_instance(inst: VrrpInstanceConfig) -> InstanceSpec:
             advert_int=inst.advert_int_centis,
             primary_address=primary,
             virtual_addresses=tuple(vip.address for vip in inst.virtual_ipaddresses),
+            excluded_addresses=tuple(vip.address for vip in inst.virtual_ipaddresses_excluded),
             preempt=inst.preempt_mode,
             preempt_delay=inst.preempt_delay,
             accept_mode=inst.accept,
@@ -106,8 +107,14 @@ def vrrp_instance(inst: VrrpInstanceConfig) -> InstanceSpec:
         unicast_src_ip=inst.unicast_src_ip,
         unicast_peers=tuple(inst.unicast_peers),
         vip_labels=tuple(
-            (vip.address.ip, vip.label) for vip in inst.virtual_ipaddresses if vip.label
+            (vip.address.ip, vip.label)
+            for vip in (*inst.virtual_ipaddresses, *inst.virtual_ipaddresses_excluded)
+            if vip.label
         ),
+        unicast_ttl=inst.unicast_ttl,
+        min_ttl=inst.min_ttl,
+        max_ttl=inst.max_ttl,
+        check_unicast_src=inst.check_unicast_src,
     )
 
 

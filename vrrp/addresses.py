@@ -55,6 +55,7 @@ class Link:
     ifname: str
     mac: bytes
     up: bool  # administratively up AND carrier present, as keepalived judges an interface
+    mtu: int = 1500  # IFLA_MTU: how many VIP addresses an advert can carry
 
 
 IFA_F_SECONDARY = 0x01
@@ -118,6 +119,7 @@ def parse_link(msg: Any) -> Link | None:
         ifname=str(ifname),
         mac=_mac(msg.get("address")),
         up=bool(flags & IFF_UP) and bool(flags & IFF_RUNNING),
+        mtu=int(msg.get("mtu") or 1500),
     )
 
 

@@ -38,6 +38,10 @@ Behaviour beyond the RFC follows keepalived, which operators compare us with:
   state, adds and announces new VIPs, removes dropped ones and advertises at
   once if what its adverts say changed; preemption is re-evaluated by RFC 5798's
   own rules on the next advert heard.
+* Adverts carry at most `max_advert_addresses` VIPs of the instance's family (255
+  fit the Count field; keepalived carries fewer where the interface MTU allows
+  fewer). The VIPs beyond that, and keepalived's `virtual_ipaddress_excluded`,
+  are added, removed and announced with the others but never advertised.
 * preempt_delay, exactly as implemented here (keepalived's documented intent,
   "seconds after startup or seeing a lower priority master until preemption",
   made exact): a preempting backup that hears a live lower-priority master
@@ -64,6 +68,7 @@ from vrrp.types import (
     AuthType,
     InstanceParams,
     IPAddress,
+    IPInterface,
     Reason,
     RemoveAddresses,
     SendAdvertisement,
@@ -98,6 +103,8 @@ def _check_params(params: InstanceParams) -> None:
         or params.advert_int % _CENTISECONDS
     ):
         problems.append(f"v2 advert_int must be whole seconds 1..255, not {params.advert_int} cs")
+    if not 1 <= params.max_advert_addresses <= 255:
+        problems.append(f"max_advert_addresses must be 1..255, not {params.max_advert_addresses}")
     if params.preempt_delay < 0:
         problems.append(f"preempt_delay must be >= 0, not {params.preempt_delay}")
     garp = params.garp
@@ -323,16 +330,16 @@ class Instance:
             raise InstanceUsageError(f"{self._params.name}: update() cannot change VRID or family")
         old = self._params
         old_advert = self._advertisement(self._effective_priority)
-        old_vips = set(old.virtual_addresses)
+        old_vips = set(old.held_addresses)
         offset = self._effective_priority - old.priority
         self._params = params
         self._set_addresses(params)
         self._effective_priority = self._clamp(params.priority + offset)
         if self._state is State.MASTER:
             actions: list[Action] = []
-            new_vips = set(params.virtual_addresses)
-            removed = tuple(v for v in old.virtual_addresses if v not in new_vips)
-            added = tuple(v for v in params.virtual_addresses if v not in old_vips)
+            new_vips = set(params.held_addresses)
+            removed = tuple(v for v in old.held_addresses if v not in new_vips)
+            added = tuple(v for v in params.held_addresses if v not in old_vips)
             if removed:
                 actions.append(RemoveAddresses(removed))
             if added:
@@ -359,14 +366,12 @@ class Instance:
         return []
 
     def _set_addresses(self, params: InstanceParams) -> None:
-        family = params.primary_address.version
-        # RFC 5798 §5.2.9: an advert lists the virtual addresses of its own family only.
-        self._advert_addresses: tuple[IPAddress, ...] = tuple(
-            vip.ip for vip in params.virtual_addresses if vip.version == family
-        )
-        self._vip_addresses: tuple[IPAddress, ...] = tuple(
-            vip.ip for vip in params.virtual_addresses
-        )
+        # RFC 5798 §5.2.9: an advert lists the virtual addresses of its own family only,
+        # and at most max_advert_addresses of them (255 fit the Count field). The rest,
+        # and keepalived's excluded VIPs, are held and announced but not advertised.
+        self._advert_addresses: tuple[IPAddress, ...] = params.advert_addresses
+        self._held_addresses: tuple[IPInterface, ...] = params.held_addresses
+        self._vip_addresses: tuple[IPAddress, ...] = tuple(a.ip for a in self._held_addresses)
 
     def _clamp(self, priority: int) -> int:
         if self._params.priority == OWNER_PRIORITY:
@@ -606,7 +611,7 @@ class Instance:
                 actions.append(SendAdvertisement(self._advertisement(0)))
             # On FAULT the link is gone and an advert could not leave; on step-down
             # the new master already speaks.
-            actions.append(RemoveAddresses(self._params.virtual_addresses))
+            actions.append(RemoveAddresses(self._held_addresses))
 
         if new is State.MASTER:
             # Our own interval is the master's interval now (v3 backups learn it from us).
@@ -618,7 +623,7 @@ class Instance:
             # itself attracts no traffic, so sending it before the netlink address
             # add (a few ms) costs nothing and shortens the failover.
             actions.extend(self._send_advertisement(now))
-            actions.append(AddAddresses(self._params.virtual_addresses))
+            actions.append(AddAddresses(self._held_addresses))
             garp = self._params.garp
             actions.extend(self._garp(garp.master_repeat))
             if garp.master_delay > 0:

@@ -45,7 +45,7 @@ import enum
 import logging
 import socket
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, ip_network
 from typing import Protocol
 
@@ -108,6 +108,7 @@ READ_BURST = 64  # datagrams per readiness callback, so one busy socket cannot s
 STOP_TIMEOUT = 5.0  # seconds stop() waits for the priority-0 adverts and VIP removals
 MONITOR_RETRY = 1.0  # seconds between attempts to re-open a failed netlink monitor
 VIP_SWEEP_INTERVAL = 1.0  # seconds between checks that every master's VIPs are present
+DEFAULT_MTU = 1500  # Ethernet's, for an interface that is absent when an instance starts
 
 Publish = Callable[[object], None]
 
@@ -115,7 +116,7 @@ Publish = Callable[[object], None]
 class Drop(enum.Enum):
     """Drop reasons decided here rather than by the codec (whose reasons pass through)."""
 
-    NOT_A_PEER = "not_a_peer"  # unicast mode: the source is not a configured peer
+    NOT_A_PEER = "not_a_peer"  # check_unicast_src: the source is not a configured peer
     UNKNOWN_VRID = "unknown_vrid"  # no instance of ours on this interface has that VRID
     OWN_PACKET = "own_packet"  # the source is one of our own addresses (not a VIP)
     INTERNAL_ERROR = "internal_error"  # a bug of ours while handling it; logged with traceback
@@ -134,10 +135,33 @@ class _Publish:
 
 @dataclass(frozen=True, slots=True)
 class Unicast:
-    """keepalived's unicast_src_ip / unicast_peer: adverts go to each peer, not the group."""
+    """keepalived's unicast_src_ip / unicast_peer: adverts go to each peer, not the group.
+
+    With keepalived's defaults the peers list says where adverts go, not whom to hear:
+    `check_src` (check_unicast_src, also implied by min_ttl / max_ttl, as in keepalived)
+    drops adverts from anyone else. `ttl` is the TTL / Hop Limit sent to the peers
+    (unicast_ttl; None: 255, see the README); `min_ttl` / `max_ttl` bound the received one.
+    """
 
     source: IPAddress | None
     peers: frozenset[IPAddress]
+    ttl: int | None = None
+    min_ttl: int | None = None
+    max_ttl: int | None = None
+    check_src: bool = False
+
+    @classmethod
+    def of(cls, spec: InstanceSpec) -> Unicast:
+        peers = frozenset(spec.unicast_peers)
+        bounded = spec.min_ttl is not None or spec.max_ttl is not None
+        return cls(
+            spec.unicast_src_ip,
+            peers,
+            ttl=spec.unicast_ttl,
+            min_ttl=spec.min_ttl,
+            max_ttl=spec.max_ttl,
+            check_src=bool(peers) and (spec.check_unicast_src or bounded),
+        )
 
 
 @dataclass
@@ -164,6 +188,7 @@ class _Runner:
     worker: asyncio.Task[None] | None = None
     mismatch_logged: bool = False
     send_failing: bool = False  # log the first failure of a run at warning, the rest at debug
+    encode_failing: bool = False  # likewise for adverts that cannot be encoded at all
     held_vips: set[IPInterface] = field(default_factory=set)  # added by us, not yet removed
     repairing: set[IPInterface] = field(default_factory=set)  # re-add queued, not yet done
     heard: tuple[IPAddress | None, int | None] = (None, None)  # the master a backup follows
@@ -292,6 +317,10 @@ def spec_of(
     unicast_src_ip: IPAddress | None = None,
     unicast_peers: Iterable[IPAddress] = (),
     vip_labels: Mapping[IPAddress, str] | None = None,
+    unicast_ttl: int | None = None,
+    min_ttl: int | None = None,
+    max_ttl: int | None = None,
+    check_unicast_src: bool = False,
 ) -> InstanceSpec:
     return InstanceSpec(
         params=params,
@@ -299,6 +328,10 @@ def spec_of(
         unicast_src_ip=unicast_src_ip,
         unicast_peers=tuple(unicast_peers),
         vip_labels=tuple((vip_labels or {}).items()),
+        unicast_ttl=unicast_ttl,
+        min_ttl=min_ttl,
+        max_ttl=max_ttl,
+        check_unicast_src=check_unicast_src,
     )
 
 
@@ -344,8 +377,18 @@ class VrrpEngine:
         unicast_src_ip: IPAddress | None = None,
         unicast_peers: Iterable[IPAddress] = (),
         vip_labels: Mapping[IPAddress, str] | None = None,
+        unicast_ttl: int | None = None,
+        min_ttl: int | None = None,
+        max_ttl: int | None = None,
+        check_unicast_src: bool = False,
     ) -> None:
         """Register an instance before `start()` (a shorthand for `configure()`).
+
+        With `unicast_peers` the instance sends to each peer instead of the multicast group
+        (with TTL / Hop Limit `unicast_ttl`, default 255) and hears unicast adverts only;
+        keepalived's receive checks for unicast: `check_unicast_src` drops adverts from
+        anyone but the peers, `min_ttl` / `max_ttl` bound their TTL (and imply
+        `check_unicast_src`).
 
         Raises ValueError for a duplicate name, a VRID already used on that interface and
         family, or an address of the other family.
@@ -358,6 +401,10 @@ class VrrpEngine:
             unicast_src_ip=unicast_src_ip,
             unicast_peers=unicast_peers,
             vip_labels=vip_labels,
+            unicast_ttl=unicast_ttl,
+            min_ttl=min_ttl,
+            max_ttl=max_ttl,
+            check_unicast_src=check_unicast_src,
         )
         problem = spec_problem(spec, self._pending)
         if problem is not None:
@@ -502,11 +549,11 @@ class VrrpEngine:
     # ---- instances come and go -------------------------------------------------
 
     def _create(self, spec: InstanceSpec, now: float, *, resume: bool, held: bool) -> None:
-        fsm = Instance(spec.params)  # ValueError for parameters the fsm refuses
         iface = self._interfaces.get(spec.interface)
         if iface is None:
             iface = self._interfaces[spec.interface] = _Interface(spec.interface)
             self._attach(iface)
+        fsm = Instance(self._fit_advert(spec, iface))  # ValueError for bad parameters
         key = (_family(spec.params.primary_address), spec.params.vrid)
         if key in iface.instances:
             other = iface.instances[key].name
@@ -517,7 +564,7 @@ class VrrpEngine:
         runner = _Runner(
             spec=spec,
             fsm=fsm,
-            unicast=Unicast(spec.unicast_src_ip, frozenset(spec.unicast_peers)),
+            unicast=Unicast.of(spec),
             labels=dict(spec.vip_labels),
             counts=counts,
         )
@@ -546,11 +593,12 @@ class VrrpEngine:
 
     def _update(self, runner: _Runner, spec: InstanceSpec, now: float) -> None:
         before = runner.fsm.effective_priority
-        self._feed(runner, lambda t: runner.fsm.update(spec.params, t), now)
-        runner.spec = spec
-        runner.unicast = Unicast(spec.unicast_src_ip, frozenset(spec.unicast_peers))
-        runner.labels = dict(spec.vip_labels)
         iface = self._interfaces[spec.interface]
+        params = self._fit_advert(spec, iface)
+        self._feed(runner, lambda t: runner.fsm.update(params, t), now)
+        runner.spec = spec
+        runner.unicast = Unicast.of(spec)
+        runner.labels = dict(spec.vip_labels)
         self._update_vips(iface)
         self._refresh_runner(iface, runner, now)
         if runner.fsm.effective_priority != before:
@@ -600,8 +648,34 @@ class VrrpEngine:
         iface.vips = {
             vip.ip
             for runner in iface.instances.values()
-            for vip in runner.spec.params.virtual_addresses
+            for vip in runner.spec.params.held_addresses
         }
+
+    def _fit_advert(self, spec: InstanceSpec, iface: _Interface) -> InstanceParams:
+        """The instance's parameters with its adverts sized for the interface's MTU, as
+        keepalived does; says once which VIPs they leave out (held and announced all the
+        same). A peer must carry as many addresses as it expects (keepalived drops an
+        advert whose count differs), so the size is decided when the instance starts or
+        is reconfigured, from the MTU seen then."""
+        params = spec.params
+        mtu = iface.link.mtu if iface.link is not None else DEFAULT_MTU
+        fits = packet.max_advert_addresses(params.version, params.primary_address.version, mtu)
+        if fits < params.max_advert_addresses:
+            params = replace(params, max_advert_addresses=fits)
+        overflow = params.overflow_addresses
+        if overflow:
+            log.warning(
+                "vrrp.vips_excluded instance=%s iface=%s mtu=%d advertised=%d excluded=%d "
+                "first_excluded=%s reason=%s",
+                spec.name,
+                iface.name,
+                mtu,
+                len(params.advert_addresses),
+                len(overflow),
+                overflow[0],
+                "count_field" if params.max_advert_addresses == packet.MAX_ADDRESSES else "mtu",
+            )
+        return params
 
     def _remove_stale_vips(self, runner: _Runner, iface: _Interface) -> None:
         """Take back VIPs a previous run left behind (kill -9) unless we start as master.
@@ -611,7 +685,7 @@ class VrrpEngine:
         """
         if runner.fsm.state is State.MASTER:
             return
-        stale = tuple(v for v in runner.spec.params.virtual_addresses if v.ip in iface.addresses)
+        stale = tuple(v for v in runner.spec.params.held_addresses if v.ip in iface.addresses)
         if stale:
             log.warning(
                 "vrrp.stale_vip instance=%s iface=%s addresses=%s",
@@ -625,14 +699,27 @@ class VrrpEngine:
     # ---- feeding the state machine -------------------------------------------
 
     def _feed(self, runner: _Runner, event: _Event, now: float) -> None:
-        """Call one fsm input, queue its actions in order, re-arm the instance's timer."""
+        """Call one fsm input, send its adverts now, queue its other actions in order, and
+        re-arm the instance's timer.
+
+        Adverts do not wait in the queue: a master adding hundreds of VIPs spends seconds
+        in netlink round trips, and adverts held behind them for longer than the backups'
+        Master_Down_Interval make the backups take over. An advert needs nothing the queue
+        does (RFC 5798 §6.4.2 sends it before the VIPs are added anyway).
+        """
         try:
             actions = event(now)
         except Exception:
             log.exception("vrrp.fsm_error instance=%s", runner.name)
             actions = []
         for action in actions:
-            runner.queue.put_nowait(action)
+            if isinstance(action, SendAdvertisement):
+                try:
+                    self._send_advertisement(runner, action.advertisement)
+                except Exception:
+                    log.exception("vrrp.action_error instance=%s action=%s", runner.name, action)
+            else:
+                runner.queue.put_nowait(action)
         if not runner.retired:
             self._arm(runner)
 
@@ -683,7 +770,7 @@ class VrrpEngine:
     async def _perform(self, runner: _Runner, action: Action | _Publish) -> None:
         if isinstance(action, _Publish):
             self._publish(action.event)
-        elif isinstance(action, SendAdvertisement):
+        elif isinstance(action, SendAdvertisement):  # _feed sends them; a queued one still goes
             self._send_advertisement(runner, action.advertisement)
         elif isinstance(action, AddAddresses):
             await self._add_addresses(runner, action.addresses)
@@ -752,7 +839,28 @@ class VrrpEngine:
         for destination in destinations:
             try:
                 payload = packet.encode(adv, source, destination)
-                send_vrrp(sock, payload, source, destination, iface.link.ifindex)
+            except ValueError as exc:
+                # A bug of ours, not the network's: it would fail the same way every
+                # Advertisement_Interval, so say it once (not a traceback a second) and
+                # count every failure. The other destinations would fail alike.
+                level = logging.DEBUG if runner.encode_failing else logging.ERROR
+                runner.encode_failing = True
+                log.log(
+                    level,
+                    "vrrp.encode_error instance=%s iface=%s addresses=%d error=%s",
+                    runner.name,
+                    runner.interface,
+                    len(adv.addresses),
+                    exc,
+                )
+                self._error(runner, "send_advert")
+                return
+            runner.encode_failing = False
+            try:
+                # The socket sends 255 (RFC 5798 §5.1.1.3); unicast_ttl overrides it per packet.
+                send_vrrp(
+                    sock, payload, source, destination, iface.link.ifindex, runner.unicast.ttl
+                )
                 sent = True
             except OSError as exc:
                 level = logging.DEBUG if runner.send_failing else logging.WARNING
@@ -880,7 +988,7 @@ class VrrpEngine:
             return
         missing = tuple(
             vip
-            for vip in runner.spec.params.virtual_addresses
+            for vip in runner.spec.params.held_addresses
             if vip in runner.held_vips
             and vip not in runner.repairing
             and vip.ip not in iface.addresses
@@ -933,21 +1041,22 @@ class VrrpEngine:
                 self._drop(iface, Drop.INTERNAL_ERROR.value, "see traceback", datagram.source)
 
     def _receive(self, iface: _Interface, family: socket.AddressFamily, dgram: Datagram) -> None:
-        """decode -> instance -> peers -> check_for_instance -> addresses_match -> fsm."""
+        """decode -> instance -> delivery -> peers -> check_for_instance -> addresses_match
+        -> fsm."""
         if iface.sent_by_us(dgram.source):
             self._drop(iface, Drop.OWN_PACKET.value, "", dgram.source)
             return
         runners = [r for (fam, _), r in iface.instances.items() if fam == family]
         if (
             runners
-            and all(r.unicast.peers for r in runners)
+            and all(r.unicast.check_src for r in runners)
             and not any(dgram.source in r.unicast.peers for r in runners)
         ):
             # Checked before decoding too: a stranger's bytes need not reach the codec.
             self._drop(iface, Drop.NOT_A_PEER.value, "", dgram.source)
             return
         try:
-            adv = packet.decode(dgram.payload, dgram.source, dgram.destination, dgram.ttl)
+            adv = packet.decode(dgram.payload, dgram.source, dgram.destination)
         except packet.PacketError as exc:
             self._drop(iface, _reason_label(exc.reason), str(exc), dgram.source)
             return
@@ -955,7 +1064,21 @@ class VrrpEngine:
         if runner is None:
             self._drop(iface, Drop.UNKNOWN_VRID.value, f"vrid {adv.vrid}", dgram.source)
             return
-        if runner.unicast.peers and dgram.source not in runner.unicast.peers:
+        unicast = runner.unicast
+        try:
+            # Decided here, not in the codec: only the instance knows whether it expects
+            # multicast (TTL 255, RFC 5798 §7.1) or unicast (TTL checked if configured).
+            packet.check_delivery(
+                dgram.destination,
+                dgram.ttl,
+                unicast=bool(unicast.peers),
+                min_ttl=unicast.min_ttl,
+                max_ttl=unicast.max_ttl,
+            )
+        except packet.PacketError as exc:
+            self._drop(iface, _reason_label(exc.reason), f"vrid {adv.vrid}: {exc}", dgram.source)
+            return
+        if unicast.check_src and dgram.source not in unicast.peers:
             self._drop(iface, Drop.NOT_A_PEER.value, f"vrid {adv.vrid}", dgram.source)
             return
         try:

@@ -1,8 +1,9 @@
 """VRRP wire codec: VRRPv2 (RFC 3768) and VRRPv3 (RFC 5798) over IPv4 and IPv6, as pure functions.
 
 `encode` builds the VRRP message (the IP payload; the kernel or the adapter writes the IP
-header), `decode` validates everything RFC 5798 §7.1 / RFC 3768 §7.1 ask that needs no instance
-configuration, `check_for_instance` does the per-instance checks. Every rejection is a
+header), `decode` validates everything RFC 5798 §7.1 / RFC 3768 §7.1 ask of the message itself,
+`check_delivery` judges how it arrived (multicast or unicast, TTL / Hop Limit) against the
+instance's mode, `check_for_instance` does the other per-instance checks. Every rejection is a
 `PacketError` carrying a `DropReason`, so the adapter can count drops by reason; no other
 exception escapes `decode`, whatever bytes the network sends.
 
@@ -77,7 +78,8 @@ class DropReason(enum.Enum):
     """Why a received packet was dropped; the value is the metric / log label."""
 
     TOO_SHORT = "too_short"  # fewer bytes than the fixed 8-byte header
-    BAD_TTL = "bad_ttl"  # TTL / Hop Limit is not 255 (RFC 5798 §7.1)
+    BAD_TTL = "bad_ttl"  # multicast: TTL / Hop Limit not 255 (§7.1); unicast: outside min/max_ttl
+    BAD_DESTINATION = "bad_destination"  # unicast to a multicast instance, or the reverse
     BAD_VERSION = "bad_version"  # not 2 or 3, or version 2 over IPv6
     BAD_TYPE = "bad_type"  # not 1 (ADVERTISEMENT)
     BAD_ADDRESS_FAMILY = "bad_address_family"  # src/dst of different families; wrong family
@@ -217,14 +219,15 @@ def _family(address: object) -> int:
 # ---- decode ---------------------------------------------------------------------------------
 
 
-def decode(data: bytes, src: IPAddress, dst: IPAddress, ttl: int) -> Advertisement:
+def decode(data: bytes, src: IPAddress, dst: IPAddress) -> Advertisement:
     """Validate and parse one received VRRP message (the IP payload).
 
-    `src`, `dst` and `ttl` come from the IP header (IP_PKTINFO / IP_RECVTTL or the raw header;
-    IPV6_RECVHOPLIMIT for IPv6). Raises PacketError, and nothing else, for any input.
+    `src` and `dst` come from the IP header (the raw header, or IPV6_PKTINFO for IPv6); the
+    TTL / Hop Limit is `check_delivery`'s, which knows the instance. Raises PacketError, and
+    nothing else, for any input.
     """
     try:
-        return _decode(bytes(data), src, dst, ttl)
+        return _decode(bytes(data), src, dst)
     except PacketError:
         raise
     except (struct.error, ValueError, TypeError, IndexError, OverflowError) as exc:
@@ -233,7 +236,7 @@ def decode(data: bytes, src: IPAddress, dst: IPAddress, ttl: int) -> Advertiseme
         raise PacketError(DropReason.MALFORMED, f"{type(exc).__name__}: {exc}") from exc
 
 
-def _decode(data: bytes, src: IPAddress, dst: IPAddress, ttl: int) -> Advertisement:
+def _decode(data: bytes, src: IPAddress, dst: IPAddress) -> Advertisement:
     try:
         family = _family(src)
         dst_family = _family(dst)
@@ -243,10 +246,6 @@ def _decode(data: bytes, src: IPAddress, dst: IPAddress, ttl: int) -> Advertisem
         raise PacketError(
             DropReason.BAD_ADDRESS_FAMILY, f"src {src} and dst {dst} are of different families"
         )
-    # RFC 5798 §7.1 / RFC 3768 §7.1: a packet whose TTL is not 255 may have been forwarded by
-    # a router, i.e. it comes from off-link: it MUST be discarded.
-    if ttl != VRRP_TTL:
-        raise PacketError(DropReason.BAD_TTL, f"ttl {ttl}, must be {VRRP_TTL}")
     if len(data) < HEADER_LEN:
         raise PacketError(DropReason.TOO_SHORT, f"{len(data)} bytes, header is {HEADER_LEN}")
 
@@ -328,6 +327,39 @@ def _decode(data: bytes, src: IPAddress, dst: IPAddress, ttl: int) -> Advertisem
 # ---- per-instance checks --------------------------------------------------------------------
 
 
+def check_delivery(
+    dst: IPAddress,
+    ttl: int,
+    *,
+    unicast: bool,
+    min_ttl: int | None = None,
+    max_ttl: int | None = None,
+) -> None:
+    """Judge how an advert arrived: to the group or to us, and with which TTL / Hop Limit.
+
+    keepalived's rules, which are RFC 5798's for multicast: an instance in multicast mode
+    takes only adverts sent to the group, and those with TTL / Hop Limit 255 only (§5.1.1.3,
+    §5.1.2.3, §7.1: anything less may have crossed a router). An instance with unicast peers
+    takes only adverts sent to it, and checks their TTL only against the `min_ttl` /
+    `max_ttl` it configures: a unicast peer may be routed, and keepalived sends IPv6 unicast
+    adverts with the kernel's default hop limit (64) unless `unicast_ttl` is set. Raises
+    PacketError.
+    """
+    if dst.is_multicast == unicast:
+        expected, got = ("unicast", "multicast") if unicast else ("multicast", "unicast")
+        raise PacketError(
+            DropReason.BAD_DESTINATION, f"{got} advert to {dst} for a {expected} instance"
+        )
+    if not unicast:
+        if ttl != VRRP_TTL:
+            raise PacketError(DropReason.BAD_TTL, f"ttl {ttl}, must be {VRRP_TTL}")
+        return
+    low = 0 if min_ttl is None else min_ttl
+    high = VRRP_TTL if max_ttl is None else max_ttl
+    if not low <= ttl <= high:
+        raise PacketError(DropReason.BAD_TTL, f"ttl {ttl}, must be {low}..{high}")
+
+
 def check_for_instance(adv: Advertisement, params: InstanceParams) -> None:
     """The RFC 5798 §7.1 / RFC 3768 §7.1 checks that need the instance's configuration.
 
@@ -372,11 +404,30 @@ def check_for_instance(adv: Advertisement, params: InstanceParams) -> None:
 
 
 def addresses_match(adv: Advertisement, params: InstanceParams) -> bool:
-    """Whether the advert lists exactly our virtual addresses (any order, as keepalived).
+    """Whether the advert lists exactly the addresses ours carry (any order, as keepalived).
 
     RFC 5798 §7.1 makes this check a MAY whose failure is logged, not a drop (RFC 3768 §7.1
     also dropped non-owner v2 adverts on a mismatch; keepalived logs and counts, and so does
     hacontrol), so it is a separate question for the adapter to log and count.
     """
-    ours: Counter[IPAddress] = Counter(interface.ip for interface in params.virtual_addresses)
+    ours: Counter[IPAddress] = Counter(params.advert_addresses)
     return Counter(adv.addresses) == ours
+
+
+# keepalived counts an Ethernet header against the interface's (IP) MTU when it sizes an
+# advert; we count it too, so that both sides carry, and expect, the same addresses.
+_LINK_HEADER_LEN = 14
+
+
+def max_advert_addresses(version: int, family: int, mtu: int) -> int:
+    """How many addresses an advert carries on an interface with this MTU, as keepalived.
+
+    keepalived 2.2.7 sizes adverts as (MTU - 14 - IP header - 8 [- 8 v2 authentication]) //
+    address size, at most 255, and moves the VIPs beyond that to its excluded VIPs with a
+    warning (measured: 89 IPv6 addresses at MTU 1500, 76 at 1280; 239 IPv4 at 1000 for v3,
+    237 for v2). It also drops a received advert whose address count differs from its own,
+    so a peer must advertise exactly the same number. At least 1: RFC 5798 §5.2.5.
+    """
+    ip_header, address_len = (20, 4) if family == 4 else (40, 16)
+    room = mtu - _LINK_HEADER_LEN - ip_header - HEADER_LEN - (AUTH_DATA_LEN if version == 2 else 0)
+    return max(1, min(MAX_ADDRESSES, room // address_len))

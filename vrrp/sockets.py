@@ -2,9 +2,10 @@
 
 One raw IP protocol-112 socket serves one (interface, address family). It is bound to the
 device, joined to the VRRP group on that interface only, and sends with TTL / hop limit 255
-(RFC 5798 §5.1.1.3 / §5.1.2.3: receivers drop anything else, so a packet cannot have crossed
-a router). The receive side hands back the VRRP payload plus what the codec needs from the IP
-layer: source, destination and the received TTL / hop limit.
+(RFC 5798 §5.1.1.3 / §5.1.2.3: receivers drop multicast adverts with anything else, so a
+packet cannot have crossed a router), unless a unicast send asks for another. The receive
+side hands back the VRRP payload plus what the checks need from the IP layer: source,
+destination and the received TTL / hop limit.
 
 Parsing of what arrives is pure (`parse_ipv4`, `parse_ipv6`) and raises `DatagramError` with a
 reason; the adapter counts it like any other drop.
@@ -152,8 +153,12 @@ def send_vrrp(
     source: IPAddress,
     destination: IPAddress,
     ifindex: int,
+    hop_limit: int | None = None,
 ) -> None:
     """Send one VRRP payload from `source` (which must be ours) on interface `ifindex`.
+
+    `hop_limit` overrides the socket's TTL / Hop Limit (255) for this packet only
+    (keepalived's unicast_ttl), as IP_TTL / IPV6_HOPLIMIT ancillary data.
 
     The source goes in IP_PKTINFO / IPV6_PKTINFO rather than bind(): binding a raw socket to
     an address would also filter what it receives by destination, and one socket serves every
@@ -162,12 +167,16 @@ def send_vrrp(
     """
     if isinstance(source, IPv4Address):
         pktinfo = struct.pack("I4s4s", ifindex, source.packed, b"\0" * 4)
-        cmsg = (socket.IPPROTO_IP, IP_PKTINFO, pktinfo)
-        sock.sendmsg([payload], [cmsg], 0, (str(destination), 0))
+        cmsgs = [(socket.IPPROTO_IP, IP_PKTINFO, pktinfo)]
+        if hop_limit is not None:
+            cmsgs.append((socket.IPPROTO_IP, socket.IP_TTL, struct.pack("i", hop_limit)))
+        sock.sendmsg([payload], cmsgs, 0, (str(destination), 0))
     else:
         pktinfo = struct.pack("16sI", source.packed, ifindex)
-        cmsg = (socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)
-        sock.sendmsg([payload], [cmsg], 0, (str(destination), 0, 0, ifindex))
+        cmsgs = [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)]
+        if hop_limit is not None:
+            cmsgs.append((socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT, struct.pack("i", hop_limit)))
+        sock.sendmsg([payload], cmsgs, 0, (str(destination), 0, 0, ifindex))
 
 
 def open_packet_socket() -> socket.socket:

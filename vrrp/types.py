@@ -144,6 +144,35 @@ class InstanceParams:
     auth_type: AuthType = AuthType.NONE
     auth_data: bytes = b""  # padded to 8 bytes by the codec
     garp: GarpSettings = GarpSettings()
+    # keepalived's virtual_ipaddress_excluded: held with mastership and announced like the
+    # VIPs, never carried in adverts (either family).
+    excluded_addresses: tuple[IPInterface, ...] = ()
+    # How many VIPs of its family an advert carries: at most 255 (the Count field), fewer
+    # where the interface MTU allows fewer. The rest are held like excluded addresses.
+    max_advert_addresses: int = 255
+
+    @property
+    def advert_addresses(self) -> tuple[IPAddress, ...]:
+        """The addresses an advert carries: the first VIPs of the instance's own family
+        (RFC 5798 §5.2.9), in configuration order, as keepalived does."""
+        family = self.primary_address.version
+        own = (vip.ip for vip in self.virtual_addresses if vip.version == family)
+        return tuple(own)[: self.max_advert_addresses]
+
+    @property
+    def overflow_addresses(self) -> tuple[IPInterface, ...]:
+        """The VIPs of its family that do not fit in an advert (keepalived moves them to
+        the excluded VIPs, with a warning)."""
+        family = self.primary_address.version
+        own = tuple(vip for vip in self.virtual_addresses if vip.version == family)
+        return own[self.max_advert_addresses :]
+
+    @property
+    def held_addresses(self) -> tuple[IPInterface, ...]:
+        """Every address the master holds: the VIPs, then the excluded ones."""
+        return self.virtual_addresses + tuple(
+            a for a in self.excluded_addresses if a not in self.virtual_addresses
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +190,12 @@ class InstanceSpec:
     unicast_src_ip: IPAddress | None = None
     unicast_peers: tuple[IPAddress, ...] = ()
     vip_labels: tuple[tuple[IPAddress, str], ...] = ()
+    # keepalived's unicast_ttl (sent; None: 255), min_ttl / max_ttl and check_unicast_src
+    # (checks on what is received, off unless set).
+    unicast_ttl: int | None = None
+    min_ttl: int | None = None
+    max_ttl: int | None = None
+    check_unicast_src: bool = False
 
     @property
     def name(self) -> str:

@@ -63,6 +63,7 @@ class AdvertSeen:
     interval_centis: int  # v2's whole seconds converted, v3's 12-bit field as is
     auth_type: int  # v2 only; 0 for v3
     src_mac: bytes
+    count: int = 0  # how many addresses it carries
 
 
 def parse_advert(frame: Frame) -> AdvertSeen | None:
@@ -91,7 +92,7 @@ def parse_advert(frame: Frame) -> AdvertSeen | None:
     else:
         return None
     return AdvertSeen(
-        frame.at, src, dst, ttl, version, vrrp[1], vrrp[2], interval, auth, frame.src_mac
+        frame.at, src, dst, ttl, version, vrrp[1], vrrp[2], interval, auth, frame.src_mac, vrrp[3]
     )
 
 
@@ -297,6 +298,10 @@ class Instance:
     unicast_src_ip: str | None = None
     unicast_peers: tuple[str, ...] = ()
     mcast_src_ip: str | None = None  # keepalived only: hacontrol sends from its primary address
+    unicast_ttl: int | None = None
+    min_ttl: int | None = None  # keepalived: per unicast_peer; rendered on every peer
+    max_ttl: int | None = None
+    check_unicast_src: bool = False
 
     def hacontrol(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -320,6 +325,11 @@ class Instance:
             out["unicast_peers"] = list(self.unicast_peers)
             if self.unicast_src_ip:
                 out["unicast_src_ip"] = self.unicast_src_ip
+            for key in ("unicast_ttl", "min_ttl", "max_ttl"):
+                if getattr(self, key) is not None:
+                    out[key] = getattr(self, key)
+            if self.check_unicast_src:
+                out["check_unicast_src"] = True
         return out
 
     def keepalived(self) -> str:
@@ -350,7 +360,17 @@ class Instance:
         if self.unicast_peers:
             if self.unicast_src_ip:
                 lines.append(f"    unicast_src_ip {self.unicast_src_ip}")
-            lines += ["    unicast_peer {", *(f"        {p}" for p in self.unicast_peers), "    }"]
+            if self.unicast_ttl is not None:
+                lines.append(f"    unicast_ttl {self.unicast_ttl}")
+            if self.check_unicast_src:
+                lines.append("    check_unicast_src")
+            bounds = "".join(
+                f" {key} {getattr(self, key)}"
+                for key in ("min_ttl", "max_ttl")
+                if getattr(self, key) is not None
+            )
+            peers = [f"        {p}{bounds}" for p in self.unicast_peers]
+            lines += ["    unicast_peer {", *peers, "    }"]
         lines += ["    virtual_ipaddress {", *(f"        {v}" for v in self.vips), "    }", "}"]
         return "\n".join(lines) + "\n"
 

@@ -10,7 +10,7 @@ Covered: election; kill -9 of the master (takeover, the GARP bursts byte for byt
 that clears its stale VIP and preempts back); SIGTERM (priority 0, takeover after Skew_Time,
 exit 0, VIP removed); unicast mode; interface down -> FAULT -> recovery with preemption;
 an IPv6 / VRRPv3 pair with unsolicited neighbour advertisements; `--log-level debug`
-showing our own events without pyroute2's netlink chatter.
+showing our own events without pyroute2's netlink chatter; 300 VIPs in one instance.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import signal
 import time
 from ipaddress import IPv4Address, IPv6Address
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -231,3 +232,42 @@ def test_debug_log_is_ours_not_pyroute2s(net: Net) -> None:
     theirs = [line for line in lines if " pyroute2" in line]
     assert ours, "debug level shows hacontrol's own debug events"
     assert not theirs, f"{len(theirs)} pyroute2 lines of {len(lines)}:\n" + "\n".join(theirs[:5])
+
+
+def test_more_than_255_vips_advertises_255_and_holds_them_all(net: Net) -> None:
+    """300 VIPs: adverts carry the first 255 (keepalived moves the rest to its excluded
+    VIPs); the master holds all 300 and the backup none. Before, every advert failed to
+    encode (a traceback a second), none was sent, and both directors held every VIP."""
+    vips = tuple(f"198.51.{i // 250}.{i % 250 + 1}/16" for i in range(300))
+    first, last = "198.51.0.1", "198.51.1.50"
+    a = net.daemon(net.a, "a", instance(HIGH, vips=vips))
+    b = net.daemon(net.b, "b", instance(LOW, vips=vips))
+    a.start()
+    b.start()
+    wait_single_holder([a, b], last, "a", timeout=15.0)
+    time.sleep(3 * ADVERT_INT)
+    start = time.time()
+    # Each sample lists 300 addresses in two namespaces: slow under load, hence few.
+    assert sample_single_holder([a, b], first, duration=2.0) >= 2
+    assert set(vips) <= net.a.addresses("eth0"), "a holds all 300"
+    assert not set(vips) & net.b.addresses("eth0"), "b holds none"
+    adverts = net.adverts(start)
+    assert adverts and {(x.src_mac, x.count) for x in adverts} == {(net.a.mac("eth0"), 255)}
+    # No advert waited for the 300 address adds (seconds of netlink under load): from its
+    # first one on, a never fell silent for a Master_Down_Interval of b's.
+    times = [x.at for x in net.adverts(0.0, net.a.mac("eth0"))]
+    gaps = [later - earlier for earlier, later in pairwise(times)]
+    assert gaps and max(gaps) < master_down(LOW, ADVERT_INT), max(gaps)
+    log = a.current_log()
+    excluded = [line for line in log.splitlines() if "vrrp.vips_excluded" in line]
+    assert len(excluded) == 1 and " WARNING " in excluded[0], excluded
+    assert "advertised=255 excluded=45 first_excluded=198.51.1.6/16" in excluded[0]
+    assert "Traceback" not in log and "encode_error" not in log, a.tail()
+    # The backup takes every VIP over, the excluded ones included.
+    killed_at = a.kill9()
+    wait_single_holder([b], last, "b", timeout=master_down(LOW, ADVERT_INT) + 5)
+    assert set(vips) <= net.b.addresses("eth0"), "b holds all 300"
+    taken = net.witness.wait_for(
+        lambda: net.adverts(killed_at, net.b.mac("eth0")), timeout=3, message="b's adverts"
+    )
+    assert {x.count for x in taken} == {255}

@@ -238,7 +238,6 @@ def test_election_one_master_and_vip_on_exactly_one(net: Net) -> None:
                 frame.data[14 + ihl :],
                 IPv4Address(ip_header[12:16]),
                 VRRP_MCAST_V4,
-                ip_header[8],
             )
             assert (adv.version, adv.vrid, adv.priority) == (2, 51, 200)
             assert adv.addresses == (IPv4Address(VIP4),)
@@ -357,13 +356,23 @@ def test_garbage_and_hostile_packets_are_dropped_and_counted(net: Net) -> None:
     assert ra.proc.poll() is None and rb.proc.poll() is None
 
 
-def test_unicast_peers_and_non_peer_dropped(net: Net) -> None:
+def test_unicast_peers_and_non_peer_dropped_with_check_unicast_src(net: Net) -> None:
     with Capture(net.c, "eth0", ETH_P_ALL) as cap:
         ra = net.start(
             net.a, "A", instance("192.0.2.1", 200, unicast_src="192.0.2.1", peers=["192.0.2.2"])
         )
+        # keepalived's check_unicast_src: adverts from anyone but the peers are dropped
+        # (without it, keepalived and hacontrol hear any source).
         rb = net.start(
-            net.b, "B", instance("192.0.2.2", 100, unicast_src="192.0.2.2", peers=["192.0.2.1"])
+            net.b,
+            "B",
+            instance(
+                "192.0.2.2",
+                100,
+                unicast_src="192.0.2.2",
+                peers=["192.0.2.1"],
+                check_unicast_src=True,
+            ),
         )
         ra.wait_state("MASTER")
         rb.wait_state("BACKUP")
@@ -477,7 +486,7 @@ def test_ipv6_v3_election_and_unsolicited_na(net: Net) -> None:
             assert header[7] == 255
             assert ip_address(header[8:24]) == IPv6Address(ll_a)
             assert ip_address(header[24:40]) == VRRP_MCAST_V6
-            adv = packet.decode(frame.data[54:], IPv6Address(ll_a), VRRP_MCAST_V6, 255)
+            adv = packet.decode(frame.data[54:], IPv6Address(ll_a), VRRP_MCAST_V6)
             assert (adv.version, adv.priority, adv.addresses) == (3, 200, (IPv6Address(VIP6),))
     # A higher priority that crossed a router (hop limit 64) must not win (RFC 5798 §7.1).
     sock, ifindex = injector(net, socket.AF_INET6)
@@ -566,3 +575,69 @@ def test_flood_of_lower_priority_adverts_draws_bounded_answers(net: Net) -> None
     assert len(garps) <= 5 * intervals, (len(garps), window)
     assert suppressed >= received - intervals, (suppressed, received, window)
     assert ra.state() == "MASTER"
+
+
+def test_an_advert_that_cannot_be_encoded_is_logged_once_and_counted(net: Net) -> None:
+    # An IPv4 instance whose only VIP is IPv6 has nothing to put in an IPv4 advert
+    # (RFC 5798 §5.2.9), so the codec refuses every advert it would send.
+    ra = net.start(net.a, "A", instance("192.0.2.1", 200, vips=(f"{VIP6}/64",)))
+    ra.wait_state("MASTER", timeout=15)
+    wait_until(
+        lambda: ra.status()["errors"].get("vi:send_advert", 0) >= 5,
+        message="5 failed adverts counted",
+    )
+    lines = ra.log.read_text().splitlines()
+    refused = [line for line in lines if "vrrp.encode_error" in line]
+    assert len([line for line in refused if " ERROR " in line]) == 1, refused[:3]
+    assert "addresses=0" in refused[0] and "1..255 fit the Count field" in refused[0]
+    assert not any("Traceback" in line or "action_error" in line for line in lines)
+    assert ra.state() == "MASTER"
+
+
+def test_unicast_ttl_is_sent_and_checked_only_when_configured(net: Net) -> None:
+    """keepalived's unicast defaults: any TTL / Hop Limit and any source is heard; unicast_ttl
+    sets what is sent, min_ttl / max_ttl bound what is heard (and imply check_unicast_src).
+
+    keepalived sends IPv6 unicast adverts with hop limit 64 unless unicast_ttl is set; hacontrol
+    used to drop them as bad_ttl, so both directors stayed master for good.
+    """
+    a6, b6, c6 = (IPv6Address(f"2001:db8::{n}") for n in (1, 2, 3))
+    vips = (f"{VIP6}/64",)
+
+    def unicast(me: IPv6Address, peer: IPv6Address, priority: int, **extra: Any) -> dict[str, Any]:
+        return instance(
+            str(me), priority, vips=vips, unicast_src=str(me), peers=[str(peer)], **extra
+        )
+
+    sw_ns, _ = net.switch
+    with Capture(sw_ns, net.port_b, ETH_P_ALL) as from_b:
+        rb = net.start(net.b, "B", unicast(b6, a6, 200, unicast_ttl=64))
+        ra = net.start(net.a, "A", unicast(a6, b6, 100))
+        rb.wait_state("MASTER")
+        ra.wait_state("BACKUP")
+        received = ra.status()["received"].get("vi", 0)
+        time.sleep(1.0)  # five adverts; Master_Down_Interval is 0.7 s
+        assert ra.state() == "BACKUP" and rb.state() == "MASTER"
+        assert ra.status()["received"].get("vi", 0) >= received + 3
+        assert "bad_ttl" not in ra.drops(), ra.drops()
+        adverts = [
+            f for f in from_b.collect(0.1) if f.ethertype == 0x86DD and f.data[14 + 6] == 112
+        ]
+        assert adverts, "B's unicast adverts on its switch port"
+        assert {(f.data[14 + 7], ip_address(f.data[38:54])) for f in adverts} == {(64, a6)}
+    # No check_unicast_src: a unicast advert from a stranger is heard, as by keepalived.
+    sock, ifindex = injector(net, socket.AF_INET6)
+    stranger = Advertisement(3, 51, 150, 20, (IPv6Address(VIP6),))
+    before = ra.status()["received"].get("vi", 0)
+    try:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 64)
+        for _ in range(3):
+            send_vrrp(sock, packet.encode(stranger, c6, a6), c6, a6, ifindex)
+    finally:
+        sock.close()
+    wait_until(lambda: ra.status()["received"].get("vi", 0) >= before + 3, message="A hears C")
+    # With min_ttl, B's hop limit 64 is out of range: dropped, and A takes over.
+    stop_process(ra.proc, signal.SIGKILL, timeout=5)
+    ra2 = net.start(net.a, "A2", unicast(a6, b6, 100, min_ttl=128))
+    ra2.wait_state("MASTER")
+    wait_until(lambda: ra2.drops().get("bad_ttl", 0) >= 3, message="3 bad_ttl drops on A2")

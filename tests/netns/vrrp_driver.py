@@ -4,7 +4,7 @@ Usage: python3 tests/netns/vrrp_driver.py CONFIG_JSON
 
 CONFIG_JSON: {"instances": [{"name", "interface", "vrid", "version", "priority", "advert_int",
 "primary", "vips": ["192.0.2.100/24", ...], optional "preempt", "unicast_src", "peers",
-"garp": {GarpSettings fields}}]}
+"unicast_ttl", "min_ttl", "max_ttl", "check_unicast_src", "garp": {GarpSettings fields}}]}
 
 Writes one JSON object per line on stdout: {"event": "ready"} once started, then every
 state change as it happens ("state"), and answers to commands read from stdin, one per
@@ -94,6 +94,10 @@ def build(engine: VrrpEngine, spec: dict[str, Any]) -> None:
         spec["interface"],
         unicast_src_ip=ip_address(unicast_src) if unicast_src else None,
         unicast_peers=[ip_address(p) for p in spec.get("peers", [])],
+        unicast_ttl=spec.get("unicast_ttl"),
+        min_ttl=spec.get("min_ttl"),
+        max_ttl=spec.get("max_ttl"),
+        check_unicast_src=spec.get("check_unicast_src", False),
     )
 
 

@@ -326,3 +326,65 @@ virtual_servers:
     assert "DR forwards to the virtual port 80" in errs[0]
     assert errs[1].startswith("bad.yaml:7: virtual_servers[1]:")
     assert "'mh-port' does not apply to scheduler 'sh'" in errs[1]
+
+
+def test_excluded_vips_in_keepalived_s_spelling_too() -> None:
+    base = (
+        "vrrp_instances:\n  - {name: a, interface: eth0, vrid: 1,\n"
+        "     virtual_ipaddresses: [192.0.2.10/24], %s}\n"
+    )
+    for key in ("virtual_ipaddresses_excluded", "virtual_ipaddress_excluded"):
+        # Either family: keepalived takes mixed families only in this list.
+        config = parse_config(base % f'{key}: [192.0.2.20/24, {{address: "2001:db8::20/64"}}]')
+        (inst,) = config.vrrp_instances
+        assert [v.address for v in inst.virtual_ipaddresses_excluded] == [
+            ip_interface("192.0.2.20/24"),
+            ip_interface("2001:db8::20/64"),
+        ]
+    assert parse_config(base % "preempt: true").vrrp_instances[0].virtual_ipaddresses_excluded == ()
+    errs = errors_of(base % "virtual_ipaddresses_excluded: [192.0.2.10/24]")
+    assert any("192.0.2.10/24 in both" in e for e in errs), errs
+
+
+def test_excluded_vips_reach_the_state_machine() -> None:
+    from hacontrol.desired import vrrp_instance
+
+    config = parse_config(
+        "vrrp_instances:\n  - {name: a, interface: eth0, vrid: 1,\n"
+        "     virtual_ipaddresses: [192.0.2.10/24],\n"
+        "     virtual_ipaddress_excluded: [192.0.2.20/24]}\n"
+    )
+    params = vrrp_instance(config.vrrp_instances[0]).params
+    assert params.virtual_addresses == (ip_interface("192.0.2.10/24"),)
+    assert params.excluded_addresses == (ip_interface("192.0.2.20/24"),)
+
+
+def test_unicast_ttl_keys_with_keepalived_s_defaults() -> None:
+    base = (
+        "vrrp_instances:\n  - {name: a, interface: eth0, vrid: 1, version: 3,\n"
+        '     virtual_ipaddresses: ["2001:db8::10/64"], %s}\n'
+    )
+    peers = 'unicast_peers: ["2001:db8::2"]'
+    (inst,) = parse_config(base % peers).vrrp_instances
+    # keepalived's defaults: nothing checked on receipt; 255 sent (see the README).
+    assert (inst.unicast_ttl, inst.min_ttl, inst.max_ttl, inst.check_unicast_src) == (
+        None,
+        None,
+        None,
+        False,
+    )
+    (inst,) = parse_config(
+        base % f"{peers}, unicast_ttl: 64, min_ttl: 60, max_ttl: 64, check_unicast_src: true"
+    ).vrrp_instances
+    assert (inst.unicast_ttl, inst.min_ttl, inst.max_ttl, inst.check_unicast_src) == (
+        64,
+        60,
+        64,
+        True,
+    )
+    errs = errors_of(base % f"{peers}, min_ttl: 65, max_ttl: 64")
+    assert any("min_ttl 65 is above max_ttl 64" in e for e in errs), errs
+    errs = errors_of(base % "unicast_ttl: 64, check_unicast_src: true")
+    assert any("unicast_ttl, check_unicast_src apply to unicast mode only" in e for e in errs)
+    errs = errors_of(base % f"{peers}, unicast_ttl: 0")
+    assert any("unicast_ttl" in e and "greater than or equal to 1" in e for e in errs), errs

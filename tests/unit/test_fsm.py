@@ -210,6 +210,46 @@ def test_action_order_and_advert_contents_v2_with_auth_and_mixed_families() -> N
     ]
 
 
+def test_vips_beyond_255_are_held_and_announced_but_not_advertised() -> None:
+    # keepalived advertises the first 255 and moves the rest to excluded VIPs; so do we,
+    # and excluded VIPs (either family) are held like them. Before, every advert of such
+    # an instance failed to encode and none was ever sent.
+    vips = tuple(IPv4Interface(f"198.51.{i // 250}.{i % 250 + 1}/16") for i in range(300))
+    excluded = (IPv6Interface("2001:db8::100/64"), IPv4Interface("203.0.113.1/24"))
+    p = dataclasses.replace(params("x", 255, vips=vips), excluded_addresses=excluded)
+    held = vips + excluded
+    assert Instance(p).start(0.0) == [
+        StateChanged(State.INITIALIZE, State.MASTER, Reason.ADDRESS_OWNER),
+        SendAdvertisement(Advertisement(3, 51, 255, 100, tuple(v.ip for v in vips[:255]))),
+        AddAddresses(held),
+        SendGratuitousArp(tuple(v.ip for v in held), 5),
+    ]
+    assert p.overflow_addresses == vips[255:]
+    inst = Instance(p)
+    inst.start(0.0)
+    assert inst.stop(1.0)[-1] == RemoveAddresses(held)
+
+
+def test_fewer_addresses_per_advert_where_the_mtu_allows_fewer() -> None:
+    vips = tuple(IPv6Interface(f"2001:db8::1:{i:x}/64") for i in range(1, 101))
+    p = InstanceParams(
+        name="v6",
+        vrid=51,
+        version=3,
+        priority=255,
+        advert_int=100,
+        primary_address=IPv6Address("fe80::1"),
+        virtual_addresses=vips,
+        max_advert_addresses=89,  # keepalived's figure for IPv6 at MTU 1500
+    )
+    actions = Instance(p).start(0.0)
+    assert actions[1] == SendAdvertisement(
+        Advertisement(3, 51, 255, 100, tuple(v.ip for v in vips[:89]))
+    )
+    assert actions[2] == AddAddresses(vips)
+    assert p.overflow_addresses == vips[89:]
+
+
 def test_v3_advert_carries_no_auth_even_if_configured() -> None:
     p = params("a", 255, auth_type=AuthType.SIMPLE, auth_data=b"secret")
     actions = Instance(p).start(0.0)
@@ -994,6 +1034,8 @@ def test_start_twice_is_our_bug() -> None:
         {"version": 2, "advert_int": 150},
         {"preempt_delay": -1.0},
         {"vrid": 0},
+        {"max_advert_addresses": 0},
+        {"max_advert_addresses": 256},
     ],
 )
 def test_bad_params_are_rejected(changes: dict[str, Any]) -> None:

@@ -17,9 +17,11 @@ from vrrp.packet import (
     DropReason,
     PacketError,
     addresses_match,
+    check_delivery,
     check_for_instance,
     decode,
     encode,
+    max_advert_addresses,
     pad_auth_data,
 )
 from vrrp.types import Advertisement, AuthType, InstanceParams, IPAddress
@@ -99,9 +101,7 @@ def test_golden_fixture_metadata(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 def test_decode_keepalived_advert(name: str) -> None:
     fx = load(name)
-    adv = decode(
-        bytes.fromhex(fx["payload_hex"]), ip_address(fx["src"]), ip_address(fx["dst"]), fx["ttl"]
-    )
+    adv = decode(bytes.fromhex(fx["payload_hex"]), ip_address(fx["src"]), ip_address(fx["dst"]))
     expected = GOLDEN[name]
     assert adv.version == expected.version
     assert adv.vrid == expected.vrid
@@ -153,7 +153,7 @@ def test_v2_checksum_ignores_the_ip_addresses() -> None:
     ],
 )  # fmt: skip
 def test_round_trip(adv: Advertisement, src: IPAddress, dst: IPAddress) -> None:
-    assert decode(encode(adv, src, dst), src, dst, 255) == adv
+    assert decode(encode(adv, src, dst), src, dst) == adv
 
 
 def test_v2_interval_is_whole_seconds_on_the_wire() -> None:
@@ -170,7 +170,7 @@ def test_v2_password_longer_than_8_is_cut() -> None:
     adv = Advertisement(2, 1, 100, 100, (VIP4_A,), AuthType.SIMPLE, b"longpassword")
     wire = encode(adv, KA_SRC4, GROUP4)
     assert wire[-8:] == b"longpass"
-    assert decode(wire, KA_SRC4, GROUP4, 255).auth_data == b"longpass"
+    assert decode(wire, KA_SRC4, GROUP4).auth_data == b"longpass"
     assert pad_auth_data(b"ab") == b"ab\x00\x00\x00\x00\x00\x00"
 
 
@@ -179,13 +179,13 @@ def test_v2_no_auth_sends_zeros_and_ignores_the_field_on_receipt() -> None:
     wire = encode(adv, KA_SRC4, GROUP4)
     assert wire[-8:] == bytes(8)
     noisy = with_checksum(wire[:-8] + b"garbage!", KA_SRC4, GROUP4)
-    assert decode(noisy, KA_SRC4, GROUP4, 255).auth_data == b""
+    assert decode(noisy, KA_SRC4, GROUP4).auth_data == b""
 
 
 def test_v3_reserved_bits_are_ignored_on_receipt() -> None:
     wire = bytearray(encode(GOLDEN["vrrp_v3_ipv4"], KA_SRC4, GROUP4))
     wire[4] |= 0xF0
-    adv = decode(with_checksum(bytes(wire), KA_SRC4, GROUP4), KA_SRC4, GROUP4, 255)
+    adv = decode(with_checksum(bytes(wire), KA_SRC4, GROUP4), KA_SRC4, GROUP4)
     assert adv == GOLDEN["vrrp_v3_ipv4"]
 
 
@@ -193,7 +193,7 @@ def test_decode_accepts_a_global_ipv6_source() -> None:
     # RFC 5798 §5.1.2.1 says link-local; nothing in §7.1 asks the receiver to check it.
     src = IPv6Address("2001:db8::1")
     adv = Advertisement(3, 5, 100, 100, (VIP6_A,))
-    assert decode(encode(adv, src, GROUP6), src, GROUP6, 255) == adv
+    assert decode(encode(adv, src, GROUP6), src, GROUP6) == adv
 
 
 @pytest.mark.parametrize(
@@ -252,42 +252,66 @@ def drop(call: Callable[[], object]) -> PacketError:
 
 def test_valid_baselines_decode() -> None:
     # The defect tests below each change one thing in these.
-    assert decode(V3_OK, KA_SRC4, GROUP4, 255).vrid == 51
-    assert decode(V2_OK, KA_SRC4, GROUP4, 255).vrid == 51
-    check_for_instance(decode(V3_OK, KA_SRC4, GROUP4, 255), params())
-    check_for_instance(decode(V2_OK, KA_SRC4, GROUP4, 255), params(version=2))
+    assert decode(V3_OK, KA_SRC4, GROUP4).vrid == 51
+    assert decode(V2_OK, KA_SRC4, GROUP4).vrid == 51
+    check_for_instance(decode(V3_OK, KA_SRC4, GROUP4), params())
+    check_for_instance(decode(V2_OK, KA_SRC4, GROUP4), params(version=2))
 
 
 def test_drop_too_short() -> None:
-    err = drop(lambda: decode(V3_OK[:7], KA_SRC4, GROUP4, 255))
+    err = drop(lambda: decode(V3_OK[:7], KA_SRC4, GROUP4))
     assert err.reason is DropReason.TOO_SHORT
-    assert drop(lambda: decode(b"", KA_SRC4, GROUP4, 255)).reason is DropReason.TOO_SHORT
+    assert drop(lambda: decode(b"", KA_SRC4, GROUP4)).reason is DropReason.TOO_SHORT
 
 
 def test_drop_bad_ttl() -> None:
-    err = drop(lambda: decode(V3_OK, KA_SRC4, GROUP4, 254))
-    assert err.reason is DropReason.BAD_TTL
-    assert "254" in err.detail
+    # Multicast: 255 only (RFC 5798 §7.1), whatever min/max_ttl say.
+    check_delivery(GROUP4, 255, unicast=False)
+    check_delivery(GROUP6, 255, unicast=False)
+    err = drop(lambda: check_delivery(GROUP4, 254, unicast=False))
+    assert err.reason is DropReason.BAD_TTL and "254" in err.detail
+    assert drop(lambda: check_delivery(GROUP6, 64, unicast=False)).reason is DropReason.BAD_TTL
+    # Unicast: any TTL unless min_ttl / max_ttl are set (keepalived's defaults: keepalived
+    # itself sends IPv6 unicast adverts with hop limit 64).
+    unicast6 = IPv6Address("2001:db8::1")
+    for ttl in (1, 63, 64, 254, 255):
+        check_delivery(unicast6, ttl, unicast=True)
+        check_delivery(IPv4Address("192.0.2.1"), ttl, unicast=True)
+    check_delivery(unicast6, 250, unicast=True, min_ttl=250)
+    check_delivery(unicast6, 64, unicast=True, max_ttl=64)
+    check_delivery(unicast6, 60, unicast=True, min_ttl=60, max_ttl=64)
+    for ttl, low, high in ((249, 250, None), (65, None, 64), (59, 60, 64), (65, 60, 64)):
+        with pytest.raises(PacketError) as info:
+            check_delivery(unicast6, ttl, unicast=True, min_ttl=low, max_ttl=high)
+        assert info.value.reason is DropReason.BAD_TTL and str(ttl) in info.value.detail
+
+
+def test_drop_bad_destination() -> None:
+    # keepalived: "Expected multicast packet but received unicast packet" and the reverse.
+    err = drop(lambda: check_delivery(IPv4Address("192.0.2.1"), 255, unicast=False))
+    assert err.reason is DropReason.BAD_DESTINATION and "multicast instance" in err.detail
+    err = drop(lambda: check_delivery(GROUP6, 255, unicast=True))
+    assert err.reason is DropReason.BAD_DESTINATION and "unicast instance" in err.detail
 
 
 def test_drop_bad_version() -> None:
     bad = with_checksum(bytes([0x41]) + V3_OK[1:], KA_SRC4, GROUP4)
-    assert drop(lambda: decode(bad, KA_SRC4, GROUP4, 255)).reason is DropReason.BAD_VERSION
+    assert drop(lambda: decode(bad, KA_SRC4, GROUP4)).reason is DropReason.BAD_VERSION
     # A well-formed VRRPv2 message over IPv6 (RFC 3768 is IPv4 only).
     v2_over_v6 = with_checksum(
         bytes([0x21, 51, 100, 1, 0, 1, 0, 0]) + VIP6_A.packed + bytes(8), KA_SRC6, GROUP6
     )
-    err = drop(lambda: decode(v2_over_v6, KA_SRC6, GROUP6, 255))
+    err = drop(lambda: decode(v2_over_v6, KA_SRC6, GROUP6))
     assert err.reason is DropReason.BAD_VERSION
 
 
 def test_drop_bad_type() -> None:
     bad = with_checksum(bytes([0x32]) + V3_OK[1:], KA_SRC4, GROUP4)
-    assert drop(lambda: decode(bad, KA_SRC4, GROUP4, 255)).reason is DropReason.BAD_TYPE
+    assert drop(lambda: decode(bad, KA_SRC4, GROUP4)).reason is DropReason.BAD_TYPE
 
 
 def test_drop_bad_address_family() -> None:
-    err = drop(lambda: decode(V3_OK, KA_SRC4, GROUP6, 255))
+    err = drop(lambda: decode(V3_OK, KA_SRC4, GROUP6))
     assert err.reason is DropReason.BAD_ADDRESS_FAMILY
     # An IPv6 advert reaching an IPv4 instance with the same VRID.
     v6 = Advertisement(3, 51, 100, 100, (VIP6_A,))
@@ -297,50 +321,50 @@ def test_drop_bad_address_family() -> None:
 def test_drop_bad_length() -> None:
     # Count says 3 addresses, 2 are present (checksum correct over what is there).
     short = with_checksum(V3_OK[:3] + bytes([3]) + V3_OK[4:], KA_SRC4, GROUP4)
-    err = drop(lambda: decode(short, KA_SRC4, GROUP4, 255))
+    err = drop(lambda: decode(short, KA_SRC4, GROUP4))
     assert err.reason is DropReason.BAD_LENGTH
     # Trailing bytes after the addresses.
     long = with_checksum(V3_OK + b"\x00\x00\x00\x00", KA_SRC4, GROUP4)
-    assert drop(lambda: decode(long, KA_SRC4, GROUP4, 255)).reason is DropReason.BAD_LENGTH
+    assert drop(lambda: decode(long, KA_SRC4, GROUP4)).reason is DropReason.BAD_LENGTH
     # v2 without its 8-byte authentication field.
     no_auth = with_checksum(V2_OK[:-8], KA_SRC4, GROUP4)
-    assert drop(lambda: decode(no_auth, KA_SRC4, GROUP4, 255)).reason is DropReason.BAD_LENGTH
+    assert drop(lambda: decode(no_auth, KA_SRC4, GROUP4)).reason is DropReason.BAD_LENGTH
     # Count 0 (RFC 5798 §5.2.5: the minimum is 1).
     empty = with_checksum(V3_OK[:3] + b"\x00" + V3_OK[4:8], KA_SRC4, GROUP4)
-    assert drop(lambda: decode(empty, KA_SRC4, GROUP4, 255)).reason is DropReason.BAD_LENGTH
+    assert drop(lambda: decode(empty, KA_SRC4, GROUP4)).reason is DropReason.BAD_LENGTH
 
 
 def test_drop_bad_checksum() -> None:
     bad = V3_OK[:7] + bytes([V3_OK[7] ^ 0x01]) + V3_OK[8:]
-    err = drop(lambda: decode(bad, KA_SRC4, GROUP4, 255))
+    err = drop(lambda: decode(bad, KA_SRC4, GROUP4))
     assert err.reason is DropReason.BAD_CHECKSUM
     # The v3 checksum covers the pseudo-header: the same bytes from another source fail.
     other = IPv4Address("192.0.2.3")
-    assert drop(lambda: decode(V3_OK, other, GROUP4, 255)).reason is DropReason.BAD_CHECKSUM
+    assert drop(lambda: decode(V3_OK, other, GROUP4)).reason is DropReason.BAD_CHECKSUM
 
 
 def test_drop_bad_interval() -> None:
     # RFC 3768 §7.1: a v2 advert with another Adver Int is discarded.
-    adv = decode(V2_OK, KA_SRC4, GROUP4, 255)
+    adv = decode(V2_OK, KA_SRC4, GROUP4)
     err = drop(lambda: check_for_instance(adv, params(version=2, advert_int=200)))
     assert err.reason is DropReason.BAD_INTERVAL
     # A zero interval is dropped on decode, whatever the version.
     zero = with_checksum(V3_OK[:4] + b"\x00\x00" + V3_OK[6:], KA_SRC4, GROUP4)
-    assert drop(lambda: decode(zero, KA_SRC4, GROUP4, 255)).reason is DropReason.BAD_INTERVAL
+    assert drop(lambda: decode(zero, KA_SRC4, GROUP4)).reason is DropReason.BAD_INTERVAL
 
 
 def test_v3_interval_mismatch_is_not_a_drop() -> None:
     # RFC 5798 §6.4.2: a v3 backup learns Master_Adver_Interval from the advert.
-    check_for_instance(decode(V3_OK, KA_SRC4, GROUP4, 255), params(advert_int=200))
+    check_for_instance(decode(V3_OK, KA_SRC4, GROUP4), params(advert_int=200))
 
 
 def test_drop_bad_auth_type() -> None:
     # An auth type no RFC defines, on decode.
     bad = with_checksum(V2_OK[:4] + b"\x07" + V2_OK[5:], KA_SRC4, GROUP4)
-    assert drop(lambda: decode(bad, KA_SRC4, GROUP4, 255)).reason is DropReason.BAD_AUTH_TYPE
+    assert drop(lambda: decode(bad, KA_SRC4, GROUP4)).reason is DropReason.BAD_AUTH_TYPE
     # AH on protocol 112, on decode (hypothesis found decode letting it through).
     ah_wire = with_checksum(V2_OK[:4] + b"\x02" + V2_OK[5:], KA_SRC4, GROUP4)
-    assert drop(lambda: decode(ah_wire, KA_SRC4, GROUP4, 255)).reason is DropReason.BAD_AUTH_TYPE
+    assert drop(lambda: decode(ah_wire, KA_SRC4, GROUP4)).reason is DropReason.BAD_AUTH_TYPE
     # PASS advert, no-auth instance.
     simple = Advertisement(2, 51, 100, 100, (VIP4_A,), AuthType.SIMPLE, b"secret1\x00")
     err = drop(lambda: check_for_instance(simple, params(version=2)))
@@ -353,7 +377,7 @@ def test_drop_bad_auth_type() -> None:
 
 def test_drop_bad_auth() -> None:
     fx = load("vrrp_v2_pass")
-    adv = decode(bytes.fromhex(fx["payload_hex"]), KA_SRC4, GROUP4, 255)
+    adv = decode(bytes.fromhex(fx["payload_hex"]), KA_SRC4, GROUP4)
     wrong = params(version=2, vrid=52, auth_type=AuthType.SIMPLE, auth_data=b"secret2")
     assert drop(lambda: check_for_instance(adv, wrong)).reason is DropReason.BAD_AUTH
     # The configured password is compared padded, as keepalived puts it on the wire.
@@ -362,18 +386,18 @@ def test_drop_bad_auth() -> None:
 
 
 def test_drop_bad_vrid() -> None:
-    adv = decode(V3_OK, KA_SRC4, GROUP4, 255)
+    adv = decode(V3_OK, KA_SRC4, GROUP4)
     assert drop(lambda: check_for_instance(adv, params(vrid=52))).reason is DropReason.BAD_VRID
     # VRID 0 is no virtual router at all: dropped on decode.
     zero = with_checksum(V3_OK[:1] + b"\x00" + V3_OK[2:], KA_SRC4, GROUP4)
-    assert drop(lambda: decode(zero, KA_SRC4, GROUP4, 255)).reason is DropReason.BAD_VRID
+    assert drop(lambda: decode(zero, KA_SRC4, GROUP4)).reason is DropReason.BAD_VRID
 
 
 def test_drop_version_mismatch() -> None:
-    v2 = decode(V2_OK, KA_SRC4, GROUP4, 255)
+    v2 = decode(V2_OK, KA_SRC4, GROUP4)
     err = drop(lambda: check_for_instance(v2, params(version=3)))
     assert err.reason is DropReason.VERSION_MISMATCH
-    v3 = decode(V3_OK, KA_SRC4, GROUP4, 255)
+    v3 = decode(V3_OK, KA_SRC4, GROUP4)
     err = drop(lambda: check_for_instance(v3, params(version=2)))
     assert err.reason is DropReason.VERSION_MISMATCH
 
@@ -385,7 +409,7 @@ def test_drop_malformed() -> None:
         def __bytes__(self) -> bytes:
             raise ValueError("cannot read")
 
-    err = drop(lambda: decode(Unreadable(), KA_SRC4, GROUP4, 255))  # type: ignore[arg-type]
+    err = drop(lambda: decode(Unreadable(), KA_SRC4, GROUP4))  # type: ignore[arg-type]
     assert err.reason is DropReason.MALFORMED
 
 
@@ -415,9 +439,49 @@ def test_addresses_mismatch_is_reported_not_dropped() -> None:
     assert not addresses_match(extra, params())
 
 
+def test_addresses_match_compares_what_an_advert_carries() -> None:
+    # 300 VIPs: an advert carries the first 255 (keepalived moves the rest to its excluded
+    # VIPs), so a peer's 255 match; excluded addresses are never expected either.
+    vips = tuple(IPv4Interface(f"198.51.{i // 250}.{i % 250 + 1}/16") for i in range(300))
+    p = params(virtual_addresses=vips, excluded_addresses=(IPv6Interface("2001:db8::1/64"),))
+    carried = tuple(v.ip for v in vips[:255])
+    assert p.advert_addresses == carried
+    assert addresses_match(Advertisement(3, 51, 100, 100, carried), p)
+    assert not addresses_match(Advertisement(3, 51, 100, 100, carried[:254]), p)
+    fewer = params(virtual_addresses=vips, max_advert_addresses=89)
+    assert addresses_match(Advertisement(3, 51, 100, 100, carried[:89]), fewer)
+
+
+@pytest.mark.parametrize(
+    ("version", "family", "mtu", "expected"),
+    [
+        # Measured with keepalived 2.2.7 on veths of these MTUs, 300 VIPs each:
+        # "Number of VIPs (300) exceeds maximum/space available in packet (max N addresses)".
+        (3, 6, 1500, 89),
+        (3, 6, 1280, 76),
+        (3, 6, 1294, 77),
+        (3, 6, 9000, 255),
+        (3, 4, 1500, 255),
+        (2, 4, 1500, 255),
+        (3, 4, 1000, 239),
+        (3, 4, 1002, 240),
+        (2, 4, 1000, 237),
+        (2, 4, 1010, 240),
+        (2, 4, 1009, 239),
+        (2, 4, 600, 137),
+        # And never none: RFC 5798 §5.2.5 wants one address.
+        (3, 6, 68, 1),
+    ],
+)
+def test_max_advert_addresses_is_keepalived_s(
+    version: int, family: int, mtu: int, expected: int
+) -> None:
+    assert max_advert_addresses(version, family, mtu) == expected
+
+
 def test_keepalived_ipv6_advert_passes_a_matching_instance() -> None:
     fx = load("vrrp_v3_ipv6")
-    adv = decode(bytes.fromhex(fx["payload_hex"]), KA_SRC6, GROUP6, 255)
+    adv = decode(bytes.fromhex(fx["payload_hex"]), KA_SRC6, GROUP6)
     p = params(
         vrid=54,
         primary_address=IPv6Address("fe80::ff:fe00:b001"),
@@ -438,12 +502,17 @@ addresses_any = st.ip_addresses()
     src=addresses_any,
     dst=addresses_any,
     ttl=st.integers(min_value=-(2**16), max_value=2**16),
+    unicast=st.booleans(),
 )
 def test_decode_arbitrary_bytes_raises_only_packet_error(
-    data: bytes, src: IPAddress, dst: IPAddress, ttl: int
+    data: bytes, src: IPAddress, dst: IPAddress, ttl: int, unicast: bool
 ) -> None:
     try:
-        decode(data, src, dst, ttl)
+        decode(data, src, dst)
+    except PacketError as exc:
+        assert isinstance(exc.reason, DropReason)
+    try:
+        check_delivery(dst, ttl, unicast=unicast, min_ttl=64, max_ttl=255)
     except PacketError as exc:
         assert isinstance(exc.reason, DropReason)
 
@@ -485,7 +554,7 @@ def test_decode_plausible_packets_raises_only_packet_error(
 ) -> None:
     data, src, dst = case
     try:
-        adv = decode(data, src, dst, 255)
+        adv = decode(data, src, dst)
     except PacketError:
         return
     # Whatever decodes encodes back to the same bytes, except what decode ignores: the v3
@@ -497,7 +566,7 @@ def test_decode_plausible_packets_raises_only_packet_error(
         ignored[-8:] = bytes(8)
     wire = encode(adv, src, dst)
     assert wire[:6] + wire[8:] == bytes(ignored[:6] + ignored[8:])
-    assert decode(wire, src, dst, 255) == adv
+    assert decode(wire, src, dst) == adv
 
 
 @st.composite
@@ -531,6 +600,6 @@ def advertisements(draw: st.DrawFn) -> tuple[Advertisement, IPAddress, IPAddress
 def test_encode_then_decode_is_identity(case: tuple[Advertisement, IPAddress, IPAddress]) -> None:
     adv, src, dst = case
     wire = encode(adv, src, dst)
-    assert decode(wire, src, dst, 255) == adv
+    assert decode(wire, src, dst) == adv
     # And the checksum is right by an independent computation.
     assert with_checksum(wire, src, dst) == wire
