@@ -440,3 +440,27 @@ def test_a_killed_vrrp_process_is_restarted_and_the_vip_stays(net: Net) -> None:
     adverts = [x.at for x in net.adverts(killed_at - 2.0) if x.src_mac == mac_a]
     assert max(gaps(adverts)) < master_down(LOW, 1.0), gaps(adverts)
     assert "vrrp.process_exited" in a.log_text() and "killed by SIGKILL" in a.log_text()
+
+
+def test_a_master_at_10_ms_sends_one_advert_per_interval(net: Net) -> None:
+    # The schedule is kept from each advert's deadline (vrrp/fsm.py), so timers that fire
+    # a little late do not add up: a correctness property of the schedule, counted over
+    # 30 s (3,000 intervals) on the wire. SCHED_RR for the VRRP process, as an operator
+    # running 10 ms adverts would set (keepalived's vrrp_rt_priority): the property
+    # counted here is the schedule's, not the machine's load.
+    a = HaDaemon(
+        net.lab,
+        net.a,
+        net.tmp,
+        "a",
+        (instance(HIGH, advert_int=0.01),),
+        extra={"global": {"metrics_listen": None, "vrrp_rt_priority": 50}},
+    )
+    a.start()
+    mac_a = net.a.mac("eth0")
+    net.witness.wait_for(lambda: net.adverts(0.0, mac_a), timeout=20, message="a advertising")
+    time.sleep(1.0)  # past the start-up transitions
+    start = time.time()
+    net.witness.collect(30.0)
+    window = [x for x in net.adverts(start, mac_a) if x.at < start + 30.0]
+    assert abs(len(window) - 3000) <= 30, len(window)

@@ -219,3 +219,38 @@ def test_update_refuses_a_new_identity() -> None:
     inst = master(150)
     with pytest.raises(InstanceUsageError):
         inst.update(dataclasses.replace(params("a", 150), vrid=52), 1.0)
+
+
+# ---- advert cadence ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("interval_cs", [1, 5, 100, 4095])
+def test_the_advert_schedule_has_no_cumulative_drift(interval_cs: int) -> None:
+    """A timer that always fires a little late (as every real one does) must not slow the
+    cadence: over a long run the number of adverts is duration / Advertisement_Interval."""
+    inst = Instance(dataclasses.replace(params("a", 255), advert_int=interval_cs))
+    interval = interval_cs / 100
+    actions = inst.start(0.0)  # the owner: master at once, first advert at 0
+    sent = sum(isinstance(a, SendAdvertisement) for a in actions)
+    duration = 6000 * interval  # 6,000 intervals
+    late = [0.0003, 0.0011, 0.00005, 0.0007]  # always late, never a whole interval
+    i = 0
+    while True:
+        deadline = inst.get_timer()
+        assert deadline is not None
+        fire = deadline + min(late[i % len(late)], interval * 0.4)
+        i += 1
+        if fire > duration:
+            break
+        sent += sum(isinstance(a, SendAdvertisement) for a in inst.handle_timer(fire))
+    # The garp timers share get_timer(); only adverts are counted.
+    assert sent == 6000, sent  # one at 0, then one per interval, until 6,000 intervals
+
+
+def test_after_a_stall_the_schedule_restarts_without_a_burst() -> None:
+    inst = Instance(dataclasses.replace(params("a", 255), advert_int=10))  # 100 ms
+    inst.start(0.0)
+    assert inst.get_timer() == pytest.approx(0.1)
+    actions = inst.handle_timer(0.55)  # the process was stalled for half a second
+    assert sum(isinstance(a, SendAdvertisement) for a in actions) == 1
+    assert inst.get_timer() == pytest.approx(0.65)  # from now, not 0.2, 0.3, ... at once
