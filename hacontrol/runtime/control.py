@@ -145,13 +145,25 @@ class ControlServer:
 
     async def start(self) -> None:
         self.path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        # We hold the pid lock: a socket file here is a leftover of a daemon that died.
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
-        self._server = await asyncio.start_unix_server(
-            self._serve, path=str(self.path), limit=self._max_request + 1
-        )
-        os.chmod(self.path, 0o600)
+        # Bound under a temporary name, made 0600, then renamed into place: the socket
+        # never exists at its path with a wider mode, not even for a moment. (We hold the
+        # pid lock: a socket file at the path is a leftover of a daemon that died.)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            sock.bind(str(tmp))
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.path)
+            self._server = await asyncio.start_unix_server(
+                self._serve, sock=sock, limit=self._max_request + 1
+            )
+        except BaseException:
+            sock.close()
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         log.info("control.listening path=%s", self.path)
 
     async def stop(self) -> None:
