@@ -221,6 +221,12 @@ class _Interface:
     sockets: dict[socket.AddressFamily, socket.socket] = field(default_factory=dict)
     instances: dict[tuple[socket.AddressFamily, int], _Runner] = field(default_factory=dict)
     missing_logged: bool = False
+    # Derived from the instances whenever they change (`_update_vips`), so that handling a
+    # packet costs the same whatever the number of instances on the interface:
+    unicast_sources: frozenset[IPAddress] = frozenset()  # our instances' unicast_src_ip
+    # family -> the peers any instance hears, when every instance of that family checks
+    # unicast sources (check_unicast_src); absent when one of them hears anyone.
+    peer_filter: dict[socket.AddressFamily, frozenset[IPAddress]] = field(default_factory=dict)
 
     def sent_by_us(self, source: IPAddress) -> bool:
         """Whether a packet from `source` is one of this director's own.
@@ -231,9 +237,7 @@ class _Interface:
         """
         if source in self.vips:
             return False
-        return source in self.addresses or any(
-            source == runner.unicast.source for runner in self.instances.values()
-        )
+        return source in self.addresses or source in self.unicast_sources
 
     def primary(self, family: socket.AddressFamily) -> IPAddress | None:
         """The address adverts leave from (see the module docstring), or None."""
@@ -645,11 +649,18 @@ class VrrpEngine:
         log.info("vrrp.hold instance=%s held=%s", runner.name, held)
 
     def _update_vips(self, iface: _Interface) -> None:
-        iface.vips = {
-            vip.ip
-            for runner in iface.instances.values()
-            for vip in runner.spec.params.held_addresses
-        }
+        """Recompute what the receive path looks up per packet (VIPs, our unicast sources,
+        the peers to filter on): after every change of the interface's instances."""
+        runners = tuple(iface.instances.values())
+        iface.vips = {vip.ip for r in runners for vip in r.spec.params.held_addresses}
+        iface.unicast_sources = frozenset(
+            r.unicast.source for r in runners if r.unicast.source is not None
+        )
+        iface.peer_filter = {}
+        for family in {fam for fam, _ in iface.instances}:
+            same = [r for (fam, _), r in iface.instances.items() if fam == family]
+            if all(r.unicast.check_src for r in same):
+                iface.peer_filter[family] = frozenset().union(*(r.unicast.peers for r in same))
 
     def _fit_advert(self, spec: InstanceSpec, iface: _Interface) -> InstanceParams:
         """The instance's parameters with its adverts sized for the interface's MTU, as
@@ -1046,12 +1057,8 @@ class VrrpEngine:
         if iface.sent_by_us(dgram.source):
             self._drop(iface, Drop.OWN_PACKET.value, "", dgram.source)
             return
-        runners = [r for (fam, _), r in iface.instances.items() if fam == family]
-        if (
-            runners
-            and all(r.unicast.check_src for r in runners)
-            and not any(dgram.source in r.unicast.peers for r in runners)
-        ):
+        peers = iface.peer_filter.get(family)
+        if peers is not None and dgram.source not in peers:
             # Checked before decoding too: a stranger's bytes need not reach the codec.
             self._drop(iface, Drop.NOT_A_PEER.value, "", dgram.source)
             return
