@@ -147,6 +147,7 @@ class LvsRuntime:
         self._owned_saved: frozenset[ServiceKey] | None = None
         self._started = False
         self._unsubscribe: list[Callable[[], None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()  # asyncio keeps only weak references
 
     def _use_config(self, config: Config) -> None:
         """Everything derived from the config, built once per config (start, reload)."""
@@ -180,8 +181,11 @@ class LvsRuntime:
         self._unsubscribe.append(
             self._bus.subscribe(ReconcileResult, self._after_pass, name="lvs.ownership")
         )
-        if not uses_ipvs(self.config) and not self._owned_at_start:
-            return
+        if uses_ipvs(self.config) or self._owned_at_start:
+            await self._start_ipvs()
+
+    async def _start_ipvs(self) -> None:
+        """Checks, policy and the kernel convergers: only once IPVS is in use."""
         self._started = True
         await self.notifier.start()
         for server, (vs, rs) in self._rs_by_id.items():
@@ -242,7 +246,9 @@ class LvsRuntime:
             self._use_config(new)
             if uses_ipvs(new):
                 applied.append("IPVS is now in use: starting its runtime")
-                asyncio.get_running_loop().create_task(self.start())
+                task = asyncio.get_running_loop().create_task(self._start_ipvs())
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
             return applied
         now = self._clock()
         if self._table is not None:

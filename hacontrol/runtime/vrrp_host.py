@@ -207,7 +207,24 @@ class VrrpSupervisor:
             return
         writer.write(encode(message))
 
+    def _running(self) -> bool:
+        proc, writer = self._proc, self._writer
+        return (
+            proc is not None
+            and proc.returncode is None
+            and writer is not None
+            and not writer.is_closing()
+            and self._reader_task is not None
+            and not self._reader_task.done()
+        )
+
     async def _send_configure(self, resume_until: dict[str, float]) -> ReconfigureResult:
+        if not self._running():
+            # Dead and being restarted: the restarted process gets the instances as they
+            # are now (self._instances); nobody would answer this request.
+            return ReconfigureResult(
+                errors={"*": "the VRRP process is restarting; it starts with this configuration"}
+            )
         async with self._configure_lock:
             loop = asyncio.get_running_loop()
             self._pending = loop.create_future()

@@ -464,3 +464,46 @@ def test_a_master_at_10_ms_sends_one_advert_per_interval(net: Net) -> None:
     net.witness.collect(30.0)
     window = [x for x in net.adverts(start, mac_a) if x.at < start + 30.0]
     assert abs(len(window) - 3000) <= 30, len(window)
+
+
+def test_a_reload_that_adds_the_first_virtual_server_starts_checking_it(net: Net) -> None:
+    a = net.daemon(net.a, "a", instance(HIGH))
+    a.start()
+    wait_until(lambda: a.control_socket.exists(), timeout=20, message="a running")
+    a.extra = {
+        "virtual_servers": [
+            {
+                "name": "web",
+                "address": "192.0.2.100",
+                "port": 80,
+                "real_servers": [
+                    {
+                        "address": "127.0.0.1",
+                        "port": 9,
+                        "weight": 2,
+                        "checks": [
+                            {
+                                "type": "tcp",
+                                "delay_loop": 0.3,
+                                "connect_timeout": 1,
+                                "retry": 0,
+                                "warmup": False,
+                            }
+                        ],
+                    },
+                ],
+            }
+        ]
+    }
+    a.write_config()
+    out = a.cli("reload")
+    assert out.returncode == 0, out.stderr
+    assert "applied: IPVS is now in use: starting its runtime" in out.stdout, out.stdout
+    # Nothing listens on port 9: the check (which now runs) takes the server down.
+    wait_until(
+        lambda: (_rs(a) or {}).get("health") == "down",
+        timeout=10,
+        message="the new real server checked",
+    )
+    subscribers = [line for line in a.log_text().splitlines() if "bus.subscriber_error" in line]
+    assert subscribers == []
