@@ -265,6 +265,9 @@ class Daemon:
             return ReloadResult("unchanged", warnings=warnings)
         old = self.config
         applied: list[str] = []
+        # What the new config declares goes out first: the engines' events about new
+        # objects (a real server's first verdict, ...) must find them in the read model.
+        self.bus.publish(topology(new, self.config_path))
         self.persistent = self._prune(self.persistent, new)
         self.lvs.set_drained(self.persistent.drained)
         applied.extend(self.lvs.reload(new))
@@ -278,7 +281,6 @@ class Daemon:
         if new.global_ != old.global_:
             applied.extend(self._apply_global(old, new))
         self.config = new
-        self.bus.publish(topology(new, self.config_path))
         self._publish_overrides()
         if self.gc_pacer.installed:
             # The replaced config and what was built from it were frozen at start-up:

@@ -476,6 +476,7 @@ def test_a_reload_that_adds_the_first_virtual_server_starts_checking_it(net: Net
                 "name": "web",
                 "address": "192.0.2.100",
                 "port": 80,
+                "forwarding": "NAT",
                 "real_servers": [
                     {
                         "address": "127.0.0.1",
