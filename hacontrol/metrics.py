@@ -396,6 +396,11 @@ class Metrics:
                 with contextlib.suppress(KeyError):
                     self.real_server_drained.remove(vs, rs)
         self._real_servers = servers
+        drained = {(vs, f"{address}:{port}") for vs, address, port in self._drained}
+        for vs, rss in servers.items():
+            for rs in rss:
+                # Present from the start, so "not drained" is a value, not a missing series.
+                self.real_server_drained.labels(vs, rs).set(1 if (vs, rs) in drained else 0)
         for vs in self._quorum_known - servers.keys():
             self.quorum_up.remove(vs)
         # The policy says nothing of a virtual server that starts with quorum (only of one

@@ -329,6 +329,7 @@ def test_series_of_what_the_config_dropped_are_removed() -> None:
     metrics.on_health_known(RealServerHealthKnown("web", "198.51.100.1", 80, False, 1, "x"))
     web1 = {"virtual_server": "web", "real_server": "198.51.100.1:80"}
     assert value("hacontrol_real_server_up", web1) == 0
+    assert value("hacontrol_real_server_drained", web1) == 0, "a value, not a missing series"
     # A virtual server that starts with quorum has it until the policy says otherwise.
     assert value("hacontrol_virtual_server_quorum_up", {"virtual_server": "web"}) == 1
 
@@ -338,6 +339,7 @@ def test_series_of_what_the_config_dropped_are_removed() -> None:
     # The removed instance's last words (INIT) come after the new topology.
     metrics.on_state_change(state_event("VI_2", State.INITIALIZE))
     assert value("hacontrol_real_server_up", web1) is None, "no real server down for ever"
+    assert value("hacontrol_real_server_drained", web1) is None
     vi2 = {"instance": "VI_2", "vrid": "51", "interface": "eth0", "family": "ipv4"}
     assert value("hacontrol_vrrp_state", vi2) is None, "no director without master for ever"
     assert value("hacontrol_vrrp_fault", {"instance": "VI_2", "reason": "link_down"}) is None
