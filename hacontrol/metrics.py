@@ -30,8 +30,10 @@ published on the bus (`IpvsTableDumped`); the collector keeps the last one and r
 when Prometheus scrapes, with its age (`hacontrol_ipvs_snapshot_age_seconds`). The figures
 are therefore as of the last reconcile pass's dump, taken before that pass's writes: at
 most one `reconcile_interval` old while passes succeed, older (and said so by the age)
-when they fail. Decoding the counters adds to every pass; benchmarks/ipvs_apply.py prints
-the dump with and without them (README, Benchmarks). While IPVS is unavailable nothing of
+when they fail. (The kernel's own traffic totals lag too: it folds its per-CPU counters
+into what it reports every 2 s, when its rate estimator runs.) Decoding the counters adds
+to every pass; benchmarks/ipvs_apply.py prints the dump and a pass with and without them
+(README, Benchmarks). While IPVS is unavailable nothing of
 the table is exported, as node_exporter exports nothing without /proc/net/ip_vs.
 
 Series of things the configuration no longer has (a VRRP instance, a virtual server, a real
