@@ -33,8 +33,8 @@ most one `reconcile_interval` old while passes succeed, older (and said so by th
 when they fail. (The kernel's own traffic totals lag too: it folds its per-CPU counters
 into what it reports every 2 s, when its rate estimator runs.) Decoding the counters adds
 to every pass; benchmarks/ipvs_apply.py prints the dump and a pass with and without them
-(README, Benchmarks). While IPVS is unavailable nothing of
-the table is exported, as node_exporter exports nothing without /proc/net/ip_vs.
+(README, Benchmarks). While IPVS is unavailable nothing of the table is exported, as
+node_exporter exports nothing without /proc/net/ip_vs.
 
 Series of things the configuration no longer has (a VRRP instance, a virtual server, a real
 server) are removed when the new `Topology` is published, so an alert on a stale value
