@@ -254,10 +254,19 @@ class Prometheus:
             and all(a["labels"].get(k) == v for k, v in labels.items())
         ]
 
-    def wait_firing(self, alertname: str, timeout: float = 30.0, **labels: str) -> dict[str, Any]:
-        found: list[dict[str, Any]] = self.wait_for(
-            f"{alertname} {labels} firing", lambda: self.firing(alertname, **labels), timeout
-        )
+    def wait_firing(
+        self, alertname: str, timeout: float = 60.0, explain: str = "", **labels: str
+    ) -> dict[str, Any]:
+        """Until `alertname` (with `labels`) fires; the failure shows the alert's state and
+        what `explain` (an expression) evaluates to."""
+        try:
+            found: list[dict[str, Any]] = self.wait_for(
+                f"{alertname} {labels} firing", lambda: self.firing(alertname, **labels), timeout
+            )
+        except AssertionError as exc:
+            seen = [a for a in self.alerts() if a["labels"].get("alertname") == alertname]
+            detail = self.query(explain) if explain else None
+            raise AssertionError(f"{exc}; alerts: {seen}; {explain}: {detail}") from None
         return found[0]
 
 

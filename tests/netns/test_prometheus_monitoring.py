@@ -212,7 +212,12 @@ def test_prometheus_evaluates_every_rule_and_panel_and_alerts_fire(
             time.sleep(3.0)
         finally:
             os.kill(db.proc.pid, signal.SIGCONT)
-        prom.wait_firing("HacontrolChecksBehindSchedule", instance=target_b)
+        behind = next(r for r in alert_rules() if r["alert"] == "HacontrolChecksBehindSchedule")
+        prom.wait_firing(
+            "HacontrolChecksBehindSchedule",
+            instance=target_b,
+            explain=healthy_form(behind["expr"]).replace("[5m]", "[20s]"),
+        )
 
         # ---- a's LAN interface down: FAULT on a, b takes over ------------------------------
         a.ip("link", "set", "eth0", "down")
