@@ -5,7 +5,9 @@ kernel with virtme-ng and re-runs this script inside). Prints, for the same rule
 
 - hacontrol: plan + pipelined netlink apply from an empty table;
 - ``ipvsadm -R`` restoring them after a flush;
-- a reconcile pass with no drift (dump + plan, zero writes);
+- a full dump with counters (what metrics export) and without (what planning needs);
+- a reconcile pass with no drift (dump + plan, zero writes), without and with counters
+  (the daemon decodes them while its metrics endpoint is configured, hacontrol/metrics.py);
 - a reconcile pass after changing one weight (exactly one kernel write).
 
     python3 benchmarks/ipvs_apply.py --vm                 # 10,000 x 5, in the VM
@@ -28,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -41,8 +44,8 @@ from hacontrol.ipvs.model import (  # noqa: E402
     Table,
     VirtualService,
 )
-from hacontrol.ipvs.netlink import AsyncIpvs, IpvsNetlink  # noqa: E402
-from hacontrol.ipvs.plan import plan  # noqa: E402
+from hacontrol.ipvs.netlink import ApplyResult, AsyncIpvs, IpvsNetlink  # noqa: E402
+from hacontrol.ipvs.plan import Op, plan  # noqa: E402
 from hacontrol.ipvs.reconcile import Reconciler  # noqa: E402
 
 SERVERS_PER_SERVICE = 5
@@ -100,7 +103,11 @@ def measure(n: int, batch_bytes: int) -> dict[str, object]:
         snap = nl.dump()
         out["dump_s"] = round(time.perf_counter() - t3, 3)
         assert snap.table == table
-        progress(f"dumped in {out['dump_s']} s")
+        t3 = time.perf_counter()
+        bare = nl.dump(counters=False)
+        out["dump_no_counters_s"] = round(time.perf_counter() - t3, 3)
+        assert bare.table == table and not bare.dest_counters
+        progress(f"dumped in {out['dump_s']} s, {out['dump_no_counters_s']} s without counters")
 
     rules = ipvsadm("-Sn")
     assert rules.count("\n") == rows
@@ -119,14 +126,32 @@ def measure(n: int, batch_bytes: int) -> dict[str, object]:
     return out
 
 
+class WithCounters:
+    """The table pass while the metrics endpoint is configured: its dump decodes counters."""
+
+    def __init__(self, ipvs: AsyncIpvs) -> None:
+        self.ipvs = ipvs
+
+    async def dump(self) -> Table:
+        return (await self.ipvs.snapshot()).table
+
+    async def apply(self, ops: Sequence[Op]) -> ApplyResult:
+        return await self.ipvs.apply(ops)
+
+
 async def reconcile_costs(table: Table, batch_bytes: int) -> dict[str, object]:
     kernel = AsyncIpvs(IpvsNetlink(batch_bytes=batch_bytes))
     try:
-        rec = Reconciler(kernel, table, interval=3600)
+        rec = Reconciler(kernel, table)
         t0 = time.perf_counter()
         idle = await rec.reconcile_once()
         idle_s = time.perf_counter() - t0
         assert idle.ok and idle.ops == (), "the table restored by ipvsadm -R should match"
+        counting = Reconciler(WithCounters(kernel), table)
+        t0 = time.perf_counter()
+        idle_counters = await counting.reconcile_once()
+        idle_counters_s = time.perf_counter() - t0
+        assert idle_counters.ok and idle_counters.ops == ()
         first = table.services[len(table) // 2]
         changed = replace(
             first,
@@ -140,6 +165,7 @@ async def reconcile_costs(table: Table, batch_bytes: int) -> dict[str, object]:
         return {
             "reconcile_no_drift_s": round(idle_s, 3),
             "reconcile_no_drift_writes": len(idle.ops),
+            "reconcile_no_drift_counters_s": round(idle_counters_s, 3),
             "reconcile_one_weight_s": round(one_s, 3),
             "reconcile_one_weight_writes": len(one.ops),
             "reconcile_one_weight_op": str(one.ops[0]),
@@ -191,11 +217,13 @@ def main() -> int:
         )
         print(f"  ipvsadm -R same rules      : {out['ipvsadm_restore_s']:>8} s")
         print(f"  ipvsadm -R / hacontrol     : {out['speedup_vs_ipvsadm']:>8} x")
-        print(f"  full dump                  : {out['dump_s']:>8} s")
+        print(f"  full dump with counters    : {out['dump_s']:>8} s")
+        print(f"  full dump without counters : {out['dump_no_counters_s']:>8} s")
         print(
             f"  reconcile pass, no drift   : {out['reconcile_no_drift_s']:>8} s, "
             f"{out['reconcile_no_drift_writes']} writes"
         )
+        print(f"  same, decoding counters    : {out['reconcile_no_drift_counters_s']:>8} s")
         print(
             f"  reconcile pass, one weight : {out['reconcile_one_weight_s']:>8} s, "
             f"{out['reconcile_one_weight_writes']} write ({out['reconcile_one_weight_op']})"

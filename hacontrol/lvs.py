@@ -54,6 +54,7 @@ from hacontrol.ipvs.netlink import Snapshot
 from hacontrol.runtime.bus import Bus
 from hacontrol.runtime.events import (
     DesiredWeights,
+    IpvsTableDumped,
     RealServerHealthKnown,
     ReconcileResult,
     SyncDaemonRoleChanged,
@@ -472,11 +473,22 @@ class LvsRuntime:
             )
         )
 
-    def _want_counters(self) -> bool:
+    def _draining(self) -> bool:
         return bool(self._policy_state.draining or self._service_drains)
 
+    def _want_counters(self) -> bool:
+        # Drains need ActiveConn/InActConn; the metrics endpoint exports the kernel's
+        # figures from the same dumps (hacontrol/metrics.py), so it needs them on every pass.
+        return self._draining() or self.config.global_.metrics_listen is not None
+
     def _on_snapshot(self, snap: Snapshot) -> None:
-        """A dump with counters (taken while something drains): advance the drains."""
+        """A table pass dumped with counters: hand them to metrics, advance any drains."""
+        self._publish(IpvsTableDumped(snap, self._clock()))
+        if self._draining():
+            self._advance_drains(snap)
+
+    def _advance_drains(self, snap: Snapshot) -> None:
+        """The counters of a dump: drains finish once their connections are gone."""
         self._dest_counters = {
             key: (c.active_conns, c.inact_conns) for key, c in snap.dest_counters.items()
         }
@@ -527,7 +539,8 @@ class LvsRuntime:
             {**present, **self._policy_state.present},
             self._policy_state.draining,
         )
-        self._on_snapshot(snap)
+        self._publish(IpvsTableDumped(snap, self._clock()))
+        self._advance_drains(snap)
 
     def _after_pass(self, result: ReconcileResult) -> None:
         """Persist which services we own, when that changed after a table pass."""

@@ -6,12 +6,52 @@ reconcile passes, reloads) are updated when their event is published; figures th
 change thousands of times a second (adverts, drops, checks) are kept by their engines in
 plain integers and read at scrape time: the VRRP process sends a cumulative
 `VrrpCounters` snapshot every second, the check runner's `RunnerStats` is read directly.
+
+The kernel's IPVS table (`IpvsCollector`) is exported under node_exporter's ipvs collector
+names and labels, so LVS dashboards and alerts written for node_exporter work unchanged:
+`node_ipvs_backend_connections_active`, `node_ipvs_backend_connections_inactive` and
+`node_ipvs_backend_weight` per real server, labelled `local_address`, `local_port`,
+`remote_address`, `remote_port`, `proto`, `local_mark` exactly as node_exporter renders
+/proc/net/ip_vs; and the host totals `node_ipvs_connections_total`,
+`node_ipvs_{incoming,outgoing}_{packets,bytes}_total`, which node_exporter (and we) read
+from /proc/net/ip_vs_stats (five numbers, read at scrape time: the kernel's own totals,
+which a sum over the current services is not once a service was deleted or zeroed).
+node_exporter has no per-service or per-real-server traffic counters; ours carry its label
+names: `hacontrol_ipvs_service_*_total` and `hacontrol_ipvs_backend_*_total` (connections,
+packets and bytes in and out, as `ipvsadm -Ln --stats`), plus the persistent connection
+count (`ipvsadm --persistent-conn`).
+
+Where the table figures come from, and what that costs. A dump at scrape time would be a
+second dump of a table the reconciler already dumps every `ipvs.reconcile_interval`, and
+on a large table (10,000 services x 5 real servers) one dump is seconds of CPU. So no dump
+is made for metrics: while the metrics endpoint is configured, the reconciler's own table
+dump decodes the counters too (hacontrol/lvs.py `_want_counters`) and every such dump is
+published on the bus (`IpvsTableDumped`); the collector keeps the last one and renders it
+when Prometheus scrapes, with its age (`hacontrol_ipvs_snapshot_age_seconds`). The figures
+are therefore as of the last reconcile pass's dump, taken before that pass's writes: at
+most one `reconcile_interval` old while passes succeed, older (and said so by the age)
+when they fail. (The kernel's own traffic totals lag too: it folds its per-CPU counters
+into what it reports every 2 s, when its rate estimator runs.) Decoding the counters adds
+to every pass; benchmarks/ipvs_apply.py prints the dump and a pass with and without them
+(README, Benchmarks). While IPVS is unavailable nothing of the table is exported, as
+node_exporter exports nothing without /proc/net/ip_vs.
+
+Series of things the configuration no longer has (a VRRP instance, a virtual server, a real
+server) are removed when the new `Topology` is published, so an alert on a stale value
+(a removed real server that was down) cannot fire forever. The VRRP state carries the
+virtual router's identity (`vrid`, `interface`, `family`) so rules can compare the
+directors' states of one virtual router side by side.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import ipaddress
 import logging
+import time
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -23,13 +63,17 @@ from prometheus_client.core import (
 )
 from prometheus_client.gc_collector import GCCollector
 
+from hacontrol.ipvs.model import IPAddress, Protocol, ServiceKey
+from hacontrol.ipvs.netlink import Snapshot, Stats
 from hacontrol.runtime.bus import Bus
 from hacontrol.runtime.events import (
     IpvsAvailability,
+    IpvsTableDumped,
     OverridesChanged,
     RealServerHealthKnown,
     ReconcileResult,
     ReloadResult,
+    Topology,
     VrrpProcessChanged,
 )
 from healthcheck.policy import QuorumChanged
@@ -52,13 +96,17 @@ _STATE_VALUE = {State.INITIALIZE: 0, State.BACKUP: 1, State.MASTER: 2, State.FAU
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, ipvs: IpvsCollector | None = None
+    ) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # vrid, interface and family name the virtual router, so that the states of one
+        # router on every director can be compared (two masters, no master).
         self.vrrp_state = Gauge(
             "hacontrol_vrrp_state",
             "VRRP instance state: 0 init, 1 backup, 2 master, 3 fault",
-            ["instance"],
+            ["instance", "vrid", "interface", "family"],
             registry=r,
         )
         self.vrrp_transitions = Counter(
@@ -128,11 +176,6 @@ class Metrics:
             ["kind"],
             registry=r,
         )
-        self.ipvs_available = Gauge(
-            "hacontrol_ipvs_available",
-            "1 when the kernel's IPVS is usable, 0 when not (module missing), absent if unused",
-            registry=r,
-        )
         self.real_server_up = Gauge(
             "hacontrol_real_server_up",
             "1 when a real server's checks pass",
@@ -162,6 +205,14 @@ class Metrics:
         )
         for result in ("applied", "unchanged", "rejected"):
             self.config_reloads.labels(result)
+        self.config_reload_ok = Gauge(
+            "hacontrol_config_last_reload_successful",
+            "0 while the last reload was rejected (the daemon runs the configuration it had)",
+            registry=r,
+        )
+        self.config_reload_ok.set(1)
+        self.ipvs = ipvs or IpvsCollector()
+        r.register(self.ipvs)
         # Python's own per-generation figures (python_gc_collections_total{generation}),
         # beside ours for the full collections the daemon paces (hacontrol/gcpace.py).
         GCCollector(registry=r)
@@ -190,6 +241,12 @@ class Metrics:
         for thawed in ("false", "true"):
             self.gc_full_collections.labels(thawed)
         self._drained: frozenset[tuple[str, str, int]] = frozenset()
+        # Series per VRRP instance / virtual server, so those the config drops can go.
+        self._instance_series: dict[str, set[tuple[Gauge, tuple[str, ...]]]] = {}
+        self._state_labels: dict[str, tuple[str, ...]] = {}
+        self._instances: frozenset[str] | None = None  # of the last Topology
+        self._real_servers: dict[str, frozenset[str]] = {}  # virtual server -> "ADDR:PORT"
+        self._quorum_known: set[str] = set()
 
     def watch_check_runner(self, stats: RunnerStats) -> None:
         """Export a check runner's own figures (hacontrol_check_*)."""
@@ -216,32 +273,62 @@ class Metrics:
             QuorumChanged: self.on_quorum,
             ReloadResult: self.on_reload,
             OverridesChanged: self.on_overrides,
+            Topology: self.on_topology,
+            IpvsTableDumped: self.on_ipvs_table,
         }
         for kind, handler in handlers.items():
             bus.subscribe(kind, handler, name=f"metrics.{kind.__name__}")
 
     # ---- VRRP ------------------------------------------------------------------------
 
+    def _set(self, gauge: Gauge, instance: str, labels: tuple[str, ...], value: float) -> None:
+        """Set a per-instance gauge, remembering the series so it can be removed."""
+        gauge.labels(*labels).set(value)
+        self._instance_series.setdefault(instance, set()).add((gauge, labels))
+
+    def _forget_instance(self, instance: str) -> None:
+        for gauge, labels in self._instance_series.pop(instance, ()):
+            gauge.remove(*labels)
+        self._state_labels.pop(instance, None)
+
     def on_state_change(self, event: InstanceStateChanged) -> None:
-        self.vrrp_state.labels(event.instance).set(_STATE_VALUE[event.new])
+        name = event.instance
         self.vrrp_transitions.labels(
-            event.instance, event.old.value, event.new.value, event.reason.value
+            name, event.old.value, event.new.value, event.reason.value
         ).inc()
-        self.vrrp_priority.labels(event.instance, "base").set(event.priority)
-        self.vrrp_priority.labels(event.instance, "effective").set(event.effective_priority)
+        if (
+            event.new is State.INITIALIZE
+            and self._instances is not None
+            and name not in self._instances
+        ):
+            # The last words of an instance the new config removed: forget it, or its
+            # INIT series would count as a director without a master for ever.
+            self._forget_instance(name)
+            return
+        labels = (name, str(event.vrid), event.interface, event.family)
+        old = self._state_labels.get(name)
+        if old is not None and old != labels:
+            # Restarted with another identity: the old virtual router is no longer ours.
+            self.vrrp_state.remove(*old)
+            self._instance_series[name].discard((self.vrrp_state, old))
+        self._state_labels[name] = labels
+        self._set(self.vrrp_state, name, labels, _STATE_VALUE[event.new])
+        self._set(self.vrrp_priority, name, (name, "base"), event.priority)
+        self._set(self.vrrp_priority, name, (name, "effective"), event.effective_priority)
 
     def on_priority(self, event: PriorityChanged) -> None:
-        self.vrrp_priority.labels(event.instance, "base").set(event.priority)
-        self.vrrp_priority.labels(event.instance, "effective").set(event.effective_priority)
+        name = event.instance
+        self._set(self.vrrp_priority, name, (name, "base"), event.priority)
+        self._set(self.vrrp_priority, name, (name, "effective"), event.effective_priority)
 
     def on_faults(self, event: FaultsChanged) -> None:
-        for reason in ("no_such_interface", "link_down", "no_source_address"):
-            self.vrrp_faults.labels(event.instance, reason).set(1 if reason in event.faults else 0)
-        for reason in event.faults:
-            self.vrrp_faults.labels(event.instance, reason).set(1)
+        name = event.instance
+        for reason in ("no_such_interface", "link_down", "no_source_address", *event.faults):
+            self._set(self.vrrp_faults, name, (name, reason), 1 if reason in event.faults else 0)
 
     def on_hold(self, event: HoldChanged) -> None:
-        self.vrrp_stepped_down.labels(event.instance).set(1 if event.held else 0)
+        name = event.instance
+        self._set(self.vrrp_stepped_down, name, (name,), 1 if event.held else 0)
 
     def on_vip_repaired(self, event: VipRepaired) -> None:
         self.vrrp_vip_repairs.labels(event.instance).inc()
@@ -269,7 +356,10 @@ class Metrics:
         self.reconcile_ok.labels(result.kind).set(1 if result.ok else 0)
 
     def on_ipvs_availability(self, event: IpvsAvailability) -> None:
-        self.ipvs_available.set(1 if event.available else 0)
+        self.ipvs.set_available(event.available)
+
+    def on_ipvs_table(self, event: IpvsTableDumped) -> None:
+        self.ipvs.update(event.snapshot, event.at)
 
     def on_health_event(self, event: RealServerUp | RealServerDown) -> None:
         server = event.server
@@ -284,9 +374,42 @@ class Metrics:
 
     def on_quorum(self, event: QuorumChanged) -> None:
         self.quorum_up.labels(event.virtual_service).set(1 if event.up else 0)
+        self._quorum_known.add(event.virtual_service)
 
     def on_reload(self, event: ReloadResult) -> None:
         self.config_reloads.labels(event.result).inc()
+        self.config_reload_ok.set(0 if event.result == "rejected" else 1)
+
+    def on_topology(self, event: Topology) -> None:
+        """The configuration now running: drop the series of what it no longer has."""
+        instances = frozenset(i.name for i in event.instances)
+        if self._instances is not None:
+            for name in self._instances - instances:
+                self._forget_instance(name)
+        self._instances = instances
+        servers = {
+            vs.name: frozenset(f"{rs.address}:{rs.port}" for rs in vs.real_servers)
+            for vs in event.virtual_servers
+        }
+        for vs, old in self._real_servers.items():
+            for rs in old - servers.get(vs, frozenset()):
+                with contextlib.suppress(KeyError):
+                    self.real_server_up.remove(vs, rs)
+                with contextlib.suppress(KeyError):
+                    self.real_server_drained.remove(vs, rs)
+        self._real_servers = servers
+        drained = {(vs, f"{address}:{port}") for vs, address, port in self._drained}
+        for vs, rss in servers.items():
+            for rs in rss:
+                # Present from the start, so "not drained" is a value, not a missing series.
+                self.real_server_drained.labels(vs, rs).set(1 if (vs, rs) in drained else 0)
+        for vs in self._quorum_known - servers.keys():
+            self.quorum_up.remove(vs)
+        # The policy says nothing of a virtual server that starts with quorum (only of one
+        # that starts without): it has quorum until told otherwise.
+        for vs in servers.keys() - self._quorum_known:
+            self.quorum_up.labels(vs).set(1)
+        self._quorum_known = set(servers)
 
     def on_overrides(self, event: OverridesChanged) -> None:
         for vs, address, port in self._drained - event.drained:
@@ -468,3 +591,204 @@ class CheckRunnerCollector:
         buckets.append(("+Inf", lateness.total))
         histogram.add_metric([], buckets, lateness.late_seconds)
         yield histogram
+
+
+IP_VS_STATS = Path("/proc/net/ip_vs_stats")
+
+# ip_vs_proto_name(): the protocol column of /proc/net/ip_vs, node_exporter's `proto`.
+_PROTO_NAME = {int(p): p.name for p in Protocol}
+
+# (name, help) of node_exporter's host totals, in /proc/net/ip_vs_stats's column order.
+_TOTALS = (
+    ("node_ipvs_connections", "The total number of connections made."),
+    ("node_ipvs_incoming_packets", "The total number of incoming packets."),
+    ("node_ipvs_outgoing_packets", "The total number of outgoing packets."),
+    ("node_ipvs_incoming_bytes", "The total amount of incoming data."),
+    ("node_ipvs_outgoing_bytes", "The total amount of outgoing data."),
+)
+# (Stats field, name suffix, what) of our per-service and per-real-server counters.
+_TRAFFIC = (
+    ("conns", "connections", "connections scheduled"),
+    ("inpkts", "incoming_packets", "incoming packets"),
+    ("outpkts", "outgoing_packets", "outgoing packets"),
+    ("inbytes", "incoming_bytes", "incoming bytes"),
+    ("outbytes", "outgoing_bytes", "outgoing bytes"),
+)
+SERVICE_LABELS = ["local_address", "local_port", "proto", "local_mark"]
+BACKEND_LABELS = [
+    "local_address",
+    "local_port",
+    "remote_address",
+    "remote_port",
+    "proto",
+    "local_mark",
+]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def go_ip(address: IPAddress) -> str:
+    """An address as node_exporter prints it (Go's net.IP.String()): RFC 5952 for IPv6,
+    except that an IPv4-mapped IPv6 address prints as the IPv4 address."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+def service_labels(key: ServiceKey) -> tuple[str, str, str, str]:
+    """(local_address, local_port, proto, local_mark) of a service, as node_exporter reads
+    its line of /proc/net/ip_vs: "TCP  C0000264:0050 ..." or "FWM  00000007 ..."."""
+    if key.is_fwmark:
+        return ("", "0", "FWM", f"{key.fwmark:08X}")
+    assert key.address is not None
+    return (go_ip(key.address), str(key.port), _PROTO_NAME.get(key.protocol, "UNK"), "")
+
+
+def parse_ip_vs_stats(text: str) -> tuple[int, int, int, int, int]:
+    """The five hexadecimal totals on the third line of /proc/net/ip_vs_stats (conns, in
+    packets, out packets, in bytes, out bytes); ValueError if the file is not that shape."""
+    lines = text.split("\n", 3)
+    if len(lines) != 4:
+        raise ValueError("ip_vs_stats: too short")
+    fields = lines[2].split()
+    if len(fields) != 5:
+        raise ValueError(f"ip_vs_stats: {len(fields)} fields on the totals line, expected 5")
+    conns, inpkts, outpkts, inbytes, outbytes = (int(f, 16) for f in fields)
+    return conns, inpkts, outpkts, inbytes, outbytes
+
+
+class IpvsCollector:
+    """The kernel's IPVS figures from the reconciler's last dump (see the module docstring).
+
+    node_exporter sums the rows whose labels coincide (it does so when told to drop some
+    labels; with all six only an IPv4 and an IPv6 fwmark service with the same mark and
+    real server coincide): so do we, so the values stay the same as its.
+    """
+
+    def __init__(
+        self, *, stats_path: Path = IP_VS_STATS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._stats_path = stats_path
+        self._clock = clock
+        self._snapshot: Snapshot | None = None
+        self._at = 0.0
+        # None until the daemon first tries IPVS: a director without virtual servers has
+        # no IPVS to miss (a plain Gauge would say 0, "unavailable", from the start).
+        self._available: bool | None = None
+
+    def update(self, snapshot: Snapshot, at: float) -> None:
+        self._snapshot, self._at = snapshot, at
+
+    def set_available(self, available: bool) -> None:
+        self._available = available
+        if not available:
+            self._snapshot = None
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # the families depend on the table: nothing to check at register
+
+    def collect(self) -> Iterator[Metric]:
+        if self._available is not None:
+            yield GaugeMetricFamily(
+                "hacontrol_ipvs_available",
+                "1 when the kernel's IPVS is usable, 0 when not (module missing); "
+                "absent while IPVS is not in use",
+                value=1 if self._available else 0,
+            )
+        snap = self._snapshot
+        if snap is None:
+            return
+        yield GaugeMetricFamily(
+            "hacontrol_ipvs_snapshot_age_seconds",
+            "seconds since the IPVS table behind the node_ipvs_* and hacontrol_ipvs_* "
+            "figures was dumped (by the reconciler)",
+            value=max(0.0, self._clock() - self._at),
+        )
+        yield from self._totals()
+        active = GaugeMetricFamily(
+            "node_ipvs_backend_connections_active",
+            "The current active connections by local and remote address.",
+            labels=BACKEND_LABELS,
+        )
+        inactive = GaugeMetricFamily(
+            "node_ipvs_backend_connections_inactive",
+            "The current inactive connections by local and remote address.",
+            labels=BACKEND_LABELS,
+        )
+        weight = GaugeMetricFamily(
+            "node_ipvs_backend_weight",
+            "The current backend weight by local and remote address.",
+            labels=BACKEND_LABELS,
+        )
+        persistent = GaugeMetricFamily(
+            "hacontrol_ipvs_backend_connections_persistent",
+            "connection templates of persistent services by real server (ipvsadm's PersistConn)",
+            labels=BACKEND_LABELS,
+        )
+        backend_traffic = [
+            CounterMetricFamily(
+                f"hacontrol_ipvs_backend_{suffix}",
+                f"{what} by virtual service and real server (ipvsadm -Ln --stats)",
+                labels=BACKEND_LABELS,
+            )
+            for _, suffix, what in _TRAFFIC
+        ]
+        service_traffic = [
+            CounterMetricFamily(
+                f"hacontrol_ipvs_service_{suffix}",
+                f"{what} by virtual service (ipvsadm -Ln --stats)",
+                labels=SERVICE_LABELS,
+            )
+            for _, suffix, what in _TRAFFIC
+        ]
+        backends: dict[tuple[str, ...], list[int]] = {}
+        services: dict[tuple[str, ...], list[int]] = {}
+        no_stats = Stats()
+        for service in snap.table:
+            local_address, local_port, proto, local_mark = service_labels(service.key)
+            svc_sums = services.setdefault(
+                (local_address, local_port, proto, local_mark), [0] * len(_TRAFFIC)
+            )
+            stats = snap.service_stats.get(service.key, no_stats)
+            for i, (attr, _, _) in enumerate(_TRAFFIC):
+                svc_sums[i] += getattr(stats, attr)
+            for rs in service.real_servers:
+                counters = snap.dest_counters.get((service.key, rs.key))
+                row = (
+                    local_address,
+                    local_port,
+                    go_ip(rs.address),
+                    str(rs.port or 0),
+                    proto,
+                    local_mark,
+                )
+                sums = backends.setdefault(row, [0] * (4 + len(_TRAFFIC)))
+                sums[0] += rs.weight
+                if counters is None:
+                    continue
+                sums[1] += counters.active_conns
+                sums[2] += counters.inact_conns
+                sums[3] += counters.persist_conns
+                for i, (attr, _, _) in enumerate(_TRAFFIC):
+                    sums[4 + i] += getattr(counters.stats, attr)
+        for labels, sums in backends.items():
+            values = list(labels)
+            weight.add_metric(values, sums[0])
+            active.add_metric(values, sums[1])
+            inactive.add_metric(values, sums[2])
+            persistent.add_metric(values, sums[3])
+            for family, value in zip(backend_traffic, sums[4:], strict=True):
+                family.add_metric(values, value)
+        for labels, svc_sums in services.items():
+            for family, value in zip(service_traffic, svc_sums, strict=True):
+                family.add_metric(list(labels), value)
+        yield from (active, inactive, weight, persistent, *backend_traffic, *service_traffic)
+
+    def _totals(self) -> Iterator[Metric]:
+        try:
+            totals = parse_ip_vs_stats(self._stats_path.read_text())
+        except (OSError, ValueError) as exc:
+            # As node_exporter: no file (IPVS gone meanwhile), no totals; the table stays.
+            log.debug("metrics.ip_vs_stats_unreadable path=%s error=%s", self._stats_path, exc)
+            return
+        for (name, doc), value in zip(_TOTALS, totals, strict=True):
+            yield CounterMetricFamily(name, doc, value=value)

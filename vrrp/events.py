@@ -29,6 +29,9 @@ class InstanceStateChanged:
     reason: Reason
     priority: int  # configured (base) priority
     effective_priority: int  # base + tracking, what adverts carry
+    # "ipv4" or "ipv6": with the VRID and the LAN it names the virtual router (RFC 5798 §5.2.3:
+    # an IPv4 and an IPv6 virtual router may share a VRID on one interface).
+    family: str = "ipv4"
 
 
 @dataclass(frozen=True, slots=True)

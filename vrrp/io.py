@@ -813,6 +813,7 @@ class VrrpEngine:
                 reason=change.reason,
                 priority=params.priority,
                 effective_priority=runner.fsm.effective_priority,
+                family="ipv6" if runner.family == socket.AF_INET6 else "ipv4",
             )
         )
         if change.new is State.MASTER:

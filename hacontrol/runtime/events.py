@@ -7,7 +7,10 @@ metrics count it, logs print it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from hacontrol.ipvs.netlink import Snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,19 @@ class IpvsAvailability:
 
     available: bool
     detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class IpvsTableDumped:
+    """The IPVS table as the reconciler just dumped it, counters included.
+
+    `at` is the monotonic time of the dump. Published once per table pass that dumped with
+    counters (hacontrol/lvs.py decides when), so metrics export the kernel's figures from the
+    dumps the reconciler makes anyway instead of dumping again at scrape time.
+    """
+
+    snapshot: Snapshot
+    at: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,7 +62,9 @@ def test_election_higher_priority_holds_the_vip(net: Net) -> None:
         assert (adv.version, adv.priority, adv.ttl, adv.interval_centis) == (3, HIGH, 255, 20)
     assert a.running and b.running
     samples = a.metrics()
-    assert samples['hacontrol_vrrp_state{instance="VI_1"}'] == 2, samples
+    # The virtual router's identity comes with the state, for comparing directors.
+    key = 'hacontrol_vrrp_state{family="ipv4",instance="VI_1",interface="eth0",vrid="42"}'
+    assert samples[key] == 2, samples
     # Once started, full collections are the pacer's (hacontrol/gcpace.py), once a minute.
     assert samples["hacontrol_gc_full_collection_interval_seconds"] == 60.0
     assert 'python_gc_collections_total{generation="2"}' in samples

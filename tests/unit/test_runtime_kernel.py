@@ -11,7 +11,14 @@ import errno
 import ipaddress
 
 from hacontrol.ipvs.errors import IpvsUnavailable
-from hacontrol.ipvs.model import ForwardingMethod, RealServer, ServiceKey, Table, VirtualService
+from hacontrol.ipvs.model import (
+    DestKey,
+    ForwardingMethod,
+    RealServer,
+    ServiceKey,
+    Table,
+    VirtualService,
+)
 from hacontrol.ipvs.netlink import Snapshot
 from hacontrol.ipvs.syncd import SyncDaemonConfig, Timeouts
 from hacontrol.runtime.kernel import (
@@ -177,3 +184,31 @@ async def test_timeouts_changed_by_hand_are_put_back_and_zero_fields_left_alone(
     clock.now += 10.0
     (r,) = await rec.run_due()
     assert r.writes == 0 and r.repairs == 0
+
+
+async def test_counters_come_from_the_passes_own_dump_not_another() -> None:
+    """Metrics take the reconciler's dump (with counters) rather than dumping again: one
+    dump per pass, handed over whole, and none with counters when nobody wants them."""
+    kernel = FakeKernel(Table.of([web(rs("198.51.100.1"))]))
+    dest = DestKey(ipaddress.ip_address("198.51.100.1"), 80)
+    kernel.counters[(WEB, dest)] = (4, 9)
+    clock = Clock()
+    wanted = [True]
+    seen: list[Snapshot] = []
+    table = IpvsTableConverger(
+        Link(kernel),
+        Table.of([web(rs("198.51.100.1"))]),
+        want_counters=lambda: wanted[0],
+        on_snapshot=seen.append,
+    )
+    rec = Reconciler([table], interval=5.0, clock=clock)
+    for _ in range(3):
+        (r,) = await rec.run_due()
+        assert r.ok
+        clock.now += 5.0
+    assert kernel.dumps == 3 and len(seen) == 3
+    counters = seen[-1].dest_counters[(WEB, dest)]
+    assert (counters.active_conns, counters.inact_conns) == (4, 9)
+    wanted[0] = False
+    await rec.run_due()
+    assert kernel.dumps == 4 and len(seen) == 3
