@@ -106,37 +106,37 @@ class Metrics:
         self.vrrp_state = Gauge(
             "hacontrol_vrrp_state",
             "VRRP instance state: 0 init, 1 backup, 2 master, 3 fault",
-            ["instance", "vrid", "interface", "family"],
+            ["vrrp_instance", "vrid", "interface", "family"],
             registry=r,
         )
         self.vrrp_transitions = Counter(
             "hacontrol_vrrp_transitions",
             "VRRP state changes",
-            ["instance", "from_state", "to_state", "reason"],
+            ["vrrp_instance", "from_state", "to_state", "reason"],
             registry=r,
         )
         self.vrrp_priority = Gauge(
             "hacontrol_vrrp_priority",
             "VRRP priority: configured (kind=base) and advertised (kind=effective)",
-            ["instance", "kind"],
+            ["vrrp_instance", "kind"],
             registry=r,
         )
         self.vrrp_faults = Gauge(
             "hacontrol_vrrp_fault",
             "1 while this reason holds the instance in FAULT",
-            ["instance", "reason"],
+            ["vrrp_instance", "reason"],
             registry=r,
         )
         self.vrrp_stepped_down = Gauge(
             "hacontrol_vrrp_stepped_down",
             "1 while an operator's step-down holds the instance in BACKUP",
-            ["instance"],
+            ["vrrp_instance"],
             registry=r,
         )
         self.vrrp_vip_repairs = Counter(
             "hacontrol_vrrp_vip_repairs",
             "VIPs found missing on a master (deleted by hand) and added again",
-            ["instance"],
+            ["vrrp_instance"],
             registry=r,
         )
         self.vrrp_process_restarts = Counter(
@@ -460,14 +460,14 @@ class VrrpCountersCollector:
                 "adverts whose address list differs from ours (RFC 5798 §7.1: logged, not dropped)",
             ),
         ):
-            family = CounterMetricFamily(name, doc, labels=["instance"])
+            family = CounterMetricFamily(name, doc, labels=["vrrp_instance"])
             for instance, c in sorted(total.instances.items()):
                 family.add_metric([instance], getattr(c, attr))
             yield family
         errors = CounterMetricFamily(
             "hacontrol_vrrp_errors",
             "VRRP actions that failed (send_advert, add_address, remove_address, send_garp)",
-            labels=["instance", "operation"],
+            labels=["vrrp_instance", "operation"],
         )
         for instance, c in sorted(total.instances.items()):
             for operation, n in sorted(c.errors.items()):

@@ -663,7 +663,7 @@ def test_ipv6_unicast_with_keepalived_s_defaults(pair: Pair, first_master: str) 
     samples = ha.metrics()
     drops = {k: v for k, v in samples.items() if "dropped" in k and v}
     assert not drops, drops
-    received = samples.get('hacontrol_vrrp_adverts_received_total{instance="VI_1"}', 0)
+    received = samples.get('hacontrol_vrrp_adverts_received_total{vrrp_instance="VI_1"}', 0)
     assert received >= (3 if ka_first else 0), samples
     # Failover to the backup, and back when the master returns (it preempts).
     master.kill9()

@@ -63,7 +63,7 @@ def test_election_higher_priority_holds_the_vip(net: Net) -> None:
     assert a.running and b.running
     samples = a.metrics()
     # The virtual router's identity comes with the state, for comparing directors.
-    key = 'hacontrol_vrrp_state{family="ipv4",instance="VI_1",interface="eth0",vrid="42"}'
+    key = 'hacontrol_vrrp_state{family="ipv4",interface="eth0",vrid="42",vrrp_instance="VI_1"}'
     assert samples[key] == 2, samples
     # Once started, full collections are the pacer's (hacontrol/gcpace.py), once a minute.
     assert samples["hacontrol_gc_full_collection_interval_seconds"] == 60.0

@@ -162,7 +162,7 @@ def test_prometheus_evaluates_every_rule_and_panel_and_alerts_fire(
             values = {s["metric"][label] for s in prom.wait_data(selector)}
             assert values == {target_a, target_b}, name
         states = {
-            (s["metric"]["instance"], s["metric"]["exported_instance"]): s["value"][1]
+            (s["metric"]["instance"], s["metric"]["vrrp_instance"]): s["value"][1]
             for s in prom.query("hacontrol_vrrp_state")
         }
         assert states == {(target_a, "VI_1"): "2", (target_b, "VI_1"): "1"}
@@ -222,7 +222,7 @@ def test_prometheus_evaluates_every_rule_and_panel_and_alerts_fire(
         # ---- a's LAN interface down: FAULT on a, b takes over ------------------------------
         a.ip("link", "set", "eth0", "down")
         alert = prom.wait_firing("HacontrolVrrpInstanceFault", instance=target_a)
-        assert alert["labels"]["exported_instance"] == "VI_1"
+        assert alert["labels"]["vrrp_instance"] == "VI_1"
         assert not prom.firing("HacontrolVrrpNoMaster")
 
         # ---- and b's: nobody is master ---------------------------------------------------

@@ -308,8 +308,8 @@ def test_vrrp_state_names_the_virtual_router_and_follows_its_identity() -> None:
     metrics.on_topology(topology(("VI_1", "VI_6"), {}))
     metrics.on_state_change(state_event("VI_1", State.MASTER))
     metrics.on_state_change(state_event("VI_6", State.BACKUP, family="ipv6"))
-    v1 = {"instance": "VI_1", "vrid": "51", "interface": "eth0", "family": "ipv4"}
-    v6 = {**v1, "instance": "VI_6", "family": "ipv6"}
+    v1 = {"vrrp_instance": "VI_1", "vrid": "51", "interface": "eth0", "family": "ipv4"}
+    v6 = {**v1, "vrrp_instance": "VI_6", "family": "ipv6"}
     assert value("hacontrol_vrrp_state", v1) == 2
     assert value("hacontrol_vrrp_state", v6) == 1
     # Reloaded with another VRID: restarted, and only the new virtual router is reported.
@@ -340,10 +340,10 @@ def test_series_of_what_the_config_dropped_are_removed() -> None:
     metrics.on_state_change(state_event("VI_2", State.INITIALIZE))
     assert value("hacontrol_real_server_up", web1) is None, "no real server down for ever"
     assert value("hacontrol_real_server_drained", web1) is None
-    vi2 = {"instance": "VI_2", "vrid": "51", "interface": "eth0", "family": "ipv4"}
+    vi2 = {"vrrp_instance": "VI_2", "vrid": "51", "interface": "eth0", "family": "ipv4"}
     assert value("hacontrol_vrrp_state", vi2) is None, "no director without master for ever"
-    assert value("hacontrol_vrrp_fault", {"instance": "VI_2", "reason": "link_down"}) is None
-    assert value("hacontrol_vrrp_state", {**vi2, "instance": "VI_1"}) == 1
+    assert value("hacontrol_vrrp_fault", {"vrrp_instance": "VI_2", "reason": "link_down"}) is None
+    assert value("hacontrol_vrrp_state", {**vi2, "vrrp_instance": "VI_1"}) == 1
     assert value("hacontrol_virtual_server_quorum_up", {"virtual_server": "api"}) == 0
     assert value("hacontrol_virtual_server_quorum_up", {"virtual_server": "web"}) == 1
     metrics.on_topology(topology(("VI_1",), {"api": ("198.51.100.7:80",)}))
