@@ -72,6 +72,9 @@ class Reason(enum.Enum):
     STEP_DOWN = "step_down"  # the operator's step-down: priority 0 sent, held in BACKUP
     RELEASED = "released"  # an address owner released from a step-down takes over again
     RESUME = "resume"  # the VRRP process restarted and picks up mastership where it was
+    TRACKED_DOWN = "tracked_down"  # a tracked item with weight 0 went down (FAULT)
+    TRACKED_UP = "tracked_up"  # the last such item came back: out of FAULT
+    SYNC_GROUP = "sync_group"  # the instance's sync group moved it (FAULT, BACKUP, MASTER)
 
 
 # ---- actions: what the sans-IO core asks the adapter to do -------------------
