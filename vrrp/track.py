@@ -6,12 +6,12 @@ back the effective priority, the faults that hold the instance in FAULT, and the
 have no verdict yet. The rules, checked against keepalived.conf(5) and keepalived's
 vrrp_track.c (2.2.x):
 
-| kind      | weight w != 0 (m = -1 with `reverse`, else 1)            | weight 0                   |
-|-----------|----------------------------------------------------------|----------------------------|
-| interface | up: +m*w if w > 0; down: +m*w if w < 0                    | FAULT while down           |
-| script    | as interface (up: `rise` successes; down: `fall` fails)   | FAULT while down           |
-| process   | as interface (up: quorum <= count <= quorum_max)          | FAULT while down           |
-| file      | v*w*m, clamped to -254..253; -254 (or less): FAULT        | FAULT while v != 0         |
+| kind      | weight w != 0 (m = -1 with `reverse`, else 1)            | weight 0           |
+|-----------|----------------------------------------------------------|--------------------|
+| interface | up: +m*w if w > 0; down: +m*w if w < 0                    | FAULT while down   |
+| script    | as interface (up: `rise` successes; down: `fall` fails)   | FAULT while down   |
+| process   | as interface (up: quorum <= count <= quorum_max)          | FAULT while down   |
+| file      | v*w*m, clamped to -254..253; -254 (or less): FAULT        | FAULT while v != 0 |
 
 (`reverse` with weight 0 inverts the condition: FAULT while *up*, or for a file while v is 0.)
 

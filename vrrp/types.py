@@ -11,6 +11,8 @@ import enum
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 
+from vrrp.track import TrackedItem
+
 IPAddress = IPv4Address | IPv6Address
 IPInterface = IPv4Interface | IPv6Interface
 
@@ -199,6 +201,11 @@ class InstanceSpec:
     min_ttl: int | None = None
     max_ttl: int | None = None
     check_unicast_src: bool = False
+    # What the instance tracks (its own items and its sync group's, weights as they apply:
+    # vrrp/track.py), and keepalived's dont_track_primary (its own link going down is no
+    # FAULT).
+    track: tuple[TrackedItem, ...] = ()
+    dont_track_primary: bool = False
 
     @property
     def name(self) -> str:
@@ -212,3 +219,12 @@ class InstanceSpec:
     def identity(self) -> tuple[str, int, int]:
         """What a running instance cannot change in place: interface, family, VRID."""
         return (self.interface, self.family, self.params.vrid)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncGroupSpec:
+    """keepalived's vrrp_sync_group: instances that are MASTER together or not at all
+    (vrrp/syncgroup.py). A plain value: it crosses into the VRRP process."""
+
+    name: str
+    members: tuple[str, ...]

@@ -31,7 +31,10 @@ def member(state: State, *, own: bool = False, held: bool = False, wants: bool =
 ROWS: list[tuple[dict[str, Member], dict[str, Input]]] = [
     # A member in FAULT of its own takes the others to FAULT (masters and backups).
     ({"a": member(F, own=True), "b": member(M)}, {"b": Input.SET_FAULT}),
-    ({"a": member(F, own=True), "b": member(B), "c": member(M)}, {"b": Input.SET_FAULT, "c": Input.SET_FAULT}),
+    (
+        {"a": member(F, own=True), "b": member(B), "c": member(M)},
+        {"b": Input.SET_FAULT, "c": Input.SET_FAULT},
+    ),
     # ... and keeps them there; both in FAULT of their own: nothing to do.
     ({"a": member(F, own=True), "b": member(F, held=True)}, {}),
     ({"a": member(F, own=True), "b": member(F, own=True)}, {}),
@@ -40,14 +43,20 @@ ROWS: list[tuple[dict[str, Member], dict[str, Input]]] = [
     # Own faults gone: the held members are released.
     ({"a": member(B), "b": member(F, held=True)}, {"b": Input.CLEAR_FAULT}),
     # Every member wants MASTER (or is MASTER): the wanting ones are promoted.
-    ({"a": member(B, wants=True), "b": member(B, wants=True)}, {"a": Input.PROMOTE, "b": Input.PROMOTE}),
+    (
+        {"a": member(B, wants=True), "b": member(B, wants=True)},
+        {"a": Input.PROMOTE, "b": Input.PROMOTE},
+    ),
     ({"a": member(M), "b": member(B, wants=True)}, {"b": Input.PROMOTE}),
     # One wants, the other still follows a master: the group stays BACKUP.
     ({"a": member(B, wants=True), "b": member(B)}, {}),
     ({"a": member(B, wants=True), "b": member(INIT)}, {}),
     # A MASTER beside a BACKUP that does not want MASTER: the MASTER steps down.
     ({"a": member(M), "b": member(B)}, {"a": Input.TO_BACKUP}),
-    ({"a": member(M), "b": member(M), "c": member(B)}, {"a": Input.TO_BACKUP, "b": Input.TO_BACKUP}),
+    (
+        {"a": member(M), "b": member(M), "c": member(B)},
+        {"a": Input.TO_BACKUP, "b": Input.TO_BACKUP},
+    ),
     ({"a": member(M), "b": member(INIT)}, {"a": Input.TO_BACKUP}),
     # Stable joint states.
     ({"a": member(M), "b": member(M)}, {}),

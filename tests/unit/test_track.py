@@ -17,7 +17,7 @@ from vrrp.track import (
     item_state,
 )
 
-S, I, F, P = TrackKind.SCRIPT, TrackKind.INTERFACE, TrackKind.FILE, TrackKind.PROCESS
+S, IF, F, P = TrackKind.SCRIPT, TrackKind.INTERFACE, TrackKind.FILE, TrackKind.PROCESS
 UP, DOWN = Verdict(True), Verdict(False)
 
 
@@ -40,9 +40,9 @@ ITEM_ROWS = [
     (S, 0, True, UP, Effect.FAULT, 0),
     (S, 0, True, DOWN, Effect.NONE, 0),
     # The same rules for interfaces and processes.
-    (I, 0, False, DOWN, Effect.FAULT, 0),
-    (I, 5, False, UP, Effect.PRIORITY, 5),
-    (I, -5, False, DOWN, Effect.PRIORITY, -5),
+    (IF, 0, False, DOWN, Effect.FAULT, 0),
+    (IF, 5, False, UP, Effect.PRIORITY, 5),
+    (IF, -5, False, DOWN, Effect.PRIORITY, -5),
     (P, 0, False, DOWN, Effect.FAULT, 0),
     (P, 20, False, UP, Effect.PRIORITY, 20),
     (P, -20, True, DOWN, Effect.PRIORITY, 20),
@@ -110,14 +110,14 @@ def test_effective_priority(base: int, rows: list[tuple[int, bool]], expected: i
 def test_faults_and_pending_are_labelled_and_sorted() -> None:
     items = [
         TrackedItem(S, "zeta", 0),
-        TrackedItem(I, "eth1", 0),
+        TrackedItem(IF, "eth1", 0),
         TrackedItem(S, "alpha", 0),
         TrackedItem(F, "maint", 0),
         TrackedItem(S, "weighted", 10),
     ]
     verdicts = {
         (S, "zeta"): DOWN,
-        (I, "eth1"): DOWN,
+        (IF, "eth1"): DOWN,
         (F, "maint"): Verdict.of_file(0),
         (S, "weighted"): UP,
     }  # alpha: no result yet
@@ -131,7 +131,7 @@ def test_faults_and_pending_are_labelled_and_sorted() -> None:
 def test_fault_and_weight_together() -> None:
     # A weight-0 item down holds FAULT; the weighted items still say the priority it will
     # have when it comes back.
-    items = [TrackedItem(I, "eth1", 0), TrackedItem(S, "chk", -20)]
-    result = evaluate(100, items, {(I, "eth1"): DOWN, (S, "chk"): DOWN})
+    items = [TrackedItem(IF, "eth1", 0), TrackedItem(S, "chk", -20)]
+    result = evaluate(100, items, {(IF, "eth1"): DOWN, (S, "chk"): DOWN})
     assert result.faults == ("interface:eth1",)
     assert result.priority == 80
