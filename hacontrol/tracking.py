@@ -370,13 +370,13 @@ class TrackingRuntime:
                 self._processes[name] = _ProcessState(spec)
             else:
                 known.spec = spec
-        known = (
+        keys: set[TrackKey] = (
             {(TrackKind.SCRIPT, n) for n in self._scripts}
             | {(TrackKind.FILE, n) for n in self._files}
             | {(TrackKind.PROCESS, n) for n in self._processes}
         )
         for key in list(self.verdicts):
-            if key not in known:
+            if key not in keys:
                 del self.verdicts[key]
 
     def prime(self) -> dict[TrackKey, Verdict]:
