@@ -224,7 +224,8 @@ class _Runner:
     repairing: set[IPInterface] = field(default_factory=set)  # re-add queued, not yet done
     heard: tuple[IPAddress | None, int | None] = (None, None)  # the master a backup follows
     retired: bool = False
-    started: bool = False  # fsm.start() done (a weight-0 item without a verdict defers it)
+    started: bool = False  # fsm.start() done
+    waiting: bool = False  # start deferred: a weight-0 item has no verdict yet
     resume: bool = False  # start as MASTER when started (VRRP process restart)
     iface_faults: set[str] = field(default_factory=set)
     track_faults: set[str] = field(default_factory=set)
@@ -665,6 +666,7 @@ class VrrpEngine:
         self._refresh_runner(iface, runner, now)  # faults before start: start() honours them
         pending = self._retrack(runner, now)
         if pending:
+            runner.waiting = True
             # keepalived keeps an instance in INIT until each of its weight-0 scripts has
             # a result: it must neither take over nor give up what it cannot yet judge.
             log.info(
@@ -678,6 +680,7 @@ class VrrpEngine:
     def _start_runner(self, runner: _Runner, now: float) -> None:
         spec, fsm = runner.spec, runner.fsm
         runner.started = True
+        runner.waiting = False
         resume = runner.resume
         self._feed(runner, lambda t: fsm.start(t, resume=resume), now)
         iface = self._interfaces.get(spec.interface)
@@ -1361,9 +1364,8 @@ class VrrpEngine:
             runner.tracking = tracking
             self._publish(TrackingChanged(runner.name, tracking, fsm.effective_priority))
         if (
-            not runner.started
+            runner.waiting
             and not result.pending
-            and runner.worker is not None
             and self._runners.get(runner.name) is runner
             and not self._stopped
         ):
