@@ -140,7 +140,12 @@ def parse_track_file(raw: bytes) -> tuple[int, str | None]:
     else:
         value = int(digits)
     value = -value if sign == b"-" else value
-    plain = match.end() == len(raw.rstrip()) and _PLAIN.fullmatch(raw) is not None
+    # A leading 0 makes strtol read octal: "010" is 8, not what its writer meant; say so.
+    plain = (
+        match.end() == len(raw.rstrip())
+        and _PLAIN.fullmatch(raw) is not None
+        and not (digits.startswith(b"0") and len(digits) > 1)
+    )
     return value, (None if plain else "not_a_number")
 
 
