@@ -55,7 +55,9 @@ class MasterChanged:
 class FaultsChanged:
     """Why an instance is held in FAULT (empty: nothing holds it there any more).
 
-    Reasons are stable words: `no_such_interface`, `link_down`, `no_source_address`.
+    Reasons are stable words: `no_such_interface`, `link_down`, `no_source_address`,
+    `track_KIND:NAME` (a tracked item with weight 0 is down: `track_script:chk_web`) and
+    `sync_group` (held in FAULT by its sync group).
     """
 
     instance: str
