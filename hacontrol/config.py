@@ -35,6 +35,16 @@ from hacontrol.config_hints import (
     unknown_key_message,
 )
 from hacontrol.config_lvs import Frozen, IpvsSection, VirtualServerConfig
+from hacontrol.config_track import (
+    SyncGroupConfig,
+    TrackFileConfig,
+    TrackFileRef,
+    TrackInterfaceRef,
+    TrackProcessConfig,
+    TrackProcessRef,
+    TrackScriptRef,
+    VrrpScriptConfig,
+)
 from hacontrol.iptypes import IPAddress, IPInterface
 from hacontrol.yamlsrc import LoadedYaml, SourceIssue, load_yaml, read_yaml_file
 from vrrp.types import AuthType, GarpSettings
@@ -125,6 +135,14 @@ class VrrpInstanceConfig(Frozen):
     garp_master_refresh: float = Field(default=0.0, ge=0, le=86400)
     garp_master_refresh_repeat: int = Field(default=1, ge=1, le=255)
     garp_lower_prio_repeat: int = Field(default=5, ge=0, le=255)
+    # keepalived's tracking (hacontrol/config_track.py, vrrp/track.py): items whose state
+    # moves the priority (a weight) or holds the instance in FAULT (weight 0).
+    track_interface: tuple[TrackInterfaceRef, ...] = Field(default=(), strict=False)
+    track_script: tuple[TrackScriptRef, ...] = Field(default=(), strict=False)
+    track_file: tuple[TrackFileRef, ...] = Field(default=(), strict=False)
+    track_process: tuple[TrackProcessRef, ...] = Field(default=(), strict=False)
+    # keepalived's dont_track_primary: its own interface going down is not a FAULT.
+    dont_track_primary: bool = False
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -259,6 +277,11 @@ class GlobalConfig(Frozen):
 class Config(Frozen):
     global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
     vrrp_instances: tuple[VrrpInstanceConfig, ...] = Field(default=(), strict=False)
+    # keepalived's vrrp_script, track_file, vrrp_track_process and vrrp_sync_group blocks.
+    vrrp_scripts: tuple[VrrpScriptConfig, ...] = Field(default=(), strict=False)
+    track_files: tuple[TrackFileConfig, ...] = Field(default=(), strict=False)
+    track_processes: tuple[TrackProcessConfig, ...] = Field(default=(), strict=False)
+    vrrp_sync_groups: tuple[SyncGroupConfig, ...] = Field(default=(), strict=False)
     virtual_servers: tuple[VirtualServerConfig, ...] = Field(default=(), strict=False)
     ipvs: IpvsSection = IpvsSection()
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address, IPv6Address
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hacontrol.yamlsrc import Path
 
 if TYPE_CHECKING:
-    from hacontrol.config import Config
+    from hacontrol.config import Config, VrrpInstanceConfig
     from hacontrol.config_lvs import RealServerConfig, VirtualServerConfig
+    from hacontrol.config_track import Tracking
 
 Finding = tuple[Path, str]
 Check = Callable[["Config"], Iterator[Finding]]
@@ -92,11 +93,96 @@ def vips_unique(config: Config) -> Iterator[Finding]:
 
 def sync_daemon_instance_exists(config: Config) -> Iterator[Finding]:
     sync = config.ipvs.sync_daemon
-    if sync is not None and sync.vrrp_instance not in {i.name for i in config.vrrp_instances}:
+    if sync is None:
+        return
+    if sync.vrrp_instance is not None and sync.vrrp_instance not in {
+        i.name for i in config.vrrp_instances
+    }:
         yield (
             ("ipvs", "sync_daemon", "vrrp_instance"),
             f"{sync.vrrp_instance!r} is not a vrrp instance",
         )
+    if sync.vrrp_sync_group is not None and sync.vrrp_sync_group not in {
+        g.name for g in config.vrrp_sync_groups
+    }:
+        yield (
+            ("ipvs", "sync_daemon", "vrrp_sync_group"),
+            f"{sync.vrrp_sync_group!r} is not a vrrp sync group",
+        )
+
+
+def _unique_names(section: str, items: tuple[Any, ...], what: str) -> Iterator[Finding]:
+    first: dict[str, int] = {}
+    for index, item in enumerate(items):
+        if item.name in first:
+            yield (
+                (section, index, "name"),
+                f"{what} name {item.name!r} is used twice (also {section}[{first[item.name]}])",
+            )
+        else:
+            first[item.name] = index
+
+
+def tracking_names_unique(config: Config) -> Iterator[Finding]:
+    yield from _unique_names("vrrp_scripts", config.vrrp_scripts, "vrrp_script")
+    yield from _unique_names("track_files", config.track_files, "track_file")
+    yield from _unique_names("track_processes", config.track_processes, "track_process")
+    yield from _unique_names("vrrp_sync_groups", config.vrrp_sync_groups, "sync group")
+
+
+def _trackers(config: Config) -> Iterator[tuple[Path, Tracking | VrrpInstanceConfig]]:
+    for index, inst in enumerate(config.vrrp_instances):
+        yield ("vrrp_instances", index), inst
+    for index, group in enumerate(config.vrrp_sync_groups):
+        yield ("vrrp_sync_groups", index), group
+
+
+def tracked_items_exist(config: Config) -> Iterator[Finding]:
+    # keepalived ignores a reference to an undefined script with a warning; a typo in a
+    # name would then silently track nothing, so here it is an error.
+    known = {
+        "track_script": ({s.name for s in config.vrrp_scripts}, "vrrp_scripts"),
+        "track_file": ({f.name for f in config.track_files}, "track_files"),
+        "track_process": ({p.name for p in config.track_processes}, "track_processes"),
+    }
+    for path, tracker in _trackers(config):
+        for key, (names, section) in known.items():
+            refs = getattr(tracker, key)
+            seen: set[str] = set()
+            for ref_index, ref in enumerate(refs):
+                where = (*path, key, ref_index)
+                if ref.name in seen:
+                    yield where, f"{ref.name!r} is tracked twice"
+                elif ref.name not in names:
+                    yield where, f"{ref.name!r} is not in {section}" + _choices(names)
+                seen.add(ref.name)
+        seen_if: set[str] = set()
+        for ref_index, iface in enumerate(tracker.track_interface):
+            if iface.name in seen_if:
+                yield (*path, "track_interface", ref_index), f"{iface.name!r} is tracked twice"
+            seen_if.add(iface.name)
+
+
+def _choices(names: set[str]) -> str:
+    return f" (defined: {', '.join(sorted(names))})" if names else " (none is defined)"
+
+
+def sync_groups_valid(config: Config) -> Iterator[Finding]:
+    instances = {i.name for i in config.vrrp_instances}
+    member_of: dict[str, str] = {}
+    for index, group in enumerate(config.vrrp_sync_groups):
+        for m_index, name in enumerate(group.group):
+            where = ("vrrp_sync_groups", index, "group", m_index)
+            if name not in instances:
+                yield where, f"{name!r} is not a vrrp instance" + _choices(instances)
+            elif name in member_of:
+                yield (
+                    where,
+                    f"instance {name!r} is already in sync group {member_of[name]!r}: an "
+                    "instance belongs to one sync group",
+                )
+            else:
+                member_of[name] = group.name
 
 
 def virtual_servers_unique(config: Config) -> Iterator[Finding]:
@@ -154,6 +240,9 @@ ERROR_CHECKS: tuple[Check, ...] = (
     vrids_unique,
     vips_unique,
     sync_daemon_instance_exists,
+    tracking_names_unique,
+    tracked_items_exist,
+    sync_groups_valid,
     virtual_servers_unique,
     real_servers_unique,
     families_match,
@@ -183,9 +272,72 @@ def vips_beyond_advert(config: Config) -> Iterator[Finding]:
             )
 
 
+def tracking_weights_ignored(config: Config) -> Iterator[Finding]:
+    # keepalived.conf(5): a sync group member's tracking (unless sync_group_tracking_weight)
+    # and an address owner's must have weight 0; keepalived sets it to 0 with a warning.
+    groups = {m: g for g in config.vrrp_sync_groups for m in g.group}
+    weights = _default_weights(config)
+    for index, inst in enumerate(config.vrrp_instances):
+        group = groups.get(inst.name)
+        if inst.priority == 255:
+            why = "an address owner (priority 255) keeps its priority"
+        elif group is not None and not group.keeps_member_weights:
+            why = (
+                f"a member of sync group {group.name!r} (without sync_group_tracking_weight) "
+                "must not get a priority of its own"
+            )
+        else:
+            continue
+        for key in ("track_interface", "track_script", "track_file", "track_process"):
+            for ref_index, ref in enumerate(getattr(inst, key)):
+                weight = ref.weight if ref.weight is not None else weights[key].get(ref.name, 0)
+                if weight:
+                    yield (
+                        ("vrrp_instances", index, key, ref_index),
+                        f"weight {weight} of {ref.name!r} is taken as 0 (FAULT while down), "
+                        f"as keepalived does: {why}",
+                    )
+    for index, group in enumerate(config.vrrp_sync_groups):
+        if len(group.group) == 1:
+            yield (
+                ("vrrp_sync_groups", index, "group"),
+                f"sync group {group.name!r} has one instance: it synchronises nothing",
+            )
+
+
+def _default_weights(config: Config) -> dict[str, dict[str, int]]:
+    return {
+        "track_interface": {},
+        "track_script": {s.name: s.weight for s in config.vrrp_scripts},
+        "track_file": {f.name: f.weight for f in config.track_files},
+        "track_process": {p.name: p.weight for p in config.track_processes},
+    }
+
+
+def tracked_but_unused(config: Config) -> Iterator[Finding]:
+    used: dict[str, set[str]] = {"track_script": set(), "track_file": set(), "track_process": set()}
+    for _, tracker in _trackers(config):
+        for key, names in used.items():
+            names.update(ref.name for ref in getattr(tracker, key))
+    defined: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+        ("vrrp_scripts", "track_script", tuple(s.name for s in config.vrrp_scripts)),
+        ("track_files", "track_file", tuple(f.name for f in config.track_files)),
+        ("track_processes", "track_process", tuple(p.name for p in config.track_processes)),
+    )
+    for section, key, defined_names in defined:
+        for index, name in enumerate(defined_names):
+            if name not in used[key]:
+                yield (
+                    (section, index, "name"),
+                    f"{name!r} is tracked by no instance or sync group: not run",
+                )
+
+
 WARNING_CHECKS: tuple[Check, ...] = (
     nothing_to_do,
     vips_beyond_advert,
+    tracking_weights_ignored,
+    tracked_but_unused,
 )
 
 

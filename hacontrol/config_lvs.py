@@ -164,12 +164,29 @@ class SyncDaemonSection(Frozen):
     """keepalived's `lvs_sync_daemon INTERFACE VRRP_INSTANCE [id N] ...`."""
 
     interface: str = Field(min_length=1, max_length=15)
-    vrrp_instance: str = Field(min_length=1)
+    # The VRRP instance whose state it follows, or (hacontrol) a sync group: master while
+    # the group is MASTER. Exactly one of the two.
+    vrrp_instance: str | None = Field(default=None, min_length=1)
+    vrrp_sync_group: str | None = Field(default=None, min_length=1)
     syncid: Annotated[int, Field(ge=0, le=255)] = 0
     maxlen: Annotated[int, Field(ge=0, le=65535)] = 0  # 0: the kernel's default
     group: IPAddress | None = None  # multicast group; None: 224.0.0.81 (the kernel's)
     port: Port = 8848
     ttl: Annotated[int, Field(ge=1, le=255)] = 1
+
+    @model_validator(mode="after")
+    def _one_leader(self) -> SyncDaemonSection:
+        if (self.vrrp_instance is None) == (self.vrrp_sync_group is None):
+            raise ValueError("give exactly one of vrrp_instance and vrrp_sync_group")
+        return self
+
+    @property
+    def follows(self) -> str:
+        """What the role follows, for status and logs: `NAME` or `group NAME`."""
+        if self.vrrp_sync_group is not None:
+            return f"group {self.vrrp_sync_group}"
+        assert self.vrrp_instance is not None
+        return self.vrrp_instance
 
 
 class IpvsSection(Frozen):

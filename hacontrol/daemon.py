@@ -28,7 +28,7 @@ from typing import Any
 
 from hacontrol import sdnotify
 from hacontrol.config import Config, ConfigError, check_file
-from hacontrol.desired import service_key, vrrp_instances
+from hacontrol.desired import service_key, sync_groups, vrrp_instances
 from hacontrol.gcpace import GcPacer
 from hacontrol.lvs import LvsRuntime
 from hacontrol.metrics import Metrics
@@ -54,6 +54,7 @@ from hacontrol.runtime.lock import DEFAULT_RUN_DIR
 from hacontrol.runtime.readmodel import ReadModel, merge_counters
 from hacontrol.runtime.state import DEFAULT_STATE_DIR, PersistentState, RealServerRef, StateFile
 from hacontrol.runtime.vrrp_host import VrrpSupervisor
+from hacontrol.tracking import TrackingRuntime
 from vrrp.events import InstanceStateChanged, ReconfigureResult
 from vrrp.types import State
 
@@ -85,8 +86,9 @@ def topology(config: Config, path: str | Path) -> Topology:
         ),
         sync_daemon_instance=None
         if config.ipvs.sync_daemon is None
-        else config.ipvs.sync_daemon.vrrp_instance,
+        else config.ipvs.sync_daemon.follows,
         config_path=str(path),
+        sync_groups=tuple((g.name, g.group) for g in config.vrrp_sync_groups),
     )
 
 
@@ -132,6 +134,10 @@ class Daemon:
             rt_priority=config.global_.vrrp_rt_priority,
             nice=config.global_.vrrp_priority,
         )
+        # Scripts, files and processes tracked by VRRP instances: judged here, weighed in
+        # the VRRP process (hacontrol/tracking.py).
+        self.tracking = TrackingRuntime(config, self.vrrp.set_tracked)
+        self.metrics.watch_tracking(self.tracking.stats)
         self.control = ControlServer(run_dir / CONTROL_SOCKET, self._handle)
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
@@ -160,8 +166,15 @@ class Daemon:
         await self.lvs.start()
         # The VRRP process may take a while to start on a slow machine: a SIGTERM meanwhile
         # is honoured at once, not after start-up.
+        # Files and processes are judged before VRRP starts, so that only scripts begin
+        # without a verdict (keepalived reads its track files at start too).
+        self.vrrp.verdicts.update(self.tracking.prime())
         starting = asyncio.ensure_future(
-            self.vrrp.start(vrrp_instances(self.config), self._holds(self.config))
+            self.vrrp.start(
+                vrrp_instances(self.config),
+                self._holds(self.config),
+                sync_groups(self.config),
+            )
         )
         stopping = asyncio.ensure_future(self._stop.wait())
         await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -171,6 +184,7 @@ class Daemon:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await starting
             log.info("daemon.stop_during_start")
+            await self.tracking.stop()
             await self.vrrp.stop()
             await self.lvs.stop()
             await self.control.stop()
@@ -189,6 +203,7 @@ class Daemon:
             return 1
         for name, error in result.errors.items():
             log.error("vrrp.instance_refused instance=%s error=%s", name, error)
+        await self.tracking.start()
         # Everything built so far (config, check specs, tables) lives as long as the
         # process: freeze it, and run full collections once a minute rather than whenever
         # the allocator decides (every few seconds under check load; gcpace.py).
@@ -210,6 +225,7 @@ class Daemon:
             watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
+            await self.tracking.stop()
             await self.vrrp.stop()
             await self.lvs.stop()
             await self.control.stop()
@@ -271,7 +287,11 @@ class Daemon:
         self.persistent = self._prune(self.persistent, new)
         self.lvs.set_drained(self.persistent.drained)
         applied.extend(self.lvs.reload(new))
-        vrrp_result = await self.vrrp.configure(vrrp_instances(new), self._holds(new))
+        self.tracking.reload(new)
+        vrrp_result = await self.vrrp.configure(
+            vrrp_instances(new), self._holds(new), sync_groups(new)
+        )
+        applied.extend(_describe_tracking_changes(old, new))
         applied.extend(f"vrrp instance {n}: added" for n in vrrp_result.added)
         applied.extend(f"vrrp instance {n}: removed" for n in vrrp_result.removed)
         applied.extend(f"vrrp instance {n}: changed in place" for n in vrrp_result.updated)
@@ -490,6 +510,21 @@ class Daemon:
         while True:
             sdnotify.notify("WATCHDOG=1")
             await asyncio.sleep(interval)
+
+
+def _describe_tracking_changes(old: Config, new: Config) -> list[str]:
+    out: list[str] = []
+    for section in ("vrrp_scripts", "track_files", "track_processes", "vrrp_sync_groups"):
+        before = {i.name: i for i in getattr(old, section)}
+        after = {i.name: i for i in getattr(new, section)}
+        out.extend(f"{section} {n}: added" for n in sorted(after.keys() - before.keys()))
+        out.extend(f"{section} {n}: removed" for n in sorted(before.keys() - after.keys()))
+        out.extend(
+            f"{section} {n}: changed in place"
+            for n in sorted(after.keys() & before.keys())
+            if after[n] != before[n]
+        )
+    return out
 
 
 __all__ = ["Daemon", "RealServerRef", "topology"]

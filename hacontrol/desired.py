@@ -55,13 +55,15 @@ from healthcheck.policy import (
     VirtualServicePolicy,
 )
 from healthcheck.state import RealServerId
-from vrrp.types import InstanceParams, InstanceSpec, State
+from vrrp.track import TrackedItem, TrackKind
+from vrrp.types import InstanceParams, InstanceSpec, State, SyncGroupSpec
 
 if TYPE_CHECKING:
     # Types only: config.py calls model_problems() from here when it checks a file, so a
     # runtime import back would be a cycle.
     from hacontrol.config import Config, VrrpInstanceConfig
     from hacontrol.config_lvs import RealServerConfig, VirtualServerConfig
+    from hacontrol.config_track import Tracking
 
 _FORWARDING = {"DR": ForwardingMethod.DR, "TUN": ForwardingMethod.TUN, "NAT": ForwardingMethod.NAT}
 _TUNNEL_TYPE = {"ipip": TunnelType.IPIP, "gue": TunnelType.GUE, "gre": TunnelType.GRE}
@@ -77,8 +79,8 @@ SyncRole = Literal["master", "backup"]
 # ---- VRRP ---------------------------------------------------------------------------------
 
 
-def vrrp_instance(inst: VrrpInstanceConfig) -> InstanceSpec:
-    """One configured instance as the engine runs it.
+def vrrp_instance(inst: VrrpInstanceConfig, config: Config | None = None) -> InstanceSpec:
+    """One configured instance as the engine runs it (with `config`: what it tracks).
 
     The primary address (advert source, tie-break key) is followed live by the engine;
     here it is the unicast source when one is configured, else the unspecified address
@@ -115,11 +117,66 @@ def vrrp_instance(inst: VrrpInstanceConfig) -> InstanceSpec:
         min_ttl=inst.min_ttl,
         max_ttl=inst.max_ttl,
         check_unicast_src=inst.check_unicast_src,
+        track=tracked_items(config, inst) if config is not None else (),
+        dont_track_primary=inst.dont_track_primary,
     )
 
 
 def vrrp_instances(config: Config) -> tuple[InstanceSpec, ...]:
-    return tuple(vrrp_instance(inst) for inst in config.vrrp_instances)
+    return tuple(vrrp_instance(inst, config) for inst in config.vrrp_instances)
+
+
+def sync_groups(config: Config) -> tuple[SyncGroupSpec, ...]:
+    return tuple(SyncGroupSpec(g.name, g.group) for g in config.vrrp_sync_groups)
+
+
+def tracked_items(config: Config, inst: VrrpInstanceConfig) -> tuple[TrackedItem, ...]:
+    """What an instance tracks, with the weights that apply (vrrp/track.py).
+
+    Its own items, then its sync group's. keepalived.conf(5): an address owner's items and
+    a sync-group member's own items (without sync_group_tracking_weight) get weight 0, so
+    they put the instance in FAULT rather than move its priority (the config check warns
+    about it); a group's items move every member alike.
+    """
+    group = next((g for g in config.vrrp_sync_groups if inst.name in g.group), None)
+    owner = inst.priority == 255
+    own_zero = owner or (group is not None and not group.keeps_member_weights)
+    items = list(_items(config, inst, zero=own_zero))
+    if group is not None:
+        items.extend(_items(config, group, zero=owner))
+    return tuple(items)
+
+
+def _items(
+    config: Config, tracker: Tracking | VrrpInstanceConfig, *, zero: bool
+) -> list[TrackedItem]:
+    scripts = {s.name: s for s in config.vrrp_scripts}
+    files = {f.name: f for f in config.track_files}
+    processes = {p.name: p for p in config.track_processes}
+    out: list[TrackedItem] = []
+
+    def add(kind: TrackKind, name: str, weight: int, reverse: bool) -> None:
+        out.append(TrackedItem(kind, name, 0 if zero else weight, reverse))
+
+    for i in tracker.track_interface:
+        add(TrackKind.INTERFACE, i.name, i.weight, bool(i.reverse))
+    for ref in tracker.track_script:
+        script = scripts[ref.name]
+        weight = ref.weight if ref.weight is not None else script.weight
+        add(TrackKind.SCRIPT, ref.name, weight, _reverse(ref.reverse, script.reverse))
+    for fref in tracker.track_file:
+        tfile = files[fref.name]
+        weight = fref.weight if fref.weight is not None else tfile.weight
+        add(TrackKind.FILE, fref.name, weight, _reverse(fref.reverse, tfile.reverse))
+    for pref in tracker.track_process:
+        process = processes[pref.name]
+        weight = pref.weight if pref.weight is not None else process.weight
+        add(TrackKind.PROCESS, pref.name, weight, _reverse(pref.reverse, process.reverse))
+    return out
+
+
+def _reverse(given: bool | None, default: bool) -> bool:
+    return default if given is None else given
 
 
 # ---- the config as policy inputs ---------------------------------------------------------

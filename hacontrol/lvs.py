@@ -88,7 +88,7 @@ from healthcheck.state import (
     RealServerUp,
     RealServerWeight,
 )
-from vrrp.events import InstanceStateChanged
+from vrrp.events import InstanceStateChanged, SyncGroupStateChanged
 from vrrp.types import State
 
 log = logging.getLogger("hacontrol.lvs")
@@ -172,7 +172,11 @@ class LvsRuntime:
 
     async def start(self) -> None:
         self._unsubscribe.append(
-            self._bus.subscribe(InstanceStateChanged, self._on_vrrp_state, name="lvs.sync_role")
+            self._bus.subscribe(
+                (InstanceStateChanged, SyncGroupStateChanged),
+                self._on_vrrp_state,
+                name="lvs.sync_role",
+            )
         )
         self._unsubscribe.append(
             self._bus.subscribe(
@@ -348,9 +352,15 @@ class LvsRuntime:
 
     # ---- VRRP -> sync daemon -------------------------------------------------------------------
 
-    def _on_vrrp_state(self, event: InstanceStateChanged) -> None:
+    def _on_vrrp_state(self, event: InstanceStateChanged | SyncGroupStateChanged) -> None:
         sync = self.config.ipvs.sync_daemon
-        if sync is None or event.instance != sync.vrrp_instance:
+        if sync is None:
+            return
+        if isinstance(event, SyncGroupStateChanged):
+            # hacontrol's vrrp_sync_group: master while the whole group is MASTER.
+            if event.group != sync.vrrp_sync_group:
+                return
+        elif event.instance != sync.vrrp_instance or sync.vrrp_instance is None:
             return
         if event.new is State.INITIALIZE:
             return  # shutting down: leave the daemon; a restart adopts it
@@ -358,7 +368,7 @@ class LvsRuntime:
         if self._sync is not None:
             self._sync.desired = desired_sync_daemon(self.config, event.new)
             self.reconciler.trigger("sync_daemon")
-        self._publish(SyncDaemonRoleChanged(sync_role(event.new), sync.vrrp_instance))
+        self._publish(SyncDaemonRoleChanged(sync_role(event.new), sync.follows))
 
     def _set_sync_daemon(self, config: Config) -> None:
         wanted = desired_sync_daemon(config, self._sync_state)
@@ -375,7 +385,7 @@ class LvsRuntime:
         self._publish(
             SyncDaemonRoleChanged(
                 sync_role(self._sync_state) if sync else None,
-                sync.vrrp_instance if sync else None,
+                sync.follows if sync else None,
             )
         )
 

@@ -52,7 +52,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import (
@@ -79,12 +79,17 @@ from hacontrol.runtime.events import (
 from healthcheck.policy import QuorumChanged
 from healthcheck.runner import RunnerStats
 from healthcheck.state import RealServerDown, RealServerUp
+
+if TYPE_CHECKING:
+    from hacontrol.tracking import TrackingStats
 from vrrp.events import (
     FaultsChanged,
     HoldChanged,
     InstanceCounters,
     InstanceStateChanged,
     PriorityChanged,
+    SyncGroupStateChanged,
+    TrackingChanged,
     VipRepaired,
     VrrpCounters,
 )
@@ -127,6 +132,32 @@ class Metrics:
             ["vrrp_instance", "reason"],
             registry=r,
         )
+        self.vrrp_tracked_up = Gauge(
+            "hacontrol_vrrp_tracked_up",
+            "1 while a tracked item (interface, script, file, process) of an instance is up, "
+            "0 while down; absent until known",
+            ["vrrp_instance", "kind", "name"],
+            registry=r,
+        )
+        self.vrrp_tracked_delta = Gauge(
+            "hacontrol_vrrp_tracked_priority_delta",
+            "what a tracked item adds to the instance's priority now (weight; file: value*weight)",
+            ["vrrp_instance", "kind", "name"],
+            registry=r,
+        )
+        self.vrrp_sync_group_state = Gauge(
+            "hacontrol_vrrp_sync_group_state",
+            "VRRP sync group state: 0 init, 1 backup, 2 master, 3 fault",
+            ["group"],
+            registry=r,
+        )
+        self.vrrp_sync_group_transitions = Counter(
+            "hacontrol_vrrp_sync_group_transitions",
+            "VRRP sync group state changes",
+            ["group", "to_state"],
+            registry=r,
+        )
+        self._fault_reasons: dict[str, set[str]] = {}
         self.vrrp_stepped_down = Gauge(
             "hacontrol_vrrp_stepped_down",
             "1 while an operator's step-down holds the instance in BACKUP",
@@ -252,6 +283,10 @@ class Metrics:
         """Export a check runner's own figures (hacontrol_check_*)."""
         self.registry.register(CheckRunnerCollector(stats))
 
+    def watch_tracking(self, stats: TrackingStats) -> None:
+        """Export the tracking runtime's figures (hacontrol_track_*)."""
+        self.registry.register(TrackingCollector(stats))
+
     def watch_bus(self, bus: Bus) -> None:
         """Export the bus's own health (subscribers that raised)."""
         self.registry.register(BusCollector(bus))
@@ -262,6 +297,8 @@ class Metrics:
             PriorityChanged: self.on_priority,
             FaultsChanged: self.on_faults,
             HoldChanged: self.on_hold,
+            TrackingChanged: self.on_tracking,
+            SyncGroupStateChanged: self.on_sync_group,
             VipRepaired: self.on_vip_repaired,
             VrrpCounters: self.vrrp_counters.update,
             VrrpProcessChanged: self.on_vrrp_process,
@@ -290,6 +327,7 @@ class Metrics:
         for gauge, labels in self._instance_series.pop(instance, ()):
             gauge.remove(*labels)
         self._state_labels.pop(instance, None)
+        self._fault_reasons.pop(instance, None)
 
     def on_state_change(self, event: InstanceStateChanged) -> None:
         name = event.instance
@@ -323,8 +361,25 @@ class Metrics:
 
     def on_faults(self, event: FaultsChanged) -> None:
         name = event.instance
-        for reason in ("no_such_interface", "link_down", "no_source_address", *event.faults):
+        seen = self._fault_reasons.setdefault(name, set())
+        seen.update(("no_such_interface", "link_down", "no_source_address"))
+        seen.update(event.faults)  # tracking (track_script:NAME, ...) and sync_group too
+        for reason in seen:
             self._set(self.vrrp_faults, name, (name, reason), 1 if reason in event.faults else 0)
+
+    def on_tracking(self, event: TrackingChanged) -> None:
+        name = event.instance
+        for item in event.items:
+            labels = (name, item.kind, item.name)
+            if item.state == "pending":
+                continue
+            self._set(self.vrrp_tracked_up, name, labels, 1 if item.state == "up" else 0)
+            self._set(self.vrrp_tracked_delta, name, labels, item.delta)
+        self._set(self.vrrp_priority, name, (name, "effective"), event.effective_priority)
+
+    def on_sync_group(self, event: SyncGroupStateChanged) -> None:
+        self.vrrp_sync_group_state.labels(event.group).set(_STATE_VALUE[event.new])
+        self.vrrp_sync_group_transitions.labels(event.group, event.new.value).inc()
 
     def on_hold(self, event: HoldChanged) -> None:
         name = event.instance
@@ -504,6 +559,35 @@ def _add(a: VrrpCounters, b: VrrpCounters) -> VrrpCounters:
     for key, n in b.drops.items():
         drops[key] = drops.get(key, 0) + n
     return VrrpCounters(instances, drops)
+
+
+class TrackingCollector:
+    """The tracking runtime's counters (hacontrol/tracking.py), read when scraped."""
+
+    def __init__(self, stats: TrackingStats) -> None:
+        self._stats = stats
+
+    def describe(self) -> Iterator[Metric]:
+        return self.collect()
+
+    def collect(self) -> Iterator[Metric]:
+        errors = CounterMetricFamily(
+            "hacontrol_track_errors",
+            "tracking errors: a script that timed out, could not start or died of a signal; "
+            "a track file that is missing, empty or not a number; process events lost",
+            labels=["kind", "name", "reason"],
+        )
+        for (kind, name, reason), n in sorted(self._stats.errors.items()):
+            errors.add_metric([kind, name, reason], n)
+        yield errors
+        runs = CounterMetricFamily(
+            "hacontrol_track_script_runs",
+            "vrrp_script runs by result (success: exit status 0)",
+            labels=["script", "result"],
+        )
+        for (name, result), n in sorted(self._stats.runs.items()):
+            runs.add_metric([name, result], n)
+        yield runs
 
 
 class BusCollector:

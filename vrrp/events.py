@@ -58,12 +58,58 @@ class MasterChanged:
 class FaultsChanged:
     """Why an instance is held in FAULT (empty: nothing holds it there any more).
 
-    Reasons are stable words: `no_such_interface`, `link_down`, `no_source_address`.
+    Reasons are stable words: `no_such_interface`, `link_down`, `no_source_address`,
+    `track_KIND:NAME` (a tracked item with weight 0 is down: `track_script:chk_web`) and
+    `sync_group` (held in FAULT by its sync group).
     """
 
     instance: str
     interface: str
     faults: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedItemStatus:
+    """One tracked item of an instance as it stands (vrrp/track.py's ItemState, flattened).
+
+    `state`: `up`, `down` or `pending` (no verdict yet); `value`: a track file's number.
+    `effect`: `none`, `priority` (adds `delta`), `fault` (holds FAULT) or `pending`.
+    """
+
+    kind: str  # interface, script, file, process
+    name: str
+    weight: int
+    reverse: bool
+    state: str
+    value: int | None
+    effect: str
+    delta: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrackingChanged:
+    """What an instance's tracked items do to it now (published when any of it changes)."""
+
+    instance: str
+    items: tuple[TrackedItemStatus, ...]
+    effective_priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class SyncGroupStateChanged:
+    """A sync group's state changed (keepalived's `VRRP_Group(NAME)` transitions).
+
+    `new` is FAULT while any member is in FAULT, MASTER when every member is MASTER, INIT
+    before any has started, BACKUP otherwise. `reason` names the member transition that
+    moved the group, `MEMBER:REASON` (`VI_2:interface_down`), or `configured` when a reload
+    changed the group itself. Published in order after that member's own state change.
+    """
+
+    group: str
+    old: State
+    new: State
+    reason: str
+    members: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +171,8 @@ VrrpEvent = (
     | MasterChanged
     | FaultsChanged
     | HoldChanged
+    | TrackingChanged
+    | SyncGroupStateChanged
     | VipRepaired
     | VrrpCounters
     | ReconfigureResult

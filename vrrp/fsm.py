@@ -42,6 +42,15 @@ Behaviour beyond the RFC follows keepalived, which operators compare us with:
   fit the Count field; keepalived carries fewer where the interface MTU allows
   fewer). The VIPs beyond that, and keepalived's `virtual_ipaddress_excluded`,
   are added, removed and announced with the others but never advertised.
+* Tracking (vrrp/track.py) reaches the machine as `set_priority()` and as faults named
+  `track_KIND:NAME`; a master that goes to FAULT for a reason that leaves its link up
+  (tracking, its sync group) sends a priority-0 advert first, as keepalived does
+  (vrrp_state_leave_master), so the backup takes over after Skew_Time.
+* Sync groups (vrrp/syncgroup.py): a member (`set_gated(True)`) never becomes MASTER on its
+  own. Where it would (Master_Down_Timer, preemption, address owner), it *wants* MASTER
+  (`wants_master`), stays BACKUP and keeps listening, re-arming its Master_Down_Timer as
+  keepalived does; the adapter `promote()`s the members once all want it, and moves them
+  with `sync_to_backup()` and the `sync_group` fault.
 * preempt_delay, exactly as implemented here (keepalived's documented intent,
   "seconds after startup or seeing a lower priority master until preemption",
   made exact): a preempting backup that hears a live lower-priority master
@@ -127,6 +136,8 @@ class Instance:
         self._started = False
         self._faults: set[str] = set()
         self._held = False  # the operator's step-down
+        self._gated = False  # a sync-group member: takes over only when promoted
+        self._wants_master: Reason | None = None  # gated and due to take over, with why
         self._primary: IPAddress = params.primary_address
         self._effective_priority = params.priority
         self._master_adver_interval = params.advert_int  # centiseconds
@@ -163,6 +174,16 @@ class Instance:
     def held(self) -> bool:
         """Whether the operator's step-down holds this instance in BACKUP."""
         return self._held
+
+    @property
+    def gated(self) -> bool:
+        """Whether this is a sync-group member (it takes over only when promoted)."""
+        return self._gated
+
+    @property
+    def wants_master(self) -> bool:
+        """A gated BACKUP whose takeover is due, waiting for its sync group."""
+        return self._wants_master is not None and self._state is State.BACKUP
 
     @property
     def primary_address(self) -> IPAddress:
@@ -255,7 +276,7 @@ class Instance:
             return self._change_state(State.MASTER, Reason.RESUME, now)
         if self._is_owner and not self._held:
             # §6.4.1: the address owner goes straight to Master.
-            return self._change_state(State.MASTER, Reason.ADDRESS_OWNER, now)
+            return self._owner_takes_over(Reason.ADDRESS_OWNER, Reason.STARTUP, now)
         return self._change_state(State.BACKUP, Reason.STARTUP, now)
 
     def stop(self, now: float) -> list[Action]:
@@ -278,15 +299,63 @@ class Instance:
             return self._change_state(State.FAULT, self._fault_reason(), now)
         if had and not self._faults and self._state is State.FAULT:
             # Like §6.4.1: the owner becomes Master at once, anyone else listens first.
-            new = State.MASTER if self._is_owner and not self._held else State.BACKUP
-            return self._change_state(new, _CLEARED.get(fault, Reason.INTERFACE_UP), now)
+            reason = _cleared_reason(fault)
+            if self._is_owner and not self._held:
+                return self._owner_takes_over(reason, reason, now)
+            return self._change_state(State.BACKUP, reason, now)
         return []
 
     def _fault_reason(self) -> Reason:
         for fault, reason in _FAULT_REASONS.items():
             if fault in self._faults:
                 return reason
+        if any(f.startswith(TRACK_FAULT_PREFIX) for f in self._faults):
+            return Reason.TRACKED_DOWN
+        if SYNC_GROUP_FAULT in self._faults:
+            return Reason.SYNC_GROUP
         return Reason.INTERFACE_DOWN
+
+    # ---- sync groups (vrrp/syncgroup.py decides; these carry it out) ------------------
+
+    def set_gated(self, gated: bool) -> None:
+        """Make this instance a sync-group member (or no longer one)."""
+        self._gated = gated
+        if not gated:
+            self._wants_master = None
+
+    def promote(self, now: float) -> list[Action]:
+        """The sync group lets a member that wants MASTER take over."""
+        reason = self._wants_master
+        if reason is None or self._state is not State.BACKUP or self._held:
+            return []
+        return self._change_state(State.MASTER, reason, now)
+
+    def sync_to_backup(self, now: float) -> list[Action]:
+        """The sync group steps a MASTER member down (another member stepped down)."""
+        if self._state is not State.MASTER:
+            return []
+        return self._change_state(State.BACKUP, Reason.SYNC_GROUP, now)
+
+    def _take_over(self, reason: Reason, now: float) -> list[Action]:
+        """A BACKUP's takeover is due: MASTER now, or, in a sync group, wanting it."""
+        if not self._gated:
+            return self._change_state(State.MASTER, reason, now)
+        self._wants_master = reason
+        self._preempt_timer = None
+        # keepalived (vrrp_sync_can_goto_master) keeps listening meanwhile: a master heard
+        # before the group is ready is followed again, and the want lapses.
+        self._master_down_timer = now + self.master_down_interval
+        self._master_down_reason = Reason.MASTER_DOWN
+        return []
+
+    def _owner_takes_over(self, reason: Reason, backup_reason: Reason, now: float) -> list[Action]:
+        if not self._gated:
+            return self._change_state(State.MASTER, reason, now)
+        actions: list[Action] = []
+        if self._state is not State.BACKUP:
+            actions = self._change_state(State.BACKUP, backup_reason, now)
+        actions.extend(self._take_over(reason, now))
+        return actions
 
     def interface_down(self, now: float) -> list[Action]:
         """keepalived's FAULT: without the link we can neither hear nor be heard."""
@@ -308,11 +377,12 @@ class Instance:
             if self._state is State.MASTER:
                 return self._change_state(State.BACKUP, Reason.STEP_DOWN, now)
             self._master_down_timer = self._preempt_timer = None
+            self._wants_master = None
             return []
         if self._state is not State.BACKUP:
             return []
         if self._is_owner:
-            return self._change_state(State.MASTER, Reason.RELEASED, now)
+            return self._owner_takes_over(Reason.RELEASED, Reason.RELEASED, now)
         # Listen for a whole Master_Down_Interval, as at start-up, before taking over.
         self._master_down_timer = now + self.master_down_interval
         self._master_down_reason = Reason.MASTER_DOWN
@@ -360,9 +430,9 @@ class Instance:
         if self._state is State.BACKUP:
             if self._preempt_timer is not None and not self._would_preempt_heard_master():
                 self._preempt_timer = None
-            if self._is_owner and not self._held:
+            if self._is_owner and not self._held and self._wants_master is None:
                 # A new address owner (priority 255) takes over at once (§6.4.1).
-                return self._change_state(State.MASTER, Reason.ADDRESS_OWNER, now)
+                return self._owner_takes_over(Reason.ADDRESS_OWNER, Reason.ADDRESS_OWNER, now)
         return []
 
     def _set_addresses(self, params: InstanceParams) -> None:
@@ -468,6 +538,7 @@ class Instance:
         return []
 
     def _accept_master(self, adv: Advertisement, now: float) -> None:
+        self._wants_master = None  # following a master again (sync group: the want lapses)
         if self._params.version == 3 and adv.max_advert_int > 0:
             # (450)-(455): v3 backups time the master by its interval, not ours.
             # RFC 3768 has no such step: v2 intervals must match (the adapter checks).
@@ -513,11 +584,11 @@ class Instance:
             return []
         if self._master_down_timer is not None and now >= self._master_down_timer:
             # (365)-(410): Master_Down_Timer fired.
-            return self._change_state(State.MASTER, self._master_down_reason, now)
+            return self._take_over(self._master_down_reason, now)
         if self._preempt_timer is not None and now >= self._preempt_timer:
             self._preempt_timer = None
             if self._would_preempt_heard_master():
-                return self._change_state(State.MASTER, Reason.PREEMPT, now)
+                return self._take_over(Reason.PREEMPT, now)
         return []
 
     # ---- MASTER: RFC 5798 §6.4.3 ---------------------------------------------
@@ -610,16 +681,25 @@ class Instance:
         self._garp_delayed_timer = self._garp_refresh_timer = None
         self._heard_priority = None
         self._last_answer = None
+        self._wants_master = None
         self._state = new
 
         if old is State.MASTER:
-            if new is State.INITIALIZE or reason is Reason.STEP_DOWN:
+            resigns = new is State.INITIALIZE or reason in (Reason.STEP_DOWN, Reason.SYNC_GROUP)
+            if new is State.FAULT and not self._faults & _LINK_FAULTS:
+                # keepalived (vrrp_state_leave_master): a master entering FAULT sends
+                # priority 0. Only when its link can carry it: tracking or the sync group
+                # put it there, not the interface.
+                resigns = True
+            if resigns:
                 # §6.4.3 (660)-(670): priority 0 lets the backups take over after
                 # Skew_Time instead of Master_Down_Interval. Sent before the VIPs go
                 # so that the gap with nobody holding them is as short as possible.
                 actions.append(SendAdvertisement(self._advertisement(0)))
-            # On FAULT the link is gone and an advert could not leave; on step-down
-            # the new master already speaks.
+            # On a FAULT of the interface no advert could leave; stepping down to a
+            # higher priority, the new master already speaks. A sync group's step-down
+            # resigns (the other members' peers take over after Skew_Time rather than
+            # Master_Down_Interval, where keepalived stops advertising silently).
             actions.append(RemoveAddresses(self._held_addresses))
 
         if new is State.MASTER:
@@ -653,6 +733,10 @@ class Instance:
 LINK_DOWN = "link_down"
 NO_SUCH_INTERFACE = "no_such_interface"
 NO_SOURCE_ADDRESS = "no_source_address"
+SYNC_GROUP_FAULT = "sync_group"  # held in FAULT by its sync group
+TRACK_FAULT_PREFIX = "track_"  # a tracked item down: `track_script:chk_web` (vrrp/track.py)
+# Faults with which no advert can leave the interface.
+_LINK_FAULTS = frozenset({LINK_DOWN, NO_SUCH_INTERFACE, NO_SOURCE_ADDRESS})
 # The reason a state change into FAULT reports, most fundamental first.
 _FAULT_REASONS = {
     NO_SUCH_INTERFACE: Reason.NO_SUCH_INTERFACE,
@@ -664,4 +748,11 @@ _CLEARED = {
     NO_SUCH_INTERFACE: Reason.INTERFACE_UP,
     LINK_DOWN: Reason.INTERFACE_UP,
     NO_SOURCE_ADDRESS: Reason.SOURCE_ADDRESS,
+    SYNC_GROUP_FAULT: Reason.SYNC_GROUP,
 }
+
+
+def _cleared_reason(fault: str) -> Reason:
+    if fault.startswith(TRACK_FAULT_PREFIX):
+        return Reason.TRACKED_UP
+    return _CLEARED.get(fault, Reason.INTERFACE_UP)

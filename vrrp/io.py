@@ -32,6 +32,20 @@ Runtime facts are inputs, followed live from route netlink, never read once at s
 Instances are added, changed in place and removed at any time with `configure()` (a
 reload): an instance whose interface, family and VRID stay the same keeps its state.
 
+Tracking and sync groups (keepalived's track_* and vrrp_sync_group) are decided here, by
+the pure rules of vrrp/track.py and vrrp/syncgroup.py:
+
+- Each instance's effective priority and tracking faults are `track.evaluate()` of its
+  items and their latest verdicts, recomputed whenever a verdict changes. Interfaces are
+  judged here, from the same route-netlink view that follows the instances' own links
+  (up: administratively up with carrier; a deleted interface is down). Scripts, files and
+  processes are judged by the daemon, which runs scripts and watches files and processes
+  anyway, and sends verdicts (`set_tracked()`): this process stays small and keeps time.
+  An instance with a weight-0 item that has no verdict yet waits in INIT, not started, as
+  keepalived's does for its scripts.
+- After every input to a sync-group member, the group's rule is applied to a fixed point
+  over the members' joint state, and a changed group state is published.
+
 Everything the network sends is untrusted: a datagram that fails any check is dropped,
 logged at debug level and counted by reason; nothing raised while handling it leaves the
 reader.
@@ -69,10 +83,13 @@ from vrrp.events import (
     MasterChanged,
     PriorityChanged,
     ReconfigureResult,
+    SyncGroupStateChanged,
+    TrackedItemStatus,
+    TrackingChanged,
     VipRepaired,
     VrrpCounters,
 )
-from vrrp.fsm import LINK_DOWN, NO_SOURCE_ADDRESS, NO_SUCH_INTERFACE, Instance
+from vrrp.fsm import LINK_DOWN, NO_SOURCE_ADDRESS, NO_SUCH_INTERFACE, SYNC_GROUP_FAULT, Instance
 from vrrp.reconfigure import plan_reconfigure, spec_problem
 from vrrp.sockets import (
     ETH_P_ARP,
@@ -85,6 +102,17 @@ from vrrp.sockets import (
     send_frame,
     send_vrrp,
 )
+from vrrp.syncgroup import Input, Member, group_state, next_inputs
+from vrrp.track import (
+    PENDING,
+    Effect,
+    ItemState,
+    TrackKey,
+    TrackKind,
+    Verdict,
+    evaluate,
+    fault_name,
+)
 from vrrp.types import (
     VRRP_MCAST_V4,
     VRRP_MCAST_V6,
@@ -95,11 +123,13 @@ from vrrp.types import (
     InstanceSpec,
     IPAddress,
     IPInterface,
+    Reason,
     RemoveAddresses,
     SendAdvertisement,
     SendGratuitousArp,
     State,
     StateChanged,
+    SyncGroupSpec,
 )
 
 log = logging.getLogger("vrrp.io")
@@ -109,6 +139,7 @@ STOP_TIMEOUT = 5.0  # seconds stop() waits for the priority-0 adverts and VIP re
 MONITOR_RETRY = 1.0  # seconds between attempts to re-open a failed netlink monitor
 VIP_SWEEP_INTERVAL = 1.0  # seconds between checks that every master's VIPs are present
 DEFAULT_MTU = 1500  # Ethernet's, for an interface that is absent when an instance starts
+SYNC_ROUNDS = 16  # a sync group's rule settles in 2-3 rounds; more is a bug, said loudly
 
 Publish = Callable[[object], None]
 
@@ -193,6 +224,15 @@ class _Runner:
     repairing: set[IPInterface] = field(default_factory=set)  # re-add queued, not yet done
     heard: tuple[IPAddress | None, int | None] = (None, None)  # the master a backup follows
     retired: bool = False
+    started: bool = False  # fsm.start() done
+    waiting: bool = False  # start deferred: a weight-0 item has no verdict yet
+    resume: bool = False  # start as MASTER when started (VRRP process restart)
+    iface_faults: set[str] = field(default_factory=set)
+    track_faults: set[str] = field(default_factory=set)
+    group: str | None = None  # its sync group
+    group_fault: bool = False  # held in FAULT by its sync group
+    tracking: tuple[TrackedItemStatus, ...] = ()
+    last_reason: Reason | None = None  # of its last state change (a group's reason)
 
     @property
     def name(self) -> str:
@@ -370,6 +410,13 @@ class VrrpEngine:
         self._background: set[asyncio.Task[None]] = set()
         self._started = False
         self._stopped = False
+        # Tracking: verdicts from the daemon (scripts, files, processes) by (kind, name);
+        # whether each tracked interface is up, as last judged.
+        self._verdicts: dict[TrackKey, Verdict] = {}
+        self._iface_up: dict[str, bool] = {}
+        self._groups: dict[str, SyncGroupSpec] = {}
+        self._group_states: dict[str, State] = {}
+        self._syncing = False
 
     # ---- public API ----------------------------------------------------------
 
@@ -440,20 +487,29 @@ class VrrpEngine:
         *,
         resume_until: Mapping[str, float] | None = None,
         holds: Iterable[str] = (),
+        groups: Sequence[SyncGroupSpec] = (),
+        verdicts: Mapping[TrackKey, Verdict] | None = None,
     ) -> ReconfigureResult:
-        """Run exactly `specs` from now on.
+        """Run exactly `specs` (and sync `groups`) from now on.
 
         Instances that keep their name and identity (interface, family, VRID) are updated
         in place and keep their state; those whose identity changed are stopped (resigning
         as at shutdown) and started anew; the rest are added or removed. `resume_until`
         (name -> monotonic deadline) starts an instance as MASTER if the deadline has not
-        passed; `holds` names instances held in BACKUP by an operator's step-down.
+        passed; `holds` names instances held in BACKUP by an operator's step-down;
+        `verdicts`, when given, replaces every tracked verdict (a restarted VRRP process
+        gets them all again with its first Configure).
         """
         if not self._started or self._stopped:
             raise RuntimeError("configure() while not running")
         now = self._now()
         resume_until = resume_until or {}
         held = set(holds)
+        if verdicts is not None:
+            self._verdicts = dict(verdicts)
+        old_groups = self._groups
+        self._groups = {g.name: g for g in groups}
+        group_of = {member: g.name for g in groups for member in g.members}
         plan = plan_reconfigure({n: r.spec for n, r in self._runners.items()}, specs)
         errors = dict(plan.errors)
         for name in plan.remove:
@@ -471,14 +527,24 @@ class VrrpEngine:
         for name in (*plan.unchanged, *updated):
             self._set_hold(self._runners[name], name in held, now)
         started: list[str] = []
+        for name in (*plan.unchanged, *updated):
+            self._set_group(self._runners[name], group_of.get(name))
         for spec in (*plan.restart, *plan.add):
             resume = resume_until.get(spec.name, float("-inf")) > now
             try:
-                self._create(spec, now, resume=resume, held=spec.name in held)
+                self._create(
+                    spec, now, resume=resume, held=spec.name in held, group=group_of.get(spec.name)
+                )
             except ValueError as exc:
                 errors[spec.name] = str(exc)
                 continue
             started.append(spec.name)
+        for runner in tuple(self._runners.values()):
+            self._retrack(runner, now)
+        for name in old_groups.keys() - self._groups.keys():
+            self._group_states.pop(name, None)
+        for group in self._groups.values():
+            self._sync_group(group, now, None)
         return ReconfigureResult(
             unchanged=plan.unchanged,
             updated=tuple(updated),
@@ -487,6 +553,19 @@ class VrrpEngine:
             removed=plan.remove,
             errors=errors,
         )
+
+    def set_tracked(self, verdicts: Mapping[TrackKey, Verdict]) -> None:
+        """New verdicts for tracked scripts, files or processes (the daemon judges them)."""
+        if not self._started or self._stopped:
+            return
+        changed = {key for key, verdict in verdicts.items() if self._verdicts.get(key) != verdict}
+        if not changed:
+            return
+        self._verdicts.update(verdicts)
+        now = self._now()
+        for runner in tuple(self._runners.values()):
+            if any(item.key in changed for item in runner.spec.track):
+                self._retrack(runner, now)
 
     def set_hold(self, names: Iterable[str], held: bool) -> None:
         """The operator's step-down (held) or its release, for the named instances."""
@@ -552,7 +631,9 @@ class VrrpEngine:
 
     # ---- instances come and go -------------------------------------------------
 
-    def _create(self, spec: InstanceSpec, now: float, *, resume: bool, held: bool) -> None:
+    def _create(
+        self, spec: InstanceSpec, now: float, *, resume: bool, held: bool, group: str | None = None
+    ) -> None:
         iface = self._interfaces.get(spec.interface)
         if iface is None:
             iface = self._interfaces[spec.interface] = _Interface(spec.interface)
@@ -583,16 +664,40 @@ class VrrpEngine:
         if held:
             fsm.set_hold(True, now)  # before start(): remembered, no actions
             self._publish(HoldChanged(spec.name, True))
+        runner.resume = resume
+        runner.group = group
+        fsm.set_gated(group is not None)
         self._refresh_runner(iface, runner, now)  # faults before start: start() honours them
+        pending = self._retrack(runner, now)
+        if pending:
+            runner.waiting = True
+            # keepalived keeps an instance in INIT until each of its weight-0 scripts has
+            # a result: it must neither take over nor give up what it cannot yet judge.
+            log.info(
+                "vrrp.instance_waiting instance=%s reason=no_result_yet items=%s",
+                spec.name,
+                ",".join(pending),
+            )
+            return
+        self._start_runner(runner, now)
+
+    def _start_runner(self, runner: _Runner, now: float) -> None:
+        spec, fsm = runner.spec, runner.fsm
+        runner.started = True
+        runner.waiting = False
+        resume = runner.resume
         self._feed(runner, lambda t: fsm.start(t, resume=resume), now)
-        self._remove_stale_vips(runner, iface)
+        iface = self._interfaces.get(spec.interface)
+        if iface is not None:
+            self._remove_stale_vips(runner, iface)
         log.info(
-            "vrrp.instance_started instance=%s iface=%s vrid=%d resume=%s held=%s",
+            "vrrp.instance_started instance=%s iface=%s vrid=%d resume=%s held=%s group=%s",
             spec.name,
             spec.interface,
             spec.params.vrid,
             resume,
-            held,
+            fsm.held,
+            runner.group or "-",
         )
 
     def _update(self, runner: _Runner, spec: InstanceSpec, now: float) -> None:
@@ -605,6 +710,7 @@ class VrrpEngine:
         runner.labels = dict(spec.vip_labels)
         self._update_vips(iface)
         self._refresh_runner(iface, runner, now)
+        self._retrack(runner, now, publish_priority=False)
         if runner.fsm.effective_priority != before:
             self._publish(
                 PriorityChanged(spec.name, spec.params.priority, runner.fsm.effective_priority)
@@ -617,6 +723,7 @@ class VrrpEngine:
         iface.instances.pop((runner.family, runner.fsm.params.vrid), None)
         self._runners.pop(runner.name, None)
         runner.retired = True
+        runner.group = None
         self._retired_counts[runner.name] = runner.counts
         self._feed(runner, runner.fsm.stop, now)
         self._cancel_timer(runner)
@@ -730,9 +837,14 @@ class VrrpEngine:
                 except Exception:
                     log.exception("vrrp.action_error instance=%s action=%s", runner.name, action)
             else:
+                if isinstance(action, StateChanged):
+                    runner.last_reason = action.reason
                 runner.queue.put_nowait(action)
         if not runner.retired:
             self._arm(runner)
+            group = self._groups.get(runner.group) if runner.group is not None else None
+            if group is not None:
+                self._sync_group(group, now, runner)
 
     def _arm(self, runner: _Runner) -> None:
         deadline = runner.fsm.get_timer()
@@ -1175,13 +1287,32 @@ class VrrpEngine:
                 )
         else:
             iface.missing_logged = False
-            if not iface.operational:
+            if not iface.operational and not runner.spec.dont_track_primary:
+                # keepalived's dont_track_primary: its own link going down is no FAULT.
                 faults.add(LINK_DOWN)
             primary = self._source(runner, iface)
             if primary is None:
                 faults.add(NO_SOURCE_ADDRESS)
         if primary is not None and primary != runner.fsm.primary_address:
             runner.fsm.set_primary_address(primary)
+        old = runner.iface_faults
+        if faults == old:
+            return
+        runner.iface_faults = faults
+        if NO_SOURCE_ADDRESS in faults - old:
+            log.warning(
+                "vrrp.no_source_address instance=%s iface=%s: FAULT until the interface has "
+                "an address of its own",
+                runner.name,
+                iface.name,
+            )
+        self._apply_faults(runner, now)
+
+    def _apply_faults(self, runner: _Runner, now: float) -> None:
+        """Bring the fsm's faults in line with the interface's, tracking's and the group's."""
+        faults = runner.iface_faults | runner.track_faults
+        if runner.group_fault:
+            faults = faults | {SYNC_GROUP_FAULT}
         old = set(runner.fsm.faults)
         if faults == old:
             return
@@ -1190,14 +1321,161 @@ class VrrpEngine:
             self._feed(runner, lambda t, f=fault: runner.fsm.set_fault(f, True, t), now)
         for fault in sorted(old - faults):
             self._feed(runner, lambda t, f=fault: runner.fsm.set_fault(f, False, t), now)
-        if faults and (NO_SOURCE_ADDRESS in faults - old):
-            log.warning(
-                "vrrp.no_source_address instance=%s iface=%s: FAULT until the interface has "
-                "an address of its own",
+        self._publish(FaultsChanged(runner.name, runner.interface, tuple(sorted(faults))))
+
+    # ---- tracking ------------------------------------------------------------------
+
+    def _verdict(self, key: TrackKey) -> Verdict:
+        kind, name = key
+        if kind is TrackKind.INTERFACE:
+            return Verdict(self._interface_up(name))
+        return self._verdicts.get(key, PENDING)
+
+    def _interface_up(self, name: str) -> bool:
+        link = self._links.get(name)
+        return link is not None and link.up
+
+    def _retrack(
+        self, runner: _Runner, now: float, *, publish_priority: bool = True
+    ) -> tuple[str, ...]:
+        """Apply the instance's tracked items; returns those still pending."""
+        spec = runner.spec
+        if not spec.track and not runner.tracking and not runner.track_faults:
+            return ()
+        verdicts = {item.key: self._verdict(item.key) for item in spec.track}
+        result = evaluate(spec.params.priority, spec.track, verdicts)
+        faults = {fault_name(label) for label in result.faults}
+        if faults != runner.track_faults:
+            for label in sorted(faults - runner.track_faults):
+                log.warning("vrrp.tracked_down instance=%s item=%s: FAULT", runner.name, label)
+            for label in sorted(runner.track_faults - faults):
+                log.info("vrrp.tracked_up instance=%s item=%s", runner.name, label)
+            runner.track_faults = faults
+            self._apply_faults(runner, now)
+        fsm = runner.fsm
+        if result.priority != fsm.effective_priority:
+            before = fsm.effective_priority
+            self._feed(runner, lambda t: fsm.set_priority(result.priority, t), now)
+            log.info(
+                "vrrp.priority instance=%s from=%d to=%d base=%d",
                 runner.name,
-                iface.name,
+                before,
+                fsm.effective_priority,
+                spec.params.priority,
             )
-        self._publish(FaultsChanged(runner.name, iface.name, tuple(sorted(faults))))
+            if publish_priority:
+                self._publish(
+                    PriorityChanged(runner.name, spec.params.priority, fsm.effective_priority)
+                )
+        tracking = tuple(_item_status(s) for s in result.items)
+        if tracking != runner.tracking:
+            runner.tracking = tracking
+            self._publish(TrackingChanged(runner.name, tracking, fsm.effective_priority))
+        if (
+            runner.waiting
+            and not result.pending
+            and self._runners.get(runner.name) is runner
+            and not self._stopped
+        ):
+            self._start_runner(runner, now)
+        return result.pending
+
+    def _retrack_interfaces(self) -> None:
+        tracked = {
+            item.name
+            for runner in self._runners.values()
+            for item in runner.spec.track
+            if item.kind is TrackKind.INTERFACE
+        }
+        changed = set()
+        for name in tracked:
+            up = self._interface_up(name)
+            if self._iface_up.get(name) != up:
+                self._iface_up[name] = up
+                changed.add(name)
+                log.info("vrrp.tracked_interface iface=%s up=%s", name, up)
+        if not changed:
+            return
+        now = self._now()
+        for runner in tuple(self._runners.values()):
+            if any(
+                item.kind is TrackKind.INTERFACE and item.name in changed
+                for item in runner.spec.track
+            ):
+                self._retrack(runner, now)
+
+    # ---- sync groups ---------------------------------------------------------------
+
+    def _set_group(self, runner: _Runner, group: str | None) -> None:
+        if runner.group == group:
+            return
+        runner.group = group
+        runner.fsm.set_gated(group is not None)
+        if group is None and runner.group_fault:
+            runner.group_fault = False
+            self._apply_faults(runner, self._now())
+
+    def _member(self, runner: _Runner) -> Member:
+        fsm = runner.fsm
+        own = bool(runner.iface_faults or runner.track_faults)
+        return Member(
+            fsm.state, own_fault=own, group_fault=runner.group_fault, wants_master=fsm.wants_master
+        )
+
+    def _sync_group(self, group: SyncGroupSpec, now: float, cause: _Runner | None) -> None:
+        """Apply the group's rule (vrrp/syncgroup.py) until nothing is left to do."""
+        if self._syncing or self._stopped:
+            return
+        runners = {
+            name: runner
+            for name in group.members
+            if (runner := self._runners.get(name)) is not None and runner.group == group.name
+        }
+        if not runners:
+            return
+        self._syncing = True
+        try:
+            for _ in range(SYNC_ROUNDS):
+                inputs = next_inputs({name: self._member(r) for name, r in runners.items()})
+                if not inputs:
+                    break
+                for name, what in inputs.items():
+                    self._sync_input(runners[name], what, now)
+            else:
+                log.error("vrrp.sync_group_unsettled group=%s rounds=%d", group.name, SYNC_ROUNDS)
+        finally:
+            self._syncing = False
+        new = group_state({name: self._member(r) for name, r in runners.items()})
+        old = self._group_states.get(group.name, State.INITIALIZE)
+        if new is old:
+            return
+        self._group_states[group.name] = new
+        if cause is not None and cause.last_reason is not None:
+            reason = f"{cause.name}:{cause.last_reason.value}"
+        else:
+            reason = "configured"
+        log.info(
+            "vrrp.sync_group group=%s from=%s to=%s reason=%s",
+            group.name,
+            old.value,
+            new.value,
+            reason,
+        )
+        event = SyncGroupStateChanged(group.name, old, new, reason, group.members)
+        if cause is not None and not cause.retired:
+            cause.queue.put_nowait(_Publish(event))  # after the member's own state change
+        else:
+            self._publish(event)
+
+    def _sync_input(self, runner: _Runner, what: Input, now: float) -> None:
+        fsm = runner.fsm
+        if what is Input.SET_FAULT or what is Input.CLEAR_FAULT:
+            runner.group_fault = what is Input.SET_FAULT
+            self._apply_faults(runner, now)
+        elif what is Input.PROMOTE:
+            self._feed(runner, fsm.promote, now)
+        else:
+            self._feed(runner, fsm.sync_to_backup, now)
 
     def _open_sockets(self, iface: _Interface) -> bool:
         assert self._loop is not None and iface.link is not None
@@ -1235,6 +1513,11 @@ class VrrpEngine:
             self._refresh(iface)
 
     def _apply(self, event: LinkEvent) -> None:
+        self._apply_link_event(event)
+        if isinstance(event, LinkChanged | LinkRemoved) and not self._stopped:
+            self._retrack_interfaces()
+
+    def _apply_link_event(self, event: LinkEvent) -> None:
         if isinstance(event, LinkChanged):
             link = event.link
             for name, known in list(self._links.items()):
@@ -1376,6 +1659,26 @@ def _frozen(counts: _Counts) -> InstanceCounters:
 
 class _Event(Protocol):
     def __call__(self, now: float, /) -> list[Action]: ...
+
+
+def _item_status(state: ItemState) -> TrackedItemStatus:
+    item, verdict = state.item, state.verdict
+    if verdict.up is None:
+        word = "pending"
+    elif item.kind is TrackKind.FILE:
+        word = "down" if state.effect is Effect.FAULT else "up"
+    else:
+        word = "up" if verdict.up else "down"
+    return TrackedItemStatus(
+        kind=item.kind.value,
+        name=item.name,
+        weight=item.weight,
+        reverse=item.reverse,
+        state=word,
+        value=verdict.value if item.kind is TrackKind.FILE else None,
+        effect=state.effect.value,
+        delta=state.delta,
+    )
 
 
 __all__ = ["Drop", "Unicast", "VrrpEngine", "spec_of"]

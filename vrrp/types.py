@@ -11,6 +11,8 @@ import enum
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 
+from vrrp.track import TrackedItem
+
 IPAddress = IPv4Address | IPv6Address
 IPInterface = IPv4Interface | IPv6Interface
 
@@ -72,6 +74,9 @@ class Reason(enum.Enum):
     STEP_DOWN = "step_down"  # the operator's step-down: priority 0 sent, held in BACKUP
     RELEASED = "released"  # an address owner released from a step-down takes over again
     RESUME = "resume"  # the VRRP process restarted and picks up mastership where it was
+    TRACKED_DOWN = "tracked_down"  # a tracked item with weight 0 went down (FAULT)
+    TRACKED_UP = "tracked_up"  # the last such item came back: out of FAULT
+    SYNC_GROUP = "sync_group"  # the instance's sync group moved it (FAULT, BACKUP, MASTER)
 
 
 # ---- actions: what the sans-IO core asks the adapter to do -------------------
@@ -196,6 +201,11 @@ class InstanceSpec:
     min_ttl: int | None = None
     max_ttl: int | None = None
     check_unicast_src: bool = False
+    # What the instance tracks (its own items and its sync group's, weights as they apply:
+    # vrrp/track.py), and keepalived's dont_track_primary (its own link going down is no
+    # FAULT).
+    track: tuple[TrackedItem, ...] = ()
+    dont_track_primary: bool = False
 
     @property
     def name(self) -> str:
@@ -209,3 +219,12 @@ class InstanceSpec:
     def identity(self) -> tuple[str, int, int]:
         """What a running instance cannot change in place: interface, family, VRID."""
         return (self.interface, self.family, self.params.vrid)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncGroupSpec:
+    """keepalived's vrrp_sync_group: instances that are MASTER together or not at all
+    (vrrp/syncgroup.py). A plain value: it crosses into the VRRP process."""
+
+    name: str
+    members: tuple[str, ...]

@@ -132,6 +132,7 @@ class Topology:
     virtual_servers: tuple[VirtualServerInfo, ...]
     sync_daemon_instance: str | None = None
     config_path: str = ""
+    sync_groups: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (group, members)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,9 @@ from vrrp.events import (
     InstanceStateChanged,
     MasterChanged,
     PriorityChanged,
+    SyncGroupStateChanged,
+    TrackedItemStatus,
+    TrackingChanged,
     VipRepaired,
     VrrpCounters,
 )
@@ -58,6 +61,17 @@ class _Instance:
     adverts_sent: int = 0
     adverts_received: int = 0
     vip_repairs: int = 0
+    tracking: tuple[TrackedItemStatus, ...] = ()
+    sync_group: str | None = None
+
+
+@dataclass
+class _SyncGroup:
+    name: str
+    members: tuple[str, ...]
+    state: str = "INIT"
+    since: float | None = None
+    reason: str | None = None
 
 
 @dataclass
@@ -92,6 +106,7 @@ class ReadModel:
         self.started = clock()
         self.config_path = ""
         self.instances: dict[str, _Instance] = {}
+        self.sync_groups: dict[str, _SyncGroup] = {}
         self.virtual_servers: dict[str, _VirtualServer] = {}
         self.sync_instance: str | None = None
         self.sync_role: str | None = None
@@ -111,6 +126,8 @@ class ReadModel:
             MasterChanged: self._master,
             FaultsChanged: self._faults,
             HoldChanged: self._hold,
+            TrackingChanged: self._tracking,
+            SyncGroupStateChanged: self._sync_group,
             VipRepaired: self._vip_repaired,
             VrrpCounters: self._counters,
             RealServerUp: self._health,
@@ -156,6 +173,15 @@ class ReadModel:
                     info.name, info.interface, info.vrid, info.family, info.priority, info.priority
                 )
         self.instances = instances
+        groups: dict[str, _SyncGroup] = {}
+        for name, members in event.sync_groups:
+            group = self.sync_groups.get(name) or _SyncGroup(name, members)
+            group.members = members
+            groups[name] = group
+            for member in members:
+                if member in instances:
+                    instances[member].sync_group = name
+        self.sync_groups = groups
         servers: dict[str, _VirtualServer] = {}
         for vs_info in event.virtual_servers:
             old_vs = self.virtual_servers.get(vs_info.name)
@@ -221,6 +247,19 @@ class ReadModel:
         inst = self._instance(event.instance)
         if inst is not None:
             inst.held = event.held
+
+    def _tracking(self, event: TrackingChanged) -> None:
+        inst = self._instance(event.instance)
+        if inst is not None:
+            inst.tracking = event.items
+            inst.effective_priority = event.effective_priority
+
+    def _sync_group(self, event: SyncGroupStateChanged) -> None:
+        group = self.sync_groups.get(event.group)
+        if group is not None:
+            group.state = event.new.value
+            group.reason = event.reason
+            group.since = self._clock()
 
     def _vip_repaired(self, event: VipRepaired) -> None:
         inst = self._instance(event.instance)
@@ -348,8 +387,32 @@ class ReadModel:
                     "adverts_sent": i.adverts_sent,
                     "adverts_received": i.adverts_received,
                     "vip_repairs": i.vip_repairs,
+                    "sync_group": i.sync_group,
+                    "tracking": [
+                        {
+                            "kind": t.kind,
+                            "name": t.name,
+                            "weight": t.weight,
+                            "reverse": t.reverse,
+                            "state": t.state,
+                            "value": t.value,
+                            "effect": t.effect,
+                            "delta": t.delta,
+                        }
+                        for t in i.tracking
+                    ],
                 }
                 for i in self.instances.values()
+            ],
+            "vrrp_sync_groups": [
+                {
+                    "name": g.name,
+                    "members": list(g.members),
+                    "state": g.state,
+                    "since": g.since,
+                    "reason": g.reason,
+                }
+                for g in self.sync_groups.values()
             ],
             "virtual_servers": [
                 {
@@ -498,6 +561,34 @@ def format_status(snap: Mapping[str, Any]) -> str:
             ]
         )
     out.extend(_table(rows) if instances else ["  (none)"])
+    tracked = [i for i in instances if i["tracking"]]
+    if tracked:
+        out.append("")
+        out.append("Tracking")
+        rows = [["INSTANCE", "ITEM", "WEIGHT", "STATE", "EFFECT"]]
+        for i in tracked:
+            for t in i["tracking"]:
+                weight = str(t["weight"]) + (" reverse" if t["reverse"] else "")
+                state = t["state"] if t["value"] is None else f"{t['state']} (value {t['value']})"
+                effect = {"priority": f"{t['delta']:+d}", "fault": "FAULT"}.get(t["effect"], "-")
+                rows.append([i["name"], f"{t['kind']} {t['name']}", weight, state, effect])
+        out.extend(_table(rows))
+    groups = snap["vrrp_sync_groups"]
+    if groups:
+        out.append("")
+        out.append(f"VRRP sync groups ({len(groups)})")
+        rows = [["NAME", "STATE", "MEMBERS", "SINCE", "REASON"]]
+        for g in groups:
+            rows.append(
+                [
+                    g["name"],
+                    g["state"],
+                    ",".join(g["members"]),
+                    _ago(g["since"], now),
+                    g["reason"] or "-",
+                ]
+            )
+        out.extend(_table(rows))
 
     services = snap["virtual_servers"]
     out.append("")

@@ -34,6 +34,7 @@ from hacontrol.runtime.vrrp_protocol import (
     Hello,
     SetHold,
     SetScheduling,
+    SetTracked,
     Stop,
     Stopped,
     encode,
@@ -41,7 +42,8 @@ from hacontrol.runtime.vrrp_protocol import (
 )
 from vrrp.events import InstanceStateChanged, ReconfigureResult
 from vrrp.io import VrrpEngine
-from vrrp.types import InstanceSpec, State
+from vrrp.track import TrackKey, Verdict
+from vrrp.types import InstanceSpec, State, SyncGroupSpec
 
 log = logging.getLogger("hacontrol.vrrp")
 
@@ -81,6 +83,10 @@ class VrrpSupervisor:
         self._clock = clock
         self._instances: tuple[InstanceSpec, ...] = ()
         self._holds: frozenset[str] = frozenset()
+        self._groups: tuple[SyncGroupSpec, ...] = ()
+        # The latest verdict of every tracked script, file and process: sent with every
+        # Configure, so a restarted VRRP process starts from them.
+        self.verdicts: dict[TrackKey, Verdict] = {}
         self.states: dict[str, State] = {}
         self.pid: int | None = None
         self.restarts = 0
@@ -98,34 +104,63 @@ class VrrpSupervisor:
     # ---- public ------------------------------------------------------------------------
 
     async def start(
-        self, instances: Sequence[InstanceSpec], holds: Iterable[str] = ()
+        self,
+        instances: Sequence[InstanceSpec],
+        holds: Iterable[str] = (),
+        groups: Sequence[SyncGroupSpec] = (),
     ) -> ReconfigureResult:
         self._instances = tuple(instances)
         self._holds = frozenset(holds)
+        self._groups = tuple(groups)
         if self.inline:
             self._engine = VrrpEngine(publish=self._on_event)
             await self._engine.start()
             self.pid = os.getpid()
-            return self._engine.configure(self._instances, holds=self._holds)
+            return self._engine_configure()
         if not self._instances:
             return ReconfigureResult()  # an LVS-only director: no VRRP process until needed
         await self._spawn(restart=False)
         return await self._send_configure({})
 
     async def configure(
-        self, instances: Sequence[InstanceSpec], holds: Iterable[str] | None = None
+        self,
+        instances: Sequence[InstanceSpec],
+        holds: Iterable[str] | None = None,
+        groups: Sequence[SyncGroupSpec] | None = None,
     ) -> ReconfigureResult:
         """Run exactly `instances` from now on (a reload); returns what the engine did."""
         self._instances = tuple(instances)
         if holds is not None:
             self._holds = frozenset(holds)
+        if groups is not None:
+            self._groups = tuple(groups)
         if self._engine is not None:
-            return self._engine.configure(self._instances, holds=self._holds)
+            return self._engine_configure()
         if self._proc is None:
             if not self._instances:
                 return ReconfigureResult()
             await self._spawn(restart=False)  # the first instances of an LVS-only director
         return await self._send_configure({})
+
+    def _engine_configure(self) -> ReconfigureResult:
+        assert self._engine is not None
+        return self._engine.configure(
+            self._instances,
+            holds=self._holds,
+            groups=self._groups,
+            verdicts=dict(self.verdicts),
+        )
+
+    def set_tracked(self, verdicts: dict[TrackKey, Verdict]) -> None:
+        """New verdicts of tracked scripts, files or processes (only changes are sent)."""
+        changed = {k: v for k, v in verdicts.items() if self.verdicts.get(k) != v}
+        if not changed:
+            return
+        self.verdicts.update(changed)
+        if self._engine is not None:
+            self._engine.set_tracked(changed)
+        else:
+            self._send(SetTracked(changed))
 
     def set_hold(self, instances: Sequence[str], held: bool) -> None:
         names = set(instances)
@@ -228,7 +263,15 @@ class VrrpSupervisor:
         async with self._configure_lock:
             loop = asyncio.get_running_loop()
             self._pending = loop.create_future()
-            self._send(Configure(self._instances, resume_until, self._holds))
+            self._send(
+                Configure(
+                    self._instances,
+                    resume_until,
+                    self._holds,
+                    self._groups,
+                    dict(self.verdicts),
+                )
+            )
             try:
                 return await asyncio.wait_for(asyncio.shield(self._pending), START_TIMEOUT)
             except TimeoutError:

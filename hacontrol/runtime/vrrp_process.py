@@ -39,6 +39,7 @@ from hacontrol.runtime.vrrp_protocol import (
     Hello,
     SetHold,
     SetScheduling,
+    SetTracked,
     Stop,
     Stopped,
     encode,
@@ -108,9 +109,15 @@ class _Child:
                 break
             if isinstance(message, Configure):
                 result = self.engine.configure(
-                    message.instances, resume_until=message.resume_until, holds=message.holds
+                    message.instances,
+                    resume_until=message.resume_until,
+                    holds=message.holds,
+                    groups=message.groups,
+                    verdicts=message.verdicts,
                 )
                 self.send(result)
+            elif isinstance(message, SetTracked):
+                self.engine.set_tracked(message.verdicts)
             elif isinstance(message, SetHold):
                 self.engine.set_hold(message.instances, message.held)
             elif isinstance(message, SetScheduling):

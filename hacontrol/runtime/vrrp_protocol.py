@@ -20,7 +20,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from vrrp.types import InstanceSpec
+from vrrp.track import TrackKey, Verdict
+from vrrp.types import InstanceSpec, SyncGroupSpec
 
 MAX_FRAME = 64 * 1024 * 1024
 _LENGTH = struct.Struct("!I")
@@ -42,6 +43,10 @@ class Configure:
     instances: tuple[InstanceSpec, ...]
     resume_until: dict[str, float] = field(default_factory=dict)
     holds: frozenset[str] = frozenset()
+    groups: tuple[SyncGroupSpec, ...] = ()
+    # Every tracked verdict the daemon knows (scripts, files, processes): a restarted VRRP
+    # process starts from them rather than from "no result yet".
+    verdicts: dict[TrackKey, Verdict] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +55,13 @@ class SetHold:
 
     instances: tuple[str, ...]
     held: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SetTracked:
+    """New verdicts of tracked scripts, files or processes, by (kind, name)."""
+
+    verdicts: dict[TrackKey, Verdict]
 
 
 @dataclass(frozen=True, slots=True)

@@ -302,6 +302,11 @@ class Instance:
     min_ttl: int | None = None  # keepalived: per unicast_peer; rendered on every peer
     max_ttl: int | None = None
     check_unicast_src: bool = False
+    # Tracking, rendered both ways: (name, weight or None) per kind.
+    track_interface: tuple[tuple[str, int | None], ...] = ()
+    track_script: tuple[tuple[str, int | None], ...] = ()
+    track_file: tuple[tuple[str, int | None], ...] = ()
+    dont_track_primary: bool = False
 
     def hacontrol(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -330,6 +335,15 @@ class Instance:
                     out[key] = getattr(self, key)
             if self.check_unicast_src:
                 out["check_unicast_src"] = True
+        for key in ("track_interface", "track_script", "track_file"):
+            refs = getattr(self, key)
+            if refs:
+                out[key] = [
+                    name if weight is None else {"name": name, "weight": weight}
+                    for name, weight in refs
+                ]
+        if self.dont_track_primary:
+            out["dont_track_primary"] = True
         return out
 
     def keepalived(self) -> str:
@@ -371,8 +385,72 @@ class Instance:
             )
             peers = [f"        {p}{bounds}" for p in self.unicast_peers]
             lines += ["    unicast_peer {", *peers, "    }"]
+        for key in ("track_interface", "track_script", "track_file"):
+            refs = getattr(self, key)
+            if refs:
+                lines.append(f"    {key} {{")
+                lines += [
+                    f"        {name}" + ("" if weight is None else f" weight {weight}")
+                    for name, weight in refs
+                ]
+                lines.append("    }")
+        if self.dont_track_primary:
+            lines.append("    dont_track_primary")
         lines += ["    virtual_ipaddress {", *(f"        {v}" for v in self.vips), "    }", "}"]
         return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A vrrp_script, rendered as hacontrol YAML or keepalived.conf (argv, no shell)."""
+
+    name: str
+    argv: tuple[str, ...]
+    interval: float = 1.0
+    timeout: float | None = None
+    weight: int = 0
+    rise: int = 1
+    fall: int = 1
+
+    def hacontrol(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "script": list(self.argv),
+            "interval": self.interval,
+            "weight": self.weight,
+            "rise": self.rise,
+            "fall": self.fall,
+        }
+        if self.timeout is not None:
+            out["timeout"] = self.timeout
+        return out
+
+    def keepalived(self) -> str:
+        words = " ".join(self.argv)
+        lines = [
+            f"vrrp_script {self.name} {{",
+            f'    script "{words}"',
+            f"    interval {max(1, round(self.interval))}",
+            f"    weight {self.weight}",
+            f"    rise {self.rise}",
+            f"    fall {self.fall}",
+        ]
+        if self.timeout is not None:
+            lines.append(f"    timeout {max(1, round(self.timeout))}")
+        return "\n".join([*lines, "}"]) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class SyncGroup:
+    name: str
+    members: tuple[str, ...]
+
+    def hacontrol(self) -> dict[str, Any]:
+        return {"name": self.name, "group": list(self.members)}
+
+    def keepalived(self) -> str:
+        body = "".join(f"        {m}\n" for m in self.members)
+        return f"vrrp_sync_group {self.name} {{\n    group {{\n{body}    }}\n}}\n"
 
 
 class HaDaemon(Peer):
@@ -491,9 +569,13 @@ class Keepalived(Peer):
         instances: Sequence[Instance],
         *,
         binary: str = "keepalived",
+        scripts: Sequence[Script] = (),
+        groups: Sequence[SyncGroup] = (),
     ) -> None:
         super().__init__(lab, ns, workdir, name)
         self.instances = tuple(instances)
+        self.scripts = tuple(scripts)
+        self.groups = tuple(groups)
         self.binary = binary
         self.conf_path = workdir / f"{name}.conf"
         self.pid_main = workdir / f"{name}.pid"
@@ -506,8 +588,10 @@ class Keepalived(Peer):
     def render(self) -> str:
         # garp_master_delay / repeat are per instance; the global defaults only matter for
         # instances that do not set them. No vrrp_strict: it forbids authentication.
-        head = f"global_defs {{\n    router_id {self.name}\n}}\n"
-        return head + "".join(i.keepalived() for i in self.instances)
+        # enable_script_security off, script_user root: the test's scripts are ours.
+        head = f"global_defs {{\n    router_id {self.name}\n    script_user root\n}}\n"
+        blocks = [s.keepalived() for s in self.scripts] + [g.keepalived() for g in self.groups]
+        return head + "".join(blocks) + "".join(i.keepalived() for i in self.instances)
 
     def start(self) -> None:
         for path in (self.pid_main, self.pid_vrrp, self.pid_check):

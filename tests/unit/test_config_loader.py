@@ -199,7 +199,8 @@ def test_hostile_files_fail_fast_in_bounded_memory(name: str, pure: bool, tmp_pa
         except ConfigError as exc:
             issues = [str(i) for i in exc.issues]
         peak = tracemalloc.get_traced_memory()[1]
-        print(json.dumps({{"issues": issues, "peak": peak, "seconds": time.process_time() - start}}))
+        seconds = time.process_time() - start
+        print(json.dumps({{"issues": issues, "peak": peak, "seconds": seconds}}))
         """
     )
     proc = subprocess.run(
