@@ -34,7 +34,12 @@ from hacontrol.config_hints import (
     model_at,
     unknown_key_message,
 )
-from hacontrol.config_lvs import Frozen, IpvsSection, VirtualServerConfig
+from hacontrol.config_lvs import (
+    Frozen,
+    IpvsSection,
+    VirtualServerConfig,
+    VirtualServerGroupConfig,
+)
 from hacontrol.iptypes import IPAddress, IPInterface
 from hacontrol.yamlsrc import LoadedYaml, SourceIssue, load_yaml, read_yaml_file
 from vrrp.types import AuthType, GarpSettings
@@ -260,6 +265,7 @@ class Config(Frozen):
     global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
     vrrp_instances: tuple[VrrpInstanceConfig, ...] = Field(default=(), strict=False)
     virtual_servers: tuple[VirtualServerConfig, ...] = Field(default=(), strict=False)
+    virtual_server_groups: tuple[VirtualServerGroupConfig, ...] = Field(default=(), strict=False)
     ipvs: IpvsSection = IpvsSection()
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)

@@ -11,7 +11,10 @@ onto it and the probes in `healthcheck.probes` read it. Defaults follow keepaliv
 - `delay_before_retry` 3 s for HTTP/HTTPS (HTTP_GET/SSL_GET), `delay_loop` for DNS, 1 s
   otherwise.
 - `warmup`: keepalived spreads the first check of each checker randomly over up to
-  `delay_loop` seconds by default; here a bool, true by default, with the same meaning.
+  `delay_loop` seconds by default: true (the default) does the same, false or 0 disables
+  it, a number of seconds is the maximum (keepalived's `warmup <TIMER>`).
+- `alpha`: the check starts down and must pass before the server is used (keepalived's
+  alpha); unset, the real server's or virtual server's setting applies.
 - `rise` / `fall` (not in keepalived, whose only hysteresis is `retry`): consecutive
   successes / failures before the rise/fall reducer flips the server's state; 1 each keeps
   keepalived's behaviour.
@@ -19,6 +22,7 @@ onto it and the probes in `healthcheck.probes` read it. Defaults follow keepaliv
 
 from __future__ import annotations
 
+import math
 import re
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
@@ -29,10 +33,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -53,6 +60,28 @@ def _to_ip(value: Any) -> Any:
 
 
 IPAddress = Annotated[IPv4Address | IPv6Address, BeforeValidator(_to_ip)]
+
+
+def _warmup(value: Any) -> bool | float:
+    # One validator, not a union: an error then names `warmup`, not a union branch.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise PydanticCustomError("finite_number", "Input should be a finite number")
+        if value < 0:
+            raise ValueError(f"warmup is seconds >= 0 (0: none), got {value}")
+        return float(value)
+    raise PydanticCustomError("bool_type", "Input should be a valid boolean")
+
+
+# true: spread the first check over delay_loop (keepalived's default); false or 0: none;
+# a number: spread over that many seconds (keepalived's `warmup <TIMER>`).
+Warmup = Annotated[
+    bool | float,
+    PlainValidator(_warmup),
+    WithJsonSchema({"anyOf": [{"type": "boolean"}, {"type": "number", "minimum": 0}]}),
+]
 # A file path, written as a string (strict validation alone takes only Path objects).
 FilePath = Annotated[Path, Field(strict=False)]
 
@@ -89,7 +118,8 @@ class _Schedule(BaseModel):
     delay_before_retry: Seconds = 1.0
     rise: Annotated[int, Field(ge=1, le=100)] = 1
     fall: Annotated[int, Field(ge=1, le=100)] = 1
-    warmup: bool = True
+    warmup: Warmup = True
+    alpha: bool | None = None
 
 
 class _NetworkCheck(_Schedule):
