@@ -62,8 +62,8 @@ KEEPALIVED_SPELLINGS: dict[str, str] = {
 
 # keepalived keywords that have no one-word counterpart: what to do instead.
 KEEPALIVED_NOTES: dict[str, str] = {
-    "url": "an http or https check takes path, status_codes, digest and regex itself "
-    "(one url per check)",
+    "url": "an http or https check takes urls: [{path: /, digest: ...}] (keepalived's url "
+    "blocks, all must pass), or one url's path, status_codes, digest, regex on the check",
     "state": "hacontrol has no start-up state: an instance starts as backup (as master with "
     "priority 255) and the election decides, as keepalived's does after start-up",
 }

@@ -69,6 +69,7 @@ from hacontrol.runtime.kernel import (
 )
 from hacontrol.runtime.reconciler import Reconciler
 from hacontrol.runtime.state import RealServerRef
+from healthcheck.config import FileCheck
 from healthcheck.notify import Notifier, NotifyCommand
 from healthcheck.policy import (
     ConnCounters,
@@ -79,6 +80,7 @@ from healthcheck.policy import (
     shutdown_events,
 )
 from healthcheck.probes import ProbeTarget
+from healthcheck.probes.file import init_file
 from healthcheck.runner import CheckRunner, CheckSpec
 from healthcheck.state import (
     CheckParams,
@@ -112,6 +114,15 @@ def check_specs(vs: VirtualServerConfig, rs: RealServerConfig) -> tuple[CheckSpe
         )
         for check in rs.checks
     )
+
+
+def _init_track_files(config: Config) -> None:
+    """keepalived's init_file, at start and on reload (a file check new to the config)."""
+    for vs in config.virtual_servers:
+        for rs in vs.real_servers:
+            for check in rs.checks:
+                if isinstance(check, FileCheck) and init_file(check):
+                    log.info("healthcheck.init_file path=%s value=%s", check.path, check.init_file)
 
 
 def _id_port(vs: VirtualServerConfig, dest: DestKey) -> int:
@@ -210,6 +221,7 @@ class LvsRuntime:
         if not uses_ipvs(self.config) and not self._owned_at_start:
             return
         self._started = True
+        _init_track_files(self.config)
         await self.notifier.start()
         for server, (vs, rs) in self._rs_by_id.items():
             self.runner.add_real_server(
@@ -283,6 +295,7 @@ class LvsRuntime:
                     self._publish(ServiceDrainStarted(key, len(current.real_servers)))
                     log.info("lvs.service_drain_started service=%s", key)
         self._use_config(new)
+        _init_track_files(new)
         known = set(self.runner.healths())
         for server, (vs, rs) in self._rs_by_id.items():
             self.runner.update_real_server(

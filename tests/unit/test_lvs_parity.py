@@ -314,3 +314,46 @@ def test_ha_suspend_follows_the_instance_holding_the_address() -> None:
     assert ha_suspended(config, {"A": State.BACKUP, "B": State.MASTER}) == {"TCP 192.0.2.1:80"}
     assert ha_suspended(config, {"A": State.MASTER}) == frozenset()
     assert ha_suspended(config, {"A": State.FAULT}) == {"TCP 192.0.2.1:80"}
+
+
+# ---- checker keywords: validation -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("check", "message"),
+    [
+        ("{type: http, path: /x, urls: [{path: /a}]}", "path given both on the check and in urls"),
+        ("{type: http, urls: [{path: a}]}", "must start with '/'"),
+        ("{type: http, http_protocol: '2'}", "http_protocol"),
+        ("{type: https, client_key: /k.pem}", "client_key and client_key_password need"),
+        ("{type: udp, reply_hex: '4a 1'}", "pairs of hex digits"),
+        ("{type: udp, reply_hex: 'zz'}", "pairs of hex digits"),
+        ("{type: udp, min_reply_length: 9, max_reply_length: 8}", "below min_reply_length"),
+        ("{type: file, path: /t, init_overwrite: true}", "init_overwrite is set without"),
+        ("{type: tcp, warmup: -1}", "warmup is seconds >= 0"),
+        ("{type: tcp, warmup: 'no'}", "valid boolean"),
+    ],
+)
+def test_checker_keyword_errors(check: str, message: str) -> None:
+    text = (
+        "virtual_servers:\n  - address: 192.0.2.1\n    port: 80\n    real_servers:\n"
+        f"      - address: 198.51.100.1\n        checks:\n          - {check}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "c.yaml")
+    assert message in str(info.value)
+    assert "c.yaml:7: virtual_servers[0].real_servers[0].checks[0]" in str(info.value)
+
+
+def test_url_list_takes_the_checks_virtualhost() -> None:
+    check = HttpCheck(urls=[{"path": "/a"}, {"path": "/b", "virtualhost": "b"}], virtualhost="a")
+    assert [(u.path, u.virtualhost) for u in check.url_list()] == [("/a", "a"), ("/b", "b")]
+    assert HttpCheck(path="/x").url_list()[0].path == "/x"
+    # each url has its own connect_timeout: the runner's guard allows for all of them
+    assert check_specs_timeout(check) == 10.0
+
+
+def check_specs_timeout(check: HttpCheck) -> float:
+    from healthcheck.state import CheckParams
+
+    return CheckParams.from_check(check).timeout
