@@ -672,7 +672,8 @@ def _vips(key: str) -> Handler:
                         line.file,
                         line.line,
                         line.keyword,
-                        "given twice in the instance: the first one is kept, as keepalived does",
+                        "given twice in the instance: hacontrol holds and advertises it once "
+                        "(keepalived advertises it twice)",
                     )
                 )
                 continue

@@ -144,7 +144,7 @@ EXPECTED: dict[str, list[tuple[int, str, str]]] = {
         (
             32,
             "192.168.200.18",
-            "given twice in the instance: the first one is kept, as keepalived does",
+            "given twice in the instance: hacontrol holds and advertises it once",
         ),
         (38, "smtp_alert", EMAIL),
         (50, "state", ROUTES),
