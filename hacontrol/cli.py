@@ -1,4 +1,5 @@
-"""The `hacontrol` command: run, check, schema, status, reload, drain, step-down, ipvs list."""
+"""The `hacontrol` command: run, check, schema, status, reload, drain, step-down, ipvs list,
+import keepalived, genhash."""
 
 from __future__ import annotations
 
@@ -63,6 +64,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
     cli_control.add_subparsers(sub)
     ipvs_cli.add_subparser(sub)
+    from hacontrol.importer import cli as import_cli
+
+    import_cli.add_subparser(sub)
+    from hacontrol import genhash
+
+    genhash.add_subparser(sub)
     return parser
 
 
@@ -180,6 +187,14 @@ def _main(argv: Sequence[str] | None) -> int:
 
     if args.command in cli_control.COMMANDS:
         return cli_control.run(args)
+    if args.command == "genhash":
+        from hacontrol import genhash
+
+        return genhash.run(args)
+    if args.command == "import":
+        from hacontrol.importer import cli as import_cli
+
+        return import_cli.run(args)
     if args.command == "ipvs":
         from hacontrol.ipvs import cli as ipvs_cli
 

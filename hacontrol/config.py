@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AliasChoices,
@@ -34,7 +34,12 @@ from hacontrol.config_hints import (
     model_at,
     unknown_key_message,
 )
-from hacontrol.config_lvs import Frozen, IpvsSection, VirtualServerConfig
+from hacontrol.config_lvs import (
+    Frozen,
+    IpvsSection,
+    VirtualServerConfig,
+    VirtualServerGroupConfig,
+)
 from hacontrol.config_track import (
     SyncGroupConfig,
     TrackFileConfig,
@@ -46,6 +51,7 @@ from hacontrol.config_track import (
     VrrpScriptConfig,
 )
 from hacontrol.iptypes import IPAddress, IPInterface
+from hacontrol.yamlinclude import IncludedYaml, resolve_includes
 from hacontrol.yamlsrc import LoadedYaml, SourceIssue, load_yaml, read_yaml_file
 from vrrp.types import AuthType, GarpSettings
 
@@ -283,7 +289,13 @@ class Config(Frozen):
     track_processes: tuple[TrackProcessConfig, ...] = Field(default=(), strict=False)
     vrrp_sync_groups: tuple[SyncGroupConfig, ...] = Field(default=(), strict=False)
     virtual_servers: tuple[VirtualServerConfig, ...] = Field(default=(), strict=False)
+    virtual_server_groups: tuple[VirtualServerGroupConfig, ...] = Field(default=(), strict=False)
     ipvs: IpvsSection = IpvsSection()
+    # Further YAML files (globs, relative to this file): read by the loader, which merges
+    # lists (vrrp_instances, virtual_servers, ...) into this file's.
+    include: str | Annotated[tuple[str, ...], Field(strict=False)] | None = Field(
+        default=None, exclude=True
+    )
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -340,12 +352,27 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _check(loaded: LoadedYaml, for_run: bool) -> CheckedConfig:
+def _issue(
+    lines: Any, path: tuple[str | int, ...], message: str, filename: str, severity: str = "error"
+) -> SourceIssue:
+    """The issue at `path`; with `include:`, in the file the path came from, as it is there."""
+    file_of = getattr(lines, "file_of", None)
+    if file_of is not None:
+        filename, shown = str(file_of(path)), lines.path_in_file(path)
+    else:
+        shown = path
+    return SourceIssue(filename, lines.line_of(path), shown, message, severity)  # type: ignore[arg-type]
+
+
+def _check(source: LoadedYaml, for_run: bool) -> CheckedConfig:
+    loaded: LoadedYaml | IncludedYaml = resolve_includes(source)
     filename = loaded.filename
     if loaded.data is None and loaded.issues:
         raise ConfigError(loaded.issues)
     data = loaded.data if loaded.data is not None else {}
     issues = list(loaded.issues)
+    if isinstance(loaded, IncludedYaml) and issues:
+        raise ConfigError(_sorted(issues))  # a missing file or a loop: nothing to validate
     if not isinstance(data, dict):
         line = loaded.locate([()]).line_of(())
         issues.append(SourceIssue(filename, line, (), "the top level must be a mapping"))
@@ -356,7 +383,7 @@ def _check(loaded: LoadedYaml, for_run: bool) -> CheckedConfig:
     except ValidationError as exc:
         found = _validation_findings(exc)
         lines = loaded.locate((path for path, _ in found), _SYNONYMS)
-        issues.extend(SourceIssue(filename, lines.line_of(p), p, m) for p, m in found)
+        issues.extend(_issue(lines, p, m, filename) for p, m in found)
         raise ConfigError(_sorted(issues)) from None
     errors = findings(config, ERROR_CHECKS)
     # What the IPVS model refuses (a DR real server on another port, ...), named
@@ -382,8 +409,8 @@ def _check(loaded: LoadedYaml, for_run: bool) -> CheckedConfig:
     ]
     if errors or warnings:
         lines = loaded.locate((p for p, _ in [*errors, *warnings]), _SYNONYMS)
-        issues.extend(SourceIssue(filename, lines.line_of(p), p, m) for p, m in errors)
-        warned = [SourceIssue(filename, lines.line_of(p), p, m, "warning") for p, m in warnings]
+        issues.extend(_issue(lines, p, m, filename) for p, m in errors)
+        warned = [_issue(lines, p, m, filename, "warning") for p, m in warnings]
     else:
         warned = []
     if issues:

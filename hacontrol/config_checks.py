@@ -215,9 +215,41 @@ def real_servers_unique(config: Config) -> Iterator[Finding]:
                 first[key] = rs_index
 
 
+def groups_exist_and_unique(config: Config) -> Iterator[Finding]:
+    first: dict[str, int] = {}
+    for index, group in enumerate(config.virtual_server_groups):
+        if group.name in first:
+            yield (
+                ("virtual_server_groups", index, "name"),
+                f"virtual_server_group {group.name!r} is given twice "
+                f"(also virtual_server_groups[{first[group.name]}])",
+            )
+        else:
+            first[group.name] = index
+    for index, vs in enumerate(config.virtual_servers):
+        if vs.group is not None and vs.group not in first:
+            known = ", ".join(sorted(first)) or "none"
+            yield (
+                ("virtual_servers", index, "group"),
+                f"no virtual_server_group {vs.group!r} (defined: {known})",
+            )
+
+
+def service_family(config: Config, vs: VirtualServerConfig) -> int:
+    """The address family of a virtual server's services (a group's: its first member's)."""
+    if vs.group is not None:
+        for group in config.virtual_server_groups:
+            if group.name == vs.group:
+                member = group.members[0]
+                addresses = member.addresses()
+                return addresses[0].version if addresses else member.family
+        return 4
+    return vs.family if vs.address is None else vs.address.version
+
+
 def families_match(config: Config) -> Iterator[Finding]:
     for index, vs in enumerate(config.virtual_servers):
-        family = vs.family if vs.address is None else vs.address.version
+        family = service_family(config, vs)
         for rs_index, rs in enumerate(vs.real_servers):
             forwarding = rs.forwarding or vs.forwarding
             # The kernel takes a real server of the other family only for tunnelling
@@ -245,6 +277,7 @@ ERROR_CHECKS: tuple[Check, ...] = (
     sync_groups_valid,
     virtual_servers_unique,
     real_servers_unique,
+    groups_exist_and_unique,
     families_match,
 )
 

@@ -62,15 +62,8 @@ KEEPALIVED_SPELLINGS: dict[str, str] = {
 
 # keepalived keywords that have no one-word counterpart: what to do instead.
 KEEPALIVED_NOTES: dict[str, str] = {
-    # keepalived sets these on a virtual or real server for all its checkers
-    "delay_loop": "hacontrol sets delay_loop on each check (checks: [{type: tcp, delay_loop: 6}])",
-    "connect_timeout": "hacontrol sets connect_timeout on each check",
-    "retry": "hacontrol sets retry on each check",
-    "delay_before_retry": "hacontrol sets delay_before_retry on each check",
-    "warmup": "hacontrol sets warmup on each check",
-    "virtualhost": "hacontrol sets virtualhost on each http or https check",
-    "url": "an http or https check takes path, status_codes, digest and regex itself "
-    "(one url per check)",
+    "url": "an http or https check takes urls: [{path: /, digest: ...}] (keepalived's url "
+    "blocks, all must pass), or one url's path, status_codes, digest, regex on the check",
     "state": "hacontrol has no start-up state: an instance starts as backup (as master with "
     "priority 255) and the election decides, as keepalived's does after start-up",
 }

@@ -28,7 +28,7 @@ from typing import Any
 
 from hacontrol import sdnotify
 from hacontrol.config import Config, ConfigError, check_file
-from hacontrol.desired import service_key, sync_groups, vrrp_instances
+from hacontrol.desired import service_keys, sync_groups, vrrp_instances
 from hacontrol.gcpace import GcPacer
 from hacontrol.lvs import LvsRuntime
 from hacontrol.metrics import Metrics
@@ -70,7 +70,8 @@ def topology(config: Config, path: str | Path) -> Topology:
         virtual_servers=tuple(
             VirtualServerInfo(
                 name=vs.display_name,
-                key=str(service_key(vs)),
+                key=", ".join(str(k) for k in service_keys(config, vs)[:4])
+                + (", ..." if len(service_keys(config, vs)) > 4 else ""),
                 quorum=vs.quorum,
                 real_servers=tuple(
                     RealServerInfo(

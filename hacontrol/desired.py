@@ -183,10 +183,36 @@ def _reverse(given: bool | None, default: bool) -> bool:
 
 
 def service_key(vs: VirtualServerConfig) -> ServiceKey:
+    """The one service of a virtual server that is not a group's (see `service_keys`)."""
+    if vs.group is not None:
+        raise ValueError(f"{vs.display_name} is a group: use service_keys()")
     if vs.fwmark is not None:
         return ServiceKey.of_fwmark(vs.fwmark, AF_INET6 if vs.family == 6 else AF_INET)
     assert vs.address is not None and vs.port is not None
     return ServiceKey.of(vs.protocol, vs.address, vs.port)
+
+
+def service_keys(config: Config, vs: VirtualServerConfig) -> tuple[ServiceKey, ...]:
+    """Every IPVS service of a virtual server: one, or one per member of its group, in the
+    group's order (keepalived's virtual_server_group as it programs IPVS)."""
+    if vs.group is None:
+        return (service_key(vs),)
+    keys: list[ServiceKey] = []
+    for group in config.virtual_server_groups:
+        if group.name != vs.group:
+            continue
+        for member in group.members:
+            if member.fwmark is not None:
+                keys.append(
+                    ServiceKey.of_fwmark(member.fwmark, AF_INET6 if member.family == 6 else AF_INET)
+                )
+            else:
+                keys.extend(
+                    ServiceKey.of(vs.protocol, address, member.port or 0)
+                    for address in member.addresses()
+                )
+        break
+    return tuple(dict.fromkeys(keys))
 
 
 def rs_port(vs: VirtualServerConfig, port: int | None) -> int:
@@ -259,13 +285,15 @@ def base_service(vs: VirtualServerConfig) -> VirtualService:
     return _service(vs, ())
 
 
-def _service(vs: VirtualServerConfig, real_servers: tuple[RealServer, ...]) -> VirtualService:
+def _service(
+    vs: VirtualServerConfig, real_servers: tuple[RealServer, ...], key: ServiceKey | None = None
+) -> VirtualService:
     netmask: IPv4Address | int | None = None
     if vs.persistence_granularity is not None:
         text = vs.persistence_granularity.lstrip("/")
         netmask = int(text) if text.isdigit() else IPv4Address(text)
     return VirtualService(
-        key=service_key(vs),
+        key=service_key(vs) if key is None else key,
         scheduler=vs.scheduler,
         sched_flags=frozenset(vs.sched_flags),
         one_packet=vs.ops,
@@ -280,6 +308,13 @@ def _real_server(
     vs: VirtualServerConfig, rs: RealServerConfig | None, want: DesiredRealServer
 ) -> RealServer:
     forwarding = (rs.forwarding if rs is not None else None) or vs.forwarding
+    sorry = vs.sorry_server
+    if rs is None and sorry is not None and str(sorry.address) == want.address:
+        forwarding = sorry.forwarding or forwarding  # keepalived's sorry_server_lvs_method
+    port: int | None = want.port
+    if vs.group is not None and want.port == 0:
+        # A group's real server without a port of its own takes each member's port.
+        port = None
     # The configured server's address is parsed already (50,000 parses per check of a
     # large config otherwise).
     address = rs.address if rs is not None else ip_address(want.address)
@@ -288,7 +323,7 @@ def _real_server(
     # given here so that it need not copy every server to fill it in.
     return RealServer(
         address=address,
-        port=want.port,
+        port=port,
         forwarding=_FORWARDING[forwarding],
         weight=want.weight,
         upper_threshold=rs.uthreshold if rs is not None else 0,
@@ -307,6 +342,18 @@ def virtual_service(vs: VirtualServerConfig, wants: Sequence[DesiredRealServer])
     )
 
 
+def virtual_services(
+    config: Config, vs: VirtualServerConfig, wants: Sequence[DesiredRealServer]
+) -> list[VirtualService]:
+    """The virtual server's services, each with the same real servers (a group's many)."""
+    one = virtual_service(vs, wants) if vs.group is None else None
+    if one is not None:
+        return [one]
+    by_key = {(str(rs.address), rs_port(vs, rs.port)): rs for rs in vs.real_servers}
+    servers = tuple(_real_server(vs, by_key.get((w.address, w.port)), w) for w in wants)
+    return [_service(vs, servers, key) for key in service_keys(config, vs)]
+
+
 def desired_table(
     config: Config,
     desired: Mapping[str, Sequence[DesiredRealServer]],
@@ -315,7 +362,9 @@ def desired_table(
     """Every configured service with the real servers (and weights) the policy wants,
     plus the services that left the config and are still draining."""
     services = [
-        virtual_service(vs, desired.get(vs.display_name, ())) for vs in config.virtual_servers
+        service
+        for vs in config.virtual_servers
+        for service in virtual_services(config, vs, desired.get(vs.display_name, ()))
     ]
     configured = {s.key for s in services}
     for key, drain in (draining or {}).items():
@@ -337,12 +386,36 @@ def model_problems(config: Config) -> list[tuple[int, str]]:
             s = vs.sorry_server
             wants.append(DesiredRealServer(str(s.address), rs_port(vs, s.port), s.weight))
         try:
-            service = virtual_service(vs, wants)
+            services = virtual_services(config, vs, wants)
         except ValueError as exc:
             out.append((index, str(exc)))
             continue
-        out.extend((index, message) for message in service.validate())
+        for service in services:
+            out.extend((index, message) for message in service.validate())
     return out
+
+
+def ha_suspended(config: Config, vrrp_states: Mapping[str, State]) -> frozenset[str]:
+    """Virtual servers (display names) whose checks are suspended (keepalived ha_suspend).
+
+    keepalived suspends such a service's checkers while its address is not on the
+    director. Here: while every VRRP instance that has the address among its VIPs is not
+    MASTER (an unknown state counts as not MASTER). An address no instance holds is
+    always local, and a fwmark service has no address: their checks always run.
+    """
+    out: set[str] = set()
+    holders: dict[object, list[str]] = {}
+    for inst in config.vrrp_instances:
+        for vip in (*inst.virtual_ipaddresses, *inst.virtual_ipaddresses_excluded):
+            holders.setdefault(vip.address.ip, []).append(inst.name)
+    for vs in config.virtual_servers:
+        if not vs.ha_suspend:
+            continue
+        addresses = {key.address for key in service_keys(config, vs) if key.address is not None}
+        names = {name for address in addresses for name in holders.get(address, ())}
+        if names and not any(vrrp_states.get(name) is State.MASTER for name in names):
+            out.add(vs.display_name)
+    return frozenset(out)
 
 
 # ---- the sync daemon, timeouts, sysctls --------------------------------------------------

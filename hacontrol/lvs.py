@@ -37,10 +37,11 @@ from hacontrol.desired import (
     ServiceDrainStarted,
     desired_sync_daemon,
     desired_table,
+    ha_suspended,
     health_overrides,
     policy_inputs,
     real_server_id,
-    service_key,
+    service_keys,
     start_service_drain,
     step_service_drains,
     sync_role,
@@ -69,6 +70,7 @@ from hacontrol.runtime.kernel import (
 )
 from hacontrol.runtime.reconciler import Reconciler
 from hacontrol.runtime.state import RealServerRef
+from healthcheck.config import FileCheck
 from healthcheck.notify import Notifier, NotifyCommand
 from healthcheck.policy import (
     ConnCounters,
@@ -79,6 +81,7 @@ from healthcheck.policy import (
     shutdown_events,
 )
 from healthcheck.probes import ProbeTarget
+from healthcheck.probes.file import init_file
 from healthcheck.runner import CheckRunner, CheckSpec
 from healthcheck.state import (
     CheckParams,
@@ -99,9 +102,40 @@ STATUS_DUMP_TIMEOUT = 30.0
 
 def check_specs(vs: VirtualServerConfig, rs: RealServerConfig) -> tuple[CheckSpec, ...]:
     return tuple(
-        CheckSpec(CheckParams.from_check(check, alpha=vs.alpha, name=check.type), check)
+        CheckSpec(
+            CheckParams.from_check(
+                check,
+                # keepalived: the checker's alpha, else the real server's, else the service's
+                alpha=check.alpha
+                if check.alpha is not None
+                else (rs.alpha if rs.alpha is not None else vs.alpha),
+                name=check.type,
+            ),
+            check,
+        )
         for check in rs.checks
     )
+
+
+def _init_track_files(config: Config) -> None:
+    """keepalived's init_file, at start and on reload (a file check new to the config)."""
+    for vs in config.virtual_servers:
+        for rs in vs.real_servers:
+            for check in rs.checks:
+                if isinstance(check, FileCheck) and init_file(check):
+                    log.info("healthcheck.init_file path=%s value=%s", check.path, check.init_file)
+
+
+def _id_port(vs: VirtualServerConfig, dest: DestKey) -> int:
+    """The port a kernel destination has in its RealServerId (real_server_id)."""
+    if vs.group is None:
+        return dest.port or (vs.port or 0)
+    # A group's real server without a port takes each member's port in the kernel, and
+    # is known by port 0.
+    address = str(dest.address)
+    if any(str(rs.address) == address and rs.port == dest.port for rs in vs.real_servers):
+        return dest.port
+    return 0
 
 
 class LvsRuntime:
@@ -144,6 +178,8 @@ class LvsRuntime:
         self._rs_counters: dict[RealServerId, ConnCounters] = {}
         self._dest_counters: dict[tuple[ServiceKey, DestKey], tuple[int, int]] = {}
         self._sync_state: State | None = None
+        self._vrrp_states: dict[str, State] = {}
+        self._suspended: frozenset[str] = frozenset()
         self._recompute_handle: asyncio.Handle | None = None
         self._owned_saved: frozenset[ServiceKey] | None = None
         self._started = False
@@ -156,7 +192,9 @@ class LvsRuntime:
         self._policies = policy_inputs(config, self._drained)
         self._overrides = health_overrides(config, self._drained)
         self._vs_by_name = {vs.display_name: vs for vs in config.virtual_servers}
-        self._vs_by_key = {service_key(vs): vs for vs in config.virtual_servers}
+        self._vs_by_key = {
+            key: vs for vs in config.virtual_servers for key in service_keys(config, vs)
+        }
         self._rs_by_id: dict[RealServerId, tuple[VirtualServerConfig, RealServerConfig]] = {
             real_server_id(vs, rs): (vs, rs)
             for vs in config.virtual_servers
@@ -192,12 +230,14 @@ class LvsRuntime:
     async def _start_ipvs(self) -> None:
         """Checks, policy and the kernel convergers: only once IPVS is in use."""
         self._started = True
+        _init_track_files(self.config)
         await self.notifier.start()
         for server, (vs, rs) in self._rs_by_id.items():
             self.runner.add_real_server(
                 server, ProbeTarget(rs.address, server.port), rs.weight, check_specs(vs, rs)
             )
             self._publish_known(server, rs.weight)
+        self._apply_ha_suspend()
         self._recompute()
         self._sysctls = SysctlsConverger(wanted_sysctls(self.config))
         self.reconciler.add(self._sysctls)
@@ -257,7 +297,7 @@ class LvsRuntime:
             return applied
         now = self._clock()
         if self._table is not None:
-            new_keys = {service_key(vs) for vs in new.virtual_servers}
+            new_keys = {key for vs in new.virtual_servers for key in service_keys(new, vs)}
             for key, vs in self._vs_by_key.items():
                 current = self._table.desired.get(key)
                 if key not in new_keys and current is not None and key not in self._service_drains:
@@ -266,6 +306,7 @@ class LvsRuntime:
                     self._publish(ServiceDrainStarted(key, len(current.real_servers)))
                     log.info("lvs.service_drain_started service=%s", key)
         self._use_config(new)
+        _init_track_files(new)
         known = set(self.runner.healths())
         for server, (vs, rs) in self._rs_by_id.items():
             self.runner.update_real_server(
@@ -275,6 +316,7 @@ class LvsRuntime:
                 self._publish_known(server, rs.weight)
         for server in set(self.runner.healths()) - self._rs_by_id.keys():
             self.runner.remove_real_server(server)
+        self._apply_ha_suspend()
         self.reconciler.set_interval(new.ipvs.reconcile_interval)
         if self._sysctls is not None:
             self._sysctls.desired = wanted_sysctls(new)
@@ -298,7 +340,7 @@ class LvsRuntime:
         vs = self._vs_by_name.get(virtual_server)
         if vs is None:
             for candidate in self.config.virtual_servers:
-                if str(service_key(candidate)) == virtual_server:
+                if virtual_server in {str(k) for k in service_keys(self.config, candidate)}:
                     vs = candidate
         if vs is None:
             known = ", ".join(sorted(self._vs_by_name)) or "none"
@@ -346,13 +388,34 @@ class LvsRuntime:
         for (skey, dkey), c in snap.dest_counters.items():
             vs = self._vs_by_key.get(skey)
             name = vs.display_name if vs is not None else str(skey)
-            port = dkey.port or (vs.port or 0 if vs is not None else 0)
-            out[(name, str(dkey.address), port)] = (c.active_conns, c.inact_conns)
+            port = _id_port(vs, dkey) if vs is not None else dkey.port
+            before = out.get((name, str(dkey.address), port), (0, 0))
+            # A group's real server is in every member's service: its connections add up.
+            out[(name, str(dkey.address), port)] = (
+                before[0] + c.active_conns,
+                before[1] + c.inact_conns,
+            )
         return out
 
     # ---- VRRP -> sync daemon -------------------------------------------------------------------
 
+    def _apply_ha_suspend(self) -> None:
+        """Suspend or resume the checks of ha_suspend services for the VRRP states now."""
+        if not self._started:
+            return
+        wanted = ha_suspended(self.config, self._vrrp_states)
+        for server, (vs, _rs) in self._rs_by_id.items():
+            if vs.display_name in wanted:
+                if self.runner.suspend(server):
+                    log.info("healthcheck.suspended real_server=%s reason=ha_suspend", server)
+            elif self.runner.resume(server):
+                log.info("healthcheck.resumed real_server=%s reason=ha_suspend", server)
+        self._suspended = wanted
+
     def _on_vrrp_state(self, event: InstanceStateChanged | SyncGroupStateChanged) -> None:
+        if isinstance(event, InstanceStateChanged):
+            self._vrrp_states[event.instance] = event.new
+            self._apply_ha_suspend()
         sync = self.config.ipvs.sync_daemon
         if sync is None:
             return
@@ -507,9 +570,14 @@ class LvsRuntime:
             vs = self._vs_by_key.get(skey)
             if vs is None:
                 continue
-            port = dkey.port or (vs.port or 0)
-            counters[RealServerId(vs.display_name, str(dkey.address), port)] = ConnCounters(
-                c.active_conns, c.inact_conns
+            rid = RealServerId(vs.display_name, str(dkey.address), _id_port(vs, dkey))
+            before = counters.get(rid)
+            counters[rid] = (
+                ConnCounters(c.active_conns, c.inact_conns)
+                if before is None
+                else ConnCounters(
+                    before.active_conn + c.active_conns, before.inact_conn + c.inact_conns
+                )
             )
         self._rs_counters = counters
         if self._service_drains:
@@ -534,8 +602,8 @@ class LvsRuntime:
         for service in snap.table.services:
             vs = self._vs_by_key.get(service.key)
             if vs is not None:
-                present[vs.display_name] = frozenset(
-                    (str(rs.address), rs.port or (vs.port or 0)) for rs in service.real_servers
+                present[vs.display_name] = present.get(vs.display_name, frozenset()) | frozenset(
+                    (str(rs.address), _id_port(vs, rs.key)) for rs in service.real_servers
                 )
             elif service.key in self._owned_at_start and service.key not in self._service_drains:
                 timeout = self._drain_timeouts.get(service.key, DEFAULT_DRAIN_TIMEOUT)

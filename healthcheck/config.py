@@ -11,7 +11,10 @@ onto it and the probes in `healthcheck.probes` read it. Defaults follow keepaliv
 - `delay_before_retry` 3 s for HTTP/HTTPS (HTTP_GET/SSL_GET), `delay_loop` for DNS, 1 s
   otherwise.
 - `warmup`: keepalived spreads the first check of each checker randomly over up to
-  `delay_loop` seconds by default; here a bool, true by default, with the same meaning.
+  `delay_loop` seconds by default: true (the default) does the same, false or 0 disables
+  it, a number of seconds is the maximum (keepalived's `warmup <TIMER>`).
+- `alpha`: the check starts down and must pass before the server is used (keepalived's
+  alpha); unset, the real server's or virtual server's setting applies.
 - `rise` / `fall` (not in keepalived, whose only hysteresis is `retry`): consecutive
   successes / failures before the rise/fall reducer flips the server's state; 1 each keeps
   keepalived's behaviour.
@@ -19,6 +22,7 @@ onto it and the probes in `healthcheck.probes` read it. Defaults follow keepaliv
 
 from __future__ import annotations
 
+import math
 import re
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
@@ -29,10 +33,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -53,6 +60,28 @@ def _to_ip(value: Any) -> Any:
 
 
 IPAddress = Annotated[IPv4Address | IPv6Address, BeforeValidator(_to_ip)]
+
+
+def _warmup(value: Any) -> bool | float:
+    # One validator, not a union: an error then names `warmup`, not a union branch.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise PydanticCustomError("finite_number", "Input should be a finite number")
+        if value < 0:
+            raise ValueError(f"warmup is seconds >= 0 (0: none), got {value}")
+        return float(value)
+    raise PydanticCustomError("bool_type", "Input should be a valid boolean")
+
+
+# true: spread the first check over delay_loop (keepalived's default); false or 0: none;
+# a number: spread over that many seconds (keepalived's `warmup <TIMER>`).
+Warmup = Annotated[
+    bool | float,
+    PlainValidator(_warmup),
+    WithJsonSchema({"anyOf": [{"type": "boolean"}, {"type": "number", "minimum": 0}]}),
+]
 # A file path, written as a string (strict validation alone takes only Path objects).
 FilePath = Annotated[Path, Field(strict=False)]
 
@@ -89,7 +118,8 @@ class _Schedule(BaseModel):
     delay_before_retry: Seconds = 1.0
     rise: Annotated[int, Field(ge=1, le=100)] = 1
     fall: Annotated[int, Field(ge=1, le=100)] = 1
-    warmup: bool = True
+    warmup: Warmup = True
+    alpha: bool | None = None
 
 
 class _NetworkCheck(_Schedule):
@@ -127,10 +157,11 @@ class TcpCheck(_NetworkCheck):
     type: Literal["tcp"] = "tcp"
 
 
-class _HttpFields(_NetworkCheck):
-    """keepalived HTTP_GET / SSL_GET url block (one url per check)."""
+class UrlConfig(BaseModel):
+    """One keepalived `url { }` block of HTTP_GET / SSL_GET: what one GET must return."""
 
-    delay_before_retry: Seconds = 3.0
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+
     path: str = "/"
     # ints and "lo-hi" ranges, like `status_code 200-299 400-499 503` (default 200-299).
     status_codes: tuple[Annotated[int, Field(ge=100, le=599)] | StatusCodeRange, ...] = Field(
@@ -143,10 +174,8 @@ class _HttpFields(_NetworkCheck):
     # MD5 of the body as lowercase hex: exactly what keepalived's genhash prints.
     digest: str | None = None
     sha256_digest: str | None = None
-    # Host header (keepalived virtualhost); the connect address when unset.
+    # Host header (keepalived virtualhost); unset: the check's, else the connect address.
     virtualhost: str | None = None
-    # The probe reads at most this much body (only when regex or a digest needs the body).
-    max_body_bytes: Annotated[int, Field(ge=0, le=1 << 30)] = 1 << 20
 
     @field_validator("path")
     @classmethod
@@ -193,7 +222,7 @@ class _HttpFields(_NetworkCheck):
         return v.lower()
 
     @model_validator(mode="after")
-    def _regex_flag_needs_regex(self) -> _HttpFields:
+    def _regex_flag_needs_regex(self) -> UrlConfig:
         if self.regex_no_match and self.regex is None:
             raise ValueError("regex_no_match is set but no regex is given")
         return self
@@ -215,6 +244,53 @@ class _HttpFields(_NetworkCheck):
         return self.regex is not None or self.digest is not None or self.sha256_digest is not None
 
 
+_URL_KEYS = frozenset(UrlConfig.model_fields) - {"virtualhost"}
+
+
+class _HttpFields(_NetworkCheck, UrlConfig):
+    """keepalived HTTP_GET / SSL_GET: one url (path, status_codes, ... on the check itself)
+    or several (`urls`, each a keepalived `url { }` block; all must pass, one GET each)."""
+
+    delay_before_retry: Seconds = 3.0
+    urls: tuple[UrlConfig, ...] = Field(default=(), strict=False)
+    # keepalived http_protocol: "1.0" (GET ... HTTP/1.0), "1.0C" (1.0 with Connection:
+    # close, hacontrol's default), "1.1" (HTTP/1.1 with Connection: close).
+    http_protocol: Literal["1.0", "1.0C", "1.1"] = "1.0C"
+    # The probe reads at most this much body (only when regex or a digest needs it).
+    max_body_bytes: Annotated[int, Field(ge=0, le=1 << 30)] = 1 << 20
+
+    @model_validator(mode="after")
+    def _urls_or_fields(self) -> _HttpFields:
+        if self.urls:
+            both = sorted(_URL_KEYS & self.model_fields_set)
+            if both:
+                raise ValueError(
+                    f"{', '.join(both)} given both on the check and in urls: give each url "
+                    "its own in urls"
+                )
+        return self
+
+    def url_list(self) -> tuple[UrlConfig, ...]:
+        """The urls to GET in turn, each with its effective Host (virtualhost)."""
+        if not self.urls:
+            return (self,)
+        if self.virtualhost is None:
+            return self.urls
+        return tuple(
+            u
+            if u.virtualhost is not None
+            else u.model_copy(update={"virtualhost": self.virtualhost})
+            for u in self.urls
+        )
+
+    @property
+    def needs_body(self) -> bool:
+        return any(
+            u.regex is not None or u.digest is not None or u.sha256_digest is not None
+            for u in (self.urls or (self,))
+        )
+
+
 class HttpCheck(_HttpFields):
     """keepalived HTTP_GET."""
 
@@ -231,10 +307,17 @@ class HttpsCheck(_HttpFields):
     """
 
     type: Literal["https"] = "https"
-    # Server Name Indication; when unset, `virtualhost` is sent if set (keepalived enable_sni).
+    # Server Name Indication; when unset, `virtualhost` is sent if `enable_sni` (true by
+    # default here; keepalived sends no SNI without its `enable_sni`).
     sni: str | None = None
+    enable_sni: bool = True
     verify: bool = False
     ca_file: FilePath | None = None
+    # A client certificate for servers that ask for one (keepalived's SSL certificate/key/
+    # password): PEM files; the key may be in the certificate file.
+    client_cert: FilePath | None = None
+    client_key: FilePath | None = None
+    client_key_password: str | None = None
 
     @field_validator("sni")
     @classmethod
@@ -247,6 +330,10 @@ class HttpsCheck(_HttpFields):
     def _ca_needs_verify(self) -> HttpsCheck:
         if self.ca_file is not None and not self.verify:
             raise ValueError(f"ca_file {str(self.ca_file)!r} is set but verify is false")
+        if self.client_cert is None and (
+            self.client_key is not None or self.client_key_password is not None
+        ):
+            raise ValueError("client_key and client_key_password need client_cert")
         return self
 
 
@@ -307,6 +394,14 @@ class UdpCheck(_NetworkCheck):
     payload_hex: str | None = None
     require_reply: bool = False
     expect: str | None = None
+    # keepalived's `require_reply HEX`: the reply's first bytes must match, up to the
+    # shorter of the two; hex digits, an X matching any nibble ("4a XX 00"). Implies
+    # require_reply.
+    reply_hex: str | None = None
+    # keepalived's min_reply_length / max_reply_length: a reply's size must lie within
+    # (keepalived's defaults 0 and 255 when it requires a reply; no maximum here unless set).
+    min_reply_length: Annotated[int, Field(ge=0, le=65535)] = 0
+    max_reply_length: Annotated[int, Field(ge=0, le=65535)] | None = None
 
     @field_validator("payload_hex")
     @classmethod
@@ -324,11 +419,48 @@ class UdpCheck(_NetworkCheck):
     def _check_expect(cls, v: str | None) -> str | None:
         return None if v is None else _compile_bytes_regex(v, "expect")
 
+    @field_validator("reply_hex")
+    @classmethod
+    def _check_reply_hex(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        digits = "".join(v.split())
+        if not digits or len(digits) % 2 or not re.fullmatch(r"[0-9a-fA-FxX]+", digits):
+            raise ValueError(
+                f"reply_hex {v!r} must be pairs of hex digits (X for any nibble), e.g. '4a XX 00'"
+            )
+        return v
+
     @model_validator(mode="after")
     def _one_payload(self) -> UdpCheck:
         if self.payload is not None and self.payload_hex is not None:
             raise ValueError("payload and payload_hex are both set; give one")
+        if self.max_reply_length is not None and self.max_reply_length < self.min_reply_length:
+            raise ValueError("max_reply_length is below min_reply_length")
         return self
+
+    @property
+    def needs_reply(self) -> bool:
+        return (
+            self.require_reply
+            or self.expect is not None
+            or self.reply_hex is not None
+            or self.min_reply_length > 0
+        )
+
+    def reply_matches(self, reply: bytes) -> bool:
+        """keepalived: the pattern is compared up to the shorter of it and the reply."""
+        if self.reply_hex is None:
+            return True
+        digits = "".join(self.reply_hex.split())
+        for index in range(min(len(digits) // 2, len(reply))):
+            byte = reply[index]
+            for shift, nibble in ((4, digits[2 * index]), (0, digits[2 * index + 1])):
+                if nibble in "xX":
+                    continue
+                if (byte >> shift) & 0xF != int(nibble, 16):
+                    return False
+        return True
 
     def payload_bytes(self) -> bytes:
         if self.payload_hex is not None:
@@ -431,6 +563,19 @@ class FileCheck(_Schedule):
     path: FilePath
     weight: Annotated[int, Field(ge=-(2**31 - 1), le=2**31 - 1)] = 1
     dynamic: bool = False
+    # keepalived's `weight W reverse`: the value read counts negated (with weight 0: zero
+    # means down, anything else up).
+    reverse: bool = False
+    # keepalived's init_file [VALUE] [overwrite]: at start, write VALUE to the file if it
+    # does not exist (or always, with init_overwrite).
+    init_file: int | None = None
+    init_overwrite: bool = False
+
+    @model_validator(mode="after")
+    def _overwrite_needs_init(self) -> FileCheck:
+        if self.init_overwrite and self.init_file is None:
+            raise ValueError("init_overwrite is set without init_file")
+        return self
 
 
 CheckConfig = Annotated[
@@ -459,4 +604,5 @@ __all__ = [
     "SmtpCheck",
     "TcpCheck",
     "UdpCheck",
+    "UrlConfig",
 ]

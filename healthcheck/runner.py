@@ -88,6 +88,7 @@ class _Entry:
     checks: tuple[CheckSpec, ...]
     health: RealServerHealth
     runs: tuple[_Check, ...] = ()
+    suspended: bool = False
 
 
 class _Check:
@@ -230,6 +231,37 @@ class CheckRunner:
         for run in entry.runs:
             run.live = False
             self._heap.remove(run)
+
+    def suspend(self, server: RealServerId) -> bool:
+        """Stop running a real server's checks, keeping its state (keepalived's ha_suspend
+        while the director does not hold the service's address). True if it was running."""
+        entry = self._servers.get(server)
+        if entry is None or entry.suspended:
+            return False
+        entry.suspended = True
+        for run in entry.runs:
+            run.live = False  # an attempt in flight is dropped, as on removal
+            self._heap.remove(run)
+        return True
+
+    def resume(self, server: RealServerId, *, now: float | None = None) -> bool:
+        """Run a suspended server's checks again, the first attempts spread over each
+        check's warmup as at start. True if it was suspended."""
+        entry = self._servers.get(server)
+        if entry is None or not entry.suspended:
+            return False
+        entry.suspended = False
+        entry.runs = tuple(_Check(entry, index) for index in range(len(entry.checks)))
+        start = self._clock() if now is None else now
+        for run in entry.runs:
+            self._schedule(
+                run, first_due(start, run.params.delay_loop, run.params.warmup, self._rng)
+            )
+        return True
+
+    def suspended(self, server: RealServerId) -> bool:
+        entry = self._servers.get(server)
+        return entry is not None and entry.suspended
 
     def health(self, server: RealServerId) -> RealServerHealth | None:
         entry = self._servers.get(server)

@@ -115,7 +115,9 @@ class CheckParams:
             fall=int(get("fall", defaults.fall)),
             alpha=bool(get("alpha", defaults.alpha)) if alpha is None else alpha,
             warmup=_warmup_of(getattr(check, "warmup", None)),
-            timeout=float(timeout) if timeout is not None else defaults.timeout,
+            # Several urls (HTTP_GET url blocks) are one GET each, each within connect_timeout.
+            timeout=(float(timeout) if timeout is not None else defaults.timeout)
+            * max(1, len(getattr(check, "urls", None) or ())),
             name=name if name is not None else str(get("type", type(check).__name__.lower())),
         )
 

@@ -308,7 +308,7 @@ class RealServer:
         port = self.port or 0
         if not 0 <= port <= 65535:
             errors.append(f"{where}: port {port} out of range 0..65535")
-        elif not service.key.is_fwmark and port == 0:
+        elif not service.key.is_fwmark and port == 0 and service.key.port != 0:
             errors.append(f"{where}: port 0 on a non-fwmark service")
         if self.family != service.key.family and self.forwarding != ForwardingMethod.TUN:
             errors.append(
@@ -453,9 +453,10 @@ class VirtualService:
         else:
             if key.protocol not in tuple(int(p) for p in Protocol):
                 errors.append(f"{where}: unknown protocol {key.protocol}")
-            if key.port == 0:
-                errors.append(f"{where}: port 0 on a non-fwmark service")
-            elif not 0 < key.port <= 65535:
+            if key.port == 0 and not self.persistent:
+                # ipvsadm: "Zero port specified for non-persistent service"
+                errors.append(f"{where}: port 0 (all ports) on a service that is not persistent")
+            elif not 0 <= key.port <= 65535:
                 errors.append(f"{where}: port {key.port} out of range 1..65535")
             if key.address is None or family_of(key.address) != key.family:
                 errors.append(f"{where}: address does not match the address family")

@@ -30,13 +30,27 @@ def read_value(check: FileCheck) -> int:
     return int(text)
 
 
+def init_file(check: FileCheck) -> bool:
+    """keepalived's init_file: write the initial value at start if the file is missing (or
+    always, with init_overwrite). True if it wrote; an error is the probe's to report."""
+    if check.init_file is None:
+        return False
+    if not check.init_overwrite and check.path.exists():
+        return False
+    try:
+        check.path.write_text(f"{check.init_file}\n")
+    except OSError:
+        return False
+    return True
+
+
 def judge_value(check: FileCheck, value: int) -> Up:
     if check.weight == 0:
-        # keepalived track_file with weight 0: non-zero means failure.
-        if value != 0:
-            raise ProbeFailure("file_nonzero")
+        # keepalived track_file with weight 0: non-zero means failure (reversed: zero does).
+        if (value != 0) != check.reverse:
+            raise ProbeFailure("file_zero" if check.reverse else "file_nonzero")
         return Up()
-    result = value * check.weight
+    result = (-value if check.reverse else value) * check.weight
     if result < 0:
         raise ProbeFailure("file_negative")
     if result > MAX_IPVS_WEIGHT:

@@ -1,10 +1,12 @@
-"""HTTP_GET / SSL_GET: one GET over HTTP/1.0 (optionally in TLS), then status, regex, digest.
+"""HTTP_GET / SSL_GET: a GET per url (optionally in TLS), then status, regex, digest.
 
-The request is HTTP/1.0 with `Connection: close` (keepalived's "1.0C"): the server ends the
-body by closing, so no chunked decoding is needed, and the server, closing first, keeps the
-TIME_WAIT. A server that answers chunked anyway (RFC 9112 §7.1 forbids it towards 1.0) is
-still decoded. The body is read only when a regex or digest needs it, and never more than
-`max_body_bytes`.
+The request is HTTP/1.0 with `Connection: close` by default (keepalived's "1.0C"): the
+server ends the body by closing, and the server, closing first, keeps the TIME_WAIT.
+`http_protocol` "1.0" leaves the header out (keepalived's default) and "1.1" asks in
+HTTP/1.1, with `Connection: close` as keepalived does; a chunked answer is decoded. The
+body is read only when a regex or digest needs it, and never more than `max_body_bytes`.
+With several urls (keepalived's url blocks), each is one connection and GET, in turn, and
+every one must pass; a failure names the url (`url2:status_404`).
 
 One pure parser (`judge_response`, fed bytes, never touching a socket or clock) judges the
 response for both: plain HTTP reads it straight off the non-blocking socket, HTTPS through
@@ -20,7 +22,7 @@ import ssl
 from collections.abc import Generator
 from typing import TypeVar
 
-from healthcheck.config import HttpCheck, HttpsCheck
+from healthcheck.config import HttpCheck, HttpsCheck, UrlConfig
 from healthcheck.probes.common import (
     Address,
     Clock,
@@ -50,27 +52,42 @@ _RECV_SIZE = 64 * 1024
 _T = TypeVar("_T")
 
 
-def host_header(check: HttpCheck | HttpsCheck, where: Endpoint) -> str:
-    if check.virtualhost is not None:
-        return check.virtualhost
+def host_header(
+    check: HttpCheck | HttpsCheck, where: Endpoint, url: UrlConfig | None = None
+) -> str:
+    virtualhost = check.virtualhost if url is None else url.virtualhost
+    if virtualhost is not None:
+        return virtualhost
     host = f"[{where.host}]" if where.address.version == 6 else where.host
     default = 443 if check.type == "https" else 80
     return host if where.port == default else f"{host}:{where.port}"
 
 
-def build_request(check: HttpCheck | HttpsCheck, host: str) -> bytes:
+def build_request(check: HttpCheck | HttpsCheck, host: str, url: UrlConfig | None = None) -> bytes:
+    protocol = check.http_protocol
+    version = "HTTP/1.1" if protocol == "1.1" else "HTTP/1.0"
+    close = "" if protocol == "1.0" else "Connection: close\r\n"
     return (
-        f"GET {check.path} HTTP/1.0\r\n"
+        f"GET {(url or check).path} {version}\r\n"
         f"Host: {host}\r\n"
         f"User-Agent: {USER_AGENT}\r\n"
         "Accept: */*\r\n"
-        "Connection: close\r\n"
+        f"{close}"
         "\r\n"
     ).encode("ascii")
 
 
 def tls_context(check: HttpsCheck) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if check.client_cert is not None:
+        try:
+            ctx.load_cert_chain(
+                str(check.client_cert),
+                str(check.client_key) if check.client_key is not None else None,
+                check.client_key_password,
+            )
+        except (OSError, ValueError, ssl.SSLError) as exc:
+            raise ProbeFailure("client_cert_error") from exc
     if not check.verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -88,7 +105,7 @@ def tls_context(check: HttpsCheck) -> ssl.SSLContext:
 def server_hostname(check: HttpsCheck, address: Address) -> str:
     """The name sent as SNI and verified; "" sends no SNI (Python never sends an IP)."""
     name = check.sni
-    if name is None and check.virtualhost is not None:
+    if name is None and check.virtualhost is not None and check.enable_sni:
         name = _PORT_SUFFIX_RE.sub("", check.virtualhost)
     if name is not None:
         return name
@@ -218,7 +235,7 @@ def _read_body(
     return (yield from received.to_eof(limit)), True
 
 
-def judge_response(check: HttpCheck | HttpsCheck) -> Needs[bool]:
+def judge_response(check: UrlConfig, max_body_bytes: int | None = None) -> Needs[bool]:
     """Judge a response fed in pieces: status, then (only if needed) the body.
 
     Raises ProbeFailure with the first reason it fails; returns whether it read up to EOF
@@ -232,12 +249,14 @@ def judge_response(check: HttpCheck | HttpsCheck) -> Needs[bool]:
         raise ProbeFailure(f"status_{status}")
     if not check.needs_body:
         return False
-    body, saw_eof = yield from _read_body(received, status, framing, check.max_body_bytes)
+    if max_body_bytes is None:
+        max_body_bytes = int(getattr(check, "max_body_bytes", 1 << 20))
+    body, saw_eof = yield from _read_body(received, status, framing, max_body_bytes)
     judge_body(check, body)
     return saw_eof
 
 
-def judge_body(check: HttpCheck | HttpsCheck, body: bytes) -> None:
+def judge_body(check: UrlConfig, body: bytes) -> None:
     """Raise the first reason the body fails the check, in keepalived's order."""
     if check.regex is not None:
         found = re.search(check.regex.encode("utf-8"), body) is not None
@@ -251,7 +270,22 @@ def judge_body(check: HttpCheck | HttpsCheck, body: bytes) -> None:
         raise ProbeFailure("sha256_digest_mismatch")
 
 
-async def _http(check: HttpCheck, target: ProbeTarget) -> Up:
+async def _each_url(check: HttpCheck | HttpsCheck, target: ProbeTarget) -> Up:
+    urls = check.url_list()
+    for index, url in enumerate(urls, 1):
+        try:
+            if isinstance(check, HttpsCheck):
+                await _https(check, url, target)
+            else:
+                await _http(check, url, target)
+        except ProbeFailure as exc:
+            if len(urls) == 1:
+                raise
+            raise ProbeFailure(f"url{index}:{exc.reason}") from exc
+    return Up()
+
+
+async def _http(check: HttpCheck, url: UrlConfig, target: ProbeTarget) -> Up:
     # Straight on the socket, no asyncio streams: a transport, protocol and StreamReader per
     # check cost more CPU than the whole exchange (see wait_ready).
     where = endpoint(check, target)
@@ -260,8 +294,9 @@ async def _http(check: HttpCheck, target: ProbeTarget) -> Up:
     loop = asyncio.get_running_loop()
     saw_eof = False
     try:
-        await sock_sendall(sock, build_request(check, host_header(check, where)), deadline)
-        judge = judge_response(check)
+        request = build_request(check, host_header(check, where, url), url)
+        await sock_sendall(sock, request, deadline)
+        judge = judge_response(url, check.max_body_bytes)
         next(judge)
         first = True
         while True:
@@ -283,7 +318,7 @@ async def _http(check: HttpCheck, target: ProbeTarget) -> Up:
     return Up()
 
 
-async def _https(check: HttpsCheck, target: ProbeTarget) -> Up:
+async def _https(check: HttpsCheck, url: UrlConfig, target: ProbeTarget) -> Up:
     where = endpoint(check, target)
     ctx = tls_context(check)
     deadline = deadline_of(check)
@@ -305,9 +340,9 @@ async def _https(check: HttpsCheck, target: ProbeTarget) -> Up:
                 # A server refusing the handshake sends an alert and closes; whether we
                 # read the alert or the RST that follows it is a race: both are TLS errors.
                 raise ProbeFailure("tls_error") from exc
-            writer.write(build_request(check, host_header(check, where)))
+            writer.write(build_request(check, host_header(check, where, url), url))
             await writer.drain()
-            judge = judge_response(check)
+            judge = judge_response(url, check.max_body_bytes)
             try:
                 next(judge)
                 while True:
@@ -327,7 +362,5 @@ async def _https(check: HttpsCheck, target: ProbeTarget) -> Up:
 async def probe_http(
     check: HttpCheck | HttpsCheck, target: ProbeTarget, *, clock: Clock | None = None
 ) -> ProbeResult:
-    """GET `check.path` and judge the response; never raises except asyncio.CancelledError."""
-    if isinstance(check, HttpsCheck):
-        return await timed(lambda: _https(check, target), clock)
-    return await timed(lambda: _http(check, target), clock)
+    """GET each url and judge the responses; never raises except asyncio.CancelledError."""
+    return await timed(lambda: _each_url(check, target), clock)

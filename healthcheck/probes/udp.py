@@ -2,8 +2,10 @@
 
 On a connected UDP socket the kernel reports an ICMP port unreachable for our datagram as
 ECONNREFUSED on the next receive (udp(7), IP_RECVERR off): that is the "closed port"
-signal. Without `require_reply`/`expect`, silence until the deadline counts as up, as in
-keepalived (a reply is not mandatory for UDP services).
+signal. Without `require_reply`/`expect`/`reply_hex`/`min_reply_length`, silence until the
+deadline counts as up, as in keepalived (a reply is not mandatory for UDP services). A reply
+is then judged as keepalived does: its length within min/max_reply_length, its first bytes
+matching `reply_hex` (up to the shorter of the two), and here also `expect`.
 """
 
 from __future__ import annotations
@@ -29,9 +31,15 @@ async def _udp(check: UdpCheck, target: ProbeTarget) -> Up:
         check, endpoint(check, target), check.payload_bytes(), deadline_of(check)
     )
     if reply is None:
-        if check.require_reply or check.expect is not None:
+        if check.needs_reply:
             raise ProbeFailure("no_reply")
         return Up()
+    if len(reply) < check.min_reply_length:
+        raise ProbeFailure("reply_too_short")
+    if check.max_reply_length is not None and len(reply) > check.max_reply_length:
+        raise ProbeFailure("reply_too_long")
+    if not check.reply_matches(reply):
+        raise ProbeFailure("reply_mismatch")
     if check.expect is not None and re.search(check.expect.encode("utf-8"), reply) is None:
         raise ProbeFailure("reply_mismatch")
     return Up()

@@ -438,3 +438,42 @@ async def test_dispatches_are_bounded_by_the_quantum() -> None:
         elapsed = loop.time() - t0
     assert dispatches <= elapsed / 0.01 + 5
     assert runner.stats.lateness.worst < 5.0  # sanity: nothing was starved
+
+
+async def test_suspend_stops_probing_and_keeps_the_state_resume_probes_again() -> None:
+    """keepalived's ha_suspend: a backup's checks stop, its servers keep their state."""
+    connects = 0
+
+    async def count(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connects
+        connects += 1
+        writer.close()
+
+    server = await asyncio.start_server(count, "127.0.0.1", 0)
+    try:
+        rid = RealServerId("web", "127.0.0.1", port_of(server))
+        events: list[HealthEvent] = []
+        async with CheckRunner(events.append, max_concurrency=4) as runner:
+            runner.add_real_server(
+                rid,
+                ProbeTarget(LOOPBACK, rid.port),
+                1,
+                [spec(delay_loop=0.05, warmup=False, alpha=True)],
+            )
+            await wait_for(lambda: any(isinstance(e, RealServerUp) for e in events))
+            assert runner.suspend(rid) is True
+            assert runner.suspend(rid) is False  # already suspended
+            assert runner.suspended(rid)
+            await asyncio.sleep(0)  # an attempt in flight at suspension may still connect
+            before = connects
+            await asyncio.sleep(0.5)  # ten delay_loops
+            assert connects <= before + 1
+            health = runner.health(rid)
+            assert health is not None and health.up  # the state is kept
+            assert runner.resume(rid) is True
+            assert not runner.suspended(rid)
+            resumed = connects
+            await wait_for(lambda: connects >= resumed + 3)
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -291,7 +291,7 @@ def test_lvs_sections_parse_with_keepalived_words() -> None:
     ("old", "new", "expected"),
     [
         ("scheduler: mh", "scheduler: fastest", "unknown scheduler 'fastest'"),
-        ("port: 80", "port: 0", "port 0 is only for fwmark services"),
+        ("port: 80", "port: 65536", "less than or equal to 65535"),
         ("weight: 3", "weight: 70000", "less than or equal to 65535"),
         ("address: 198.51.100.1", "address: '2001:db8::5'", "only TUN forwarding can mix"),
         ("vrrp_instance: VI_1", "vrrp_instance: VI_9", "'VI_9' is not a vrrp instance"),

@@ -553,7 +553,7 @@ def test_keepalived_virtual_server_words() -> None:
             port: 80
             lb_algo: rr
             lb_kind: NAT
-            delay_loop: 6
+            delay_loop: 6  # keepalived's place for it too: the default for its checks
             real_server:
               - address: 198.51.100.1
           - address: 192.0.2.10
@@ -571,8 +571,6 @@ def test_keepalived_virtual_server_words() -> None:
     assert errors_of(text) == [
         f"{p}:4: virtual_servers[0].lb_algo: unknown key; hacontrol spells it scheduler",
         f"{p}:5: virtual_servers[0].lb_kind: unknown key; hacontrol spells it forwarding",
-        f"{p}:6: virtual_servers[0].delay_loop: unknown key; hacontrol sets delay_loop on each "
-        "check (checks: [{type: tcp, delay_loop: 6}])",
         f"{p}:7: virtual_servers[0].real_server: unknown key; hacontrol spells it real_servers",
         f"{p}:13: virtual_servers[1].real_servers[0].TCP_CHECK: unknown key; hacontrol spells it "
         "checks: [{type: tcp}]",

@@ -102,7 +102,7 @@ def test_a_valid_table_has_no_errors() -> None:
         ),
         (
             VirtualService(ServiceKey.of("tcp", "192.0.2.1", 0)),
-            "service TCP 192.0.2.1:0: port 0 on a non-fwmark service",
+            "service TCP 192.0.2.1:0: port 0 (all ports) on a service that is not persistent",
         ),
         (
             VirtualService(TCP80, real_servers=(rs("198.51.100.1", weight=70000),)),

@@ -1,0 +1,1 @@
+"""`hacontrol import keepalived`: keepalived.conf read as keepalived reads it, then translated."""

@@ -1,0 +1,684 @@
+# ruff: noqa: E501  (tables of keepalived.conf text and expected findings read best unwrapped)
+"""`hacontrol import keepalived` on Debian's samples, small inputs and bad input.
+
+Every sample keepalived.conf that Debian ships is imported: the import succeeds, the
+output passes `hacontrol check`, and the keywords reported as not carried over are
+asserted exactly (line, keyword, reason). No statement is skipped silently: each one
+is taken by a handler or reported (itself or its block).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hacontrol.config import check_source
+from hacontrol.importer.grammar import GrammarError, Statement, parse_text, read_config
+from hacontrol.importer.translate import (
+    EMAIL,
+    NOTIFY,
+    ROUTES,
+    STATIC,
+    TRACKING,
+    Translator,
+    hex_bytes,
+    translate,
+)
+
+SAMPLES_DIR = "/usr/share/doc/keepalived/samples"
+SAMPLES = sorted(glob.glob(f"{SAMPLES_DIR}/keepalived.conf.*"))
+ROOT = Path(__file__).resolve().parents[2]
+
+EXPECTED: dict[str, list[tuple[int, str, str]]] = {
+    "keepalived.conf.HTTP_GET.port": [
+        (4, "notification_email", EMAIL),
+        (7, "notification_email_from", EMAIL),
+        (8, "smtp_server", EMAIL),
+        (9, "smtp_connect_timeout", EMAIL),
+    ],
+    "keepalived.conf.IPv6": [],
+    "keepalived.conf.PING_CHECK": [
+        (5, "notification_email", EMAIL),
+        (8, "notification_email_from", EMAIL),
+        (9, "smtp_server", EMAIL),
+        (10, "smtp_connect_timeout", EMAIL),
+    ],
+    "keepalived.conf.SMTP_CHECK": [
+        (16, "notification_email", EMAIL),
+        (19, "notification_email_from", EMAIL),
+        (20, "smtp_server", EMAIL),
+        (21, "smtp_connect_timeout", EMAIL),
+    ],
+    "keepalived.conf.SSL_GET": [
+        (4, "notification_email", EMAIL),
+        (7, "notification_email_from", EMAIL),
+        (8, "smtp_server", EMAIL),
+        (9, "smtp_connect_timeout", EMAIL),
+        (14, "state", ROUTES),
+        (
+            19,
+            "authentication",
+            "IPsec AH authentication is not in hacontrol (RFC 5798 removed it) (2 lines in its block not carried over)",
+        ),
+    ],
+    "keepalived.conf.UDP_CHECK": [
+        (5, "notification_email", EMAIL),
+        (8, "notification_email_from", EMAIL),
+        (9, "smtp_server", EMAIL),
+        (10, "smtp_connect_timeout", EMAIL),
+    ],
+    "keepalived.conf.conditional_conf": [
+        (3, "net_namespace", "run hacontrol itself in the namespace (ip netns exec)"),
+        (6, "vrrp_script", TRACKING),
+        (16, "state", ROUTES),
+        (23, "use_vmac", ROUTES),
+        (24, "track_script", TRACKING),
+        (27, "track_interface", TRACKING),
+    ],
+    "keepalived.conf.fwmark": [],
+    "keepalived.conf.inhibit": [
+        (4, "notification_email", EMAIL),
+        (7, "notification_email_from", EMAIL),
+        (8, "smtp_server", EMAIL),
+        (9, "smtp_connect_timeout", EMAIL),
+    ],
+    "keepalived.conf.misc_check": [
+        (5, "notification_email", EMAIL),
+        (8, "notification_email_from", EMAIL),
+        (9, "smtp_server", EMAIL),
+        (10, "smtp_connect_timeout", EMAIL),
+    ],
+    "keepalived.conf.misc_check_arg": [
+        (4, "notification_email", EMAIL),
+        (7, "notification_email_from", EMAIL),
+        (8, "smtp_server", EMAIL),
+        (9, "smtp_connect_timeout", EMAIL),
+    ],
+    "keepalived.conf.quorum": [],
+    "keepalived.conf.sample": [
+        (4, "notification_email", EMAIL),
+        (7, "notification_email_from", EMAIL),
+        (8, "smtp_server", EMAIL),
+        (9, "smtp_connect_timeout", EMAIL),
+    ],
+    "keepalived.conf.status_code": [
+        (5, "notification_email", EMAIL),
+        (8, "notification_email_from", EMAIL),
+        (9, "smtp_server", EMAIL),
+        (10, "smtp_connect_timeout", EMAIL),
+    ],
+    "keepalived.conf.track_interface": [
+        (7, "static_routes", STATIC),
+        (15, "state", ROUTES),
+        (17, "track_interface", TRACKING),
+        (25, "dev", ROUTES),
+        (26, "dev", ROUTES),
+        (28, "virtual_routes", ROUTES),
+    ],
+    "keepalived.conf.virtual_server_group": [
+        (4, "notification_email", EMAIL),
+        (7, "notification_email_from", EMAIL),
+        (8, "smtp_server", EMAIL),
+        (9, "smtp_connect_timeout", EMAIL),
+    ],
+    "keepalived.conf.virtualhost": [
+        (4, "notification_email", EMAIL),
+        (7, "notification_email_from", EMAIL),
+        (8, "smtp_server", EMAIL),
+        (9, "smtp_connect_timeout", EMAIL),
+    ],
+    "keepalived.conf.vrrp": [
+        (4, "notification_email", EMAIL),
+        (7, "notification_email_from", EMAIL),
+        (8, "smtp_server", EMAIL),
+        (9, "smtp_connect_timeout", EMAIL),
+        (14, "state", ROUTES),
+        (17, "smtp_alert", EMAIL),
+        (
+            32,
+            "192.168.200.18",
+            "given twice in the instance: hacontrol holds and advertises it once",
+        ),
+        (38, "smtp_alert", EMAIL),
+        (50, "state", ROUTES),
+        (52, "smtp_alert", EMAIL),
+        (69, "smtp_alert", EMAIL),
+    ],
+    "keepalived.conf.vrrp.localcheck": [
+        (11, "vrrp_script", TRACKING),
+        (19, "vrrp_script", TRACKING),
+        (24, "vrrp_script", TRACKING),
+        (30, "vrrp_script", TRACKING),
+        (36, "vrrp_script", TRACKING),
+        (44, "state", ROUTES),
+        (50, "track_interface", TRACKING),
+        (55, "track_script", TRACKING),
+        (66, "state", ROUTES),
+        (72, "track_interface", TRACKING),
+        (77, "track_script", TRACKING),
+        (104, "state", ROUTES),
+        (115, "state", ROUTES),
+        (125, "state", ROUTES),
+        (135, "state", ROUTES),
+        (145, "state", ROUTES),
+    ],
+    "keepalived.conf.vrrp.lvs_syncd": [
+        (3, "vrrp_sync_group", TRACKING),
+        (9, "state", ROUTES),
+    ],
+    "keepalived.conf.vrrp.routes": [
+        (7, "static_routes", STATIC),
+        (16, "state", ROUTES),
+        (22, "dev", ROUTES),
+        (23, "dev", ROUTES),
+        (25, "virtual_routes", ROUTES),
+    ],
+    "keepalived.conf.vrrp.rules": [
+        (9, "static_rules", STATIC),
+        (15, "state", ROUTES),
+        (21, "dev", ROUTES),
+        (22, "dev", ROUTES),
+        (24, "virtual_rules", ROUTES),
+    ],
+    "keepalived.conf.vrrp.scripts": [
+        (6, "vrrp_sync_group", TRACKING),
+        (17, "state", ROUTES),
+        (19, "smtp_alert", EMAIL),
+        (32, "notify_backup", NOTIFY),
+        (33, "notify_master", NOTIFY),
+        (34, "notify_fault", NOTIFY),
+        (40, "state", ROUTES),
+        (50, "state", ROUTES),
+    ],
+    "keepalived.conf.vrrp.static_ipaddress": [
+        (7, "static_ipaddress", STATIC),
+        (14, "state", ROUTES),
+        (21, "virtual_routes", ROUTES),
+    ],
+    "keepalived.conf.vrrp.sync": [
+        (3, "vrrp_sync_group", TRACKING),
+        (18, "vrrp_sync_group", TRACKING),
+        (27, "state", ROUTES),
+        (37, "state", ROUTES),
+        (64, "state", ROUTES),
+        (74, "state", ROUTES),
+        (84, "state", ROUTES),
+        (94, "state", ROUTES),
+        (104, "state", ROUTES),
+    ],
+}
+
+
+def imported(path: str, config_id: str = "high") -> tuple[Translator, str]:
+    translator = Translator(read_config(path, config_id))
+    document = translator.run()
+    return translator, yaml.safe_dump(document, sort_keys=False)
+
+
+def test_every_sample_has_its_expectation() -> None:
+    assert sorted(os.path.basename(p) for p in SAMPLES) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=os.path.basename)
+def test_sample_imports_passes_check_and_reports_exactly(path: str) -> None:
+    translator, text = imported(path)
+    check_source(text, "imported.yaml")  # raises ConfigError with every problem
+    got = [(f.line, f.keyword, f.why) for f in translator.report]
+    want = EXPECTED[os.path.basename(path)]
+    assert [(line, kw) for line, kw, _ in got] == [(line, kw) for line, kw, _ in want]
+    for (_, _, why), (_, _, expected) in zip(got, want, strict=True):
+        assert expected in why, (why, expected)
+    assert all(f.file == path for f in translator.report)
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=os.path.basename)
+def test_no_statement_is_dropped_silently(path: str) -> None:
+    translator, _ = imported(path)
+    reported = {(f.file, f.line) for f in translator.report}
+
+    def uncovered(block: tuple[Statement, ...], inside_reported: bool) -> list[str]:
+        out = []
+        for st in block:
+            covered = inside_reported or (st.file, st.line) in reported
+            if id(st) not in translator.handled and not covered:
+                out.append(f"{st.where}: {st.keyword}")
+            out.extend(uncovered(st.block or (), covered))
+        return out
+
+    assert uncovered(translator.tree, False) == []
+
+
+def test_the_drop_detector_detects_a_drop() -> None:
+    # A handler that took a block without its lines would be caught by the test above.
+    translator, _ = imported(f"{SAMPLES_DIR}/keepalived.conf.inhibit")
+    assert translator.handled
+    vs = next(st for st in translator.tree if st.keyword == "virtual_server")
+    translator.handled.discard(id(vs.block[0]))  # type: ignore[index]
+    reported = {(f.file, f.line) for f in translator.report}
+    assert id(vs.block[0]) not in translator.handled  # type: ignore[index]
+    assert (vs.block[0].file, vs.block[0].line) not in reported  # type: ignore[index]
+
+
+def test_conditional_sample_per_director() -> None:
+    path = f"{SAMPLES_DIR}/keepalived.conf.conditional_conf"
+    for config_id, priority in (("high", 170), ("low", 85)):
+        _, text = imported(path, config_id)
+        (inst,) = yaml.safe_load(text)["vrrp_instances"]
+        assert (inst["priority"], inst["version"], inst["advert_int"]) == (priority, 3, 12)
+
+
+# ---- what the translation writes ------------------------------------------------------------
+
+
+def one(text: str) -> dict[str, object]:
+    document, report = translate(parse_text(text, "x"))
+    assert report == []
+    check_source(yaml.safe_dump(document, sort_keys=False), "t.yaml")
+    return document
+
+
+def test_keepalived_defaults_are_written_where_hacontrol_differs() -> None:
+    doc = one(
+        """
+global_defs { lvs_sync_daemon eth1 VI_1 }
+vrrp_instance VI_1 { interface eth0
+  virtual_router_id 42
+  virtual_ipaddress { 192.0.2.1 }
+}
+virtual_server 192.0.2.1 80 {
+  real_server 198.51.100.1 {
+    HTTP_GET { url { path / } }
+    SSL_GET { }
+    UDP_CHECK { require_reply }
+    SMTP_CHECK { }
+  }
+}
+"""
+    )
+    (inst,) = doc["vrrp_instances"]  # type: ignore[misc]
+    assert inst == {
+        "name": "VI_1",
+        "interface": "eth0",
+        "vrid": 42,
+        "version": 2,
+        "priority": 100,
+        "advert_int": 1,
+        "accept": True,
+        "virtual_ipaddresses": ["192.0.2.1/32"],
+    }
+    (vs,) = doc["virtual_servers"]  # type: ignore[misc]
+    assert (vs["forwarding"], vs["scheduler"], vs["protocol"]) == ("NAT", "wlc", "TCP")
+    (rs,) = vs["real_servers"]
+    assert rs["port"] == 80
+    http, https, udp, smtp = rs["checks"]
+    assert http["http_protocol"] == "1.0"
+    assert (https["http_protocol"], https["enable_sni"]) == ("1.0", False)
+    assert (udp["require_reply"], udp["max_reply_length"]) == (True, 255)
+    assert smtp["use_ehlo"] is False
+    # keepalived's sync id defaults to the instance's VRID
+    assert doc["ipvs"] == {
+        "sync_daemon": {"interface": "eth1", "vrrp_instance": "VI_1", "syncid": 42}
+    }
+
+
+def test_global_vrrp_defaults_reach_each_instance() -> None:
+    doc = one(
+        """
+global_defs { vrrp_version 3
+  vrrp_garp_master_delay 2
+  vrrp_strict }
+vrrp_instance A { interface eth0
+  virtual_router_id 1
+  advert_int 0.5
+  virtual_ipaddress { 192.0.2.1/24 label eth0:1 }
+}
+""".replace("vrrp_strict }", "}")
+    )
+    (inst,) = doc["vrrp_instances"]  # type: ignore[misc]
+    assert (inst["version"], inst["advert_int"], inst["garp_master_delay"]) == (3, 0.5, 2)
+    assert inst["virtual_ipaddresses"] == [{"address": "192.0.2.1/24", "label": "eth0:1"}]
+
+
+def test_vrrp_strict_makes_no_accept_the_default_and_is_reported() -> None:
+    text = (
+        "global_defs { vrrp_strict }\nvrrp_instance A {\n interface eth0\n"
+        " virtual_router_id 1\n virtual_ipaddress { 192.0.2.1 }\n}\n"
+    )
+    document, report = translate(parse_text(text, "x"))
+    assert document["vrrp_instances"][0]["accept"] is False
+    assert [(f.line, f.keyword) for f in report] == [(1, "vrrp_strict")]
+
+
+def test_group_all_ports_sorry_and_checker_keywords() -> None:
+    doc = one(
+        """
+virtual_server_group G { 192.0.2.1-3 80
+  192.0.2.8/30 80
+  fwmark 5 }
+track_file tf { file /run/weight
+  weight 2 reverse
+  init_file 5 overwrite }
+virtual_server group G {
+  lb_algo sh
+  flag-1
+  lb_kind DR
+  persistence_timeout
+  delay_loop 3
+  sorry_server 198.51.100.9 80
+  sorry_server_inhibit
+  sorry_server_lvs_method NAT
+  ha_suspend
+  real_server 198.51.100.1 80 {
+    weight 3
+    lvs_method TUN type gue port 6080 csum
+    MISC_CHECK { misc_path "/usr/bin/check 'a b' c"
+      misc_timeout 4 }
+    FILE_CHECK { track_file tf
+      dynamic }
+    UDP_CHECK { payload Ab12f 3
+      require_reply 4a xx
+      min_reply_length 2 }
+    HTTP_GET { http_protocol 1.1
+      url { path /a
+        status_code 200-299 302 }
+      url { path /b
+        virtualhost b.test } }
+  }
+}
+virtual_server 192.0.2.40 {
+  persistence_timeout 600
+  real_server 198.51.100.2 { }
+}
+"""
+    )
+    assert doc["virtual_server_groups"] == [
+        {
+            "name": "G",
+            "members": [
+                {"address": "192.0.2.1-3", "port": 80},
+                {"address": "192.0.2.8/30", "port": 80},
+                {"fwmark": 5},
+            ],
+        }
+    ]
+    group, all_ports = doc["virtual_servers"]  # type: ignore[misc]
+    assert group["group"] == "G"
+    assert (group["scheduler"], group["sched_flags"], group["forwarding"]) == (
+        "sh",
+        ["sh-fallback"],
+        "DR",
+    )
+    assert group["persistence_timeout"] == 360  # keepalived: no value is 6 minutes
+    assert group["sorry_server"] == {
+        "address": "198.51.100.9",
+        "port": 80,
+        "inhibit": True,
+        "forwarding": "NAT",
+    }
+    assert group["ha_suspend"] is True
+    (rs,) = group["real_servers"]
+    assert (rs["forwarding"], rs["tunnel_type"], rs["tunnel_port"], rs["tunnel_checksum"]) == (
+        "TUN",
+        "gue",
+        6080,
+        "csum",
+    )
+    script, file, udp, http = rs["checks"]
+    assert script == {"type": "script", "argv": ["/usr/bin/check", "a b", "c"], "timeout": 4}
+    assert file == {
+        "type": "file",
+        "weight": 2,
+        "path": "/run/weight",
+        "reverse": True,
+        "init_overwrite": True,
+        "init_file": 5,
+        "dynamic": True,
+    }
+    assert (udp["payload_hex"], udp["reply_hex"], udp["min_reply_length"]) == (
+        "ab 12 0f 03",
+        "4a xx",
+        2,
+    )
+    assert http["urls"] == [
+        {"path": "/a", "status_codes": ["200-299", 302]},
+        {"path": "/b", "virtualhost": "b.test"},
+    ]
+    assert http["http_protocol"] == "1.1"
+    assert (all_ports["port"], all_ports["persistence_timeout"]) == (0, 600)
+    assert all_ports["real_servers"] == [{"address": "198.51.100.2", "port": 0, "weight": 1}]
+
+
+def test_keepalived_free_form_hex() -> None:
+    assert hex_bytes("Ab12f 3 456 546443123") == "ab 12 0f 03 45 06 54 64 43 12 03"
+    assert hex_bytes("4x X0", wildcard=True) == "4x x0"
+    with pytest.raises(ValueError):
+        hex_bytes("4x")
+
+
+def test_ssl_block_gives_the_client_certificate() -> None:
+    doc = one(
+        "SSL { certificate /etc/k/c.pem\n key /etc/k/k.pem\n password pw }\n"
+        "virtual_server 192.0.2.1 443 {\n real_server 198.51.100.1 443 {\n"
+        "  SSL_GET { url { path / }\n enable_sni\n virtualhost www.test }\n }\n}\n"
+    )
+    (check,) = doc["virtual_servers"][0]["real_servers"][0]["checks"]  # type: ignore[index]
+    assert check["client_cert"] == "/etc/k/c.pem"
+    assert check["client_key"] == "/etc/k/k.pem"
+    assert check["client_key_password"] == "pw"
+    assert check["enable_sni"] is True
+
+
+def test_vrrpv3_authentication_is_reported_not_written() -> None:
+    text = (
+        "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n version 3\n"
+        " authentication { auth_type PASS\n auth_pass secret }\n virtual_ipaddress { 192.0.2.1 }\n}\n"
+    )
+    document, report = translate(parse_text(text, "x"))
+    assert "authentication" not in document["vrrp_instances"][0]
+    assert [(f.line, f.keyword) for f in report] == [(5, "authentication")]
+
+
+def test_auth_pass_keeps_keepalived_eight_bytes() -> None:
+    doc = one(
+        "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n"
+        " authentication { auth_type PASS\n auth_pass 0123456789 }\n"
+        " virtual_ipaddress { 192.0.2.1 }\n}\n"
+    )
+    assert doc["vrrp_instances"][0]["authentication"] == {  # type: ignore[index]
+        "auth_type": "PASS",
+        "auth_pass": "01234567",
+    }
+
+
+# ---- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        (
+            "vrrp_instance A {\n interface eth0\n frobnicate 1\n}\n",
+            3,
+            "unknown keyword 'frobnicate' in vrrp_instance",
+        ),
+        ("bogus_block {\n}\n", 1, "unknown keyword 'bogus_block' in top level"),
+        ("vrrp_instance A {\n virtual_router_id 300\n}\n", 2, "300 is outside 1..255"),
+        ("vrrp_instance A {\n priority high\n}\n", 2, "'high' is not a whole number"),
+        (
+            "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n}\n",
+            1,
+            "no virtual_ipaddress",
+        ),
+        ("virtual_server 192.0.2.1 {\n}\n", 1, "needs persistence_timeout"),
+        ("virtual_server 192.0.2.300 80 {\n}\n", 1, "is not an IP address"),
+        (
+            "virtual_server 192.0.2.1 80 {\n real_server 198.51.100.1 80 {\n FILE_CHECK { track_file nope }\n }\n}\n",
+            3,
+            "no track_file 'nope'",
+        ),
+        ("virtual_server 192.0.2.1 80 {\n lb_kind FAST\n}\n", 2, "not NAT, DR or TUN"),
+        (
+            'virtual_server 192.0.2.1 80 {\n real_server 198.51.100.1 80 {\n MISC_CHECK { misc_path "/bin/x \'open" }\n }\n}\n',
+            3,
+            "No closing quotation",
+        ),
+    ],
+)
+def test_bad_keepalived_input(text: str, line: int, message: str) -> None:
+    with pytest.raises(GrammarError) as info:
+        translate(parse_text(text, "x", "bad.conf"))
+    assert (info.value.file, info.value.line) == ("bad.conf", line)
+    assert message in info.value.message
+
+
+# ---- the command ---------------------------------------------------------------------------------
+
+
+def hacontrol(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hacontrol", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd or ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+
+
+def test_command_prints_yaml_with_header_and_report(tmp_path: Path) -> None:
+    sample = f"{SAMPLES_DIR}/keepalived.conf.vrrp.lvs_syncd"
+    proc = hacontrol("import", "keepalived", "-i", "x", sample)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"# hacontrol configuration imported from keepalived: {sample}"
+    assert re.fullmatch(
+        r"# by `hacontrol import keepalived` on \d{4}-\d\d-\d\d \(config id 'x'\)", lines[1]
+    )
+    assert proc.stderr.splitlines() == [
+        f"{sample}:3: vrrp_sync_group: {TRACKING} (2 lines in its block not carried over)",
+        f"{sample}:9: state: {ROUTES}",
+    ]
+    out = tmp_path / "imported.yaml"
+    out.write_text(proc.stdout)
+    check = hacontrol("check", "-c", str(out))
+    assert check.returncode == 0, check.stderr
+    doc = yaml.safe_load(proc.stdout)
+    assert doc["ipvs"]["sync_daemon"] == {
+        "interface": "eth1",
+        "vrrp_instance": "VI_1",
+        "syncid": 51,
+    }
+
+
+def test_strict_and_output_file(tmp_path: Path) -> None:
+    sample = f"{SAMPLES_DIR}/keepalived.conf.vrrp.lvs_syncd"
+    out = tmp_path / "out.yaml"
+    strict = hacontrol("import", "keepalived", "--strict", "-o", str(out), sample)
+    assert strict.returncode == 1
+    assert "2 keyword(s) not carried over (--strict); nothing written" in strict.stderr
+    assert not out.exists()
+    clean = f"{SAMPLES_DIR}/keepalived.conf.fwmark"
+    ok = hacontrol("import", "keepalived", "--strict", "-o", str(out), clean)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout == "" and ok.stderr == ""
+    assert "# every keyword was carried over" in out.read_text()
+    assert hacontrol("check", "-c", str(out)).returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.yaml"]  # no temporary left
+
+
+@pytest.mark.parametrize(
+    ("files", "line", "message"),
+    [
+        ({"main.conf": "vrrp_instance A {\n interface eth0\n"}, "main.conf:1", "never closed"),
+        (
+            {"main.conf": "include other.conf\n", "other.conf": "include main.conf\n"},
+            "other.conf:1",
+            "include loop",
+        ),
+        ({"main.conf": "global_defs {\n}\ninclude missing.conf\n"}, "main.conf:3", "No such file"),
+        ({"main.conf": "include sub\n", "sub/x": ""}, "main.conf:1", "Is a directory"),
+        (
+            {"main.conf": "global_defs {\n router_id x\n nonsense 1\n}\n"},
+            "main.conf:3",
+            "unknown keyword 'nonsense'",
+        ),
+        (
+            {"main.conf": "global_defs {\n router_id $NAME\n}\n"},
+            "main.conf:2",
+            "$NAME is not defined",
+        ),
+        ({"main.conf": "a { } }\n"}, "main.conf:1", "closes no block"),
+    ],
+)
+def test_bad_input_clear_message_no_traceback_nothing_written(
+    tmp_path: Path, files: dict[str, str], line: str, message: str
+) -> None:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    out = tmp_path / "out.yaml"
+    proc = hacontrol("import", "keepalived", "-o", str(out), str(tmp_path / "main.conf"))
+    assert proc.returncode == 1
+    first = proc.stderr.splitlines()[0]
+    assert first.startswith(f"{tmp_path}/{line}: "), proc.stderr
+    assert message in first
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+def test_scripts_named_in_the_config_are_never_run(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    script = tmp_path / "script.sh"
+    script.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    script.chmod(0o755)
+    conf = tmp_path / "k.conf"
+    conf.write_text(
+        f'vrrp_script s {{\n script "{script}"\n}}\n'
+        "virtual_server 192.0.2.1 80 {\n"
+        f' quorum_up "{script} up"\n'
+        " real_server 198.51.100.1 80 {\n"
+        f'  notify_up "{script}"\n'
+        f'  MISC_CHECK {{ misc_path "{script} arg" }}\n'
+        " }\n}\n"
+    )
+    proc = hacontrol("import", "keepalived", str(conf))
+    assert proc.returncode == 0, proc.stderr
+    assert not marker.exists()
+    doc = yaml.safe_load(proc.stdout)
+    (rs,) = doc["virtual_servers"][0]["real_servers"]
+    assert rs["checks"][0]["argv"] == [str(script), "arg"]
+
+
+def test_include_with_glob_and_definitions_end_to_end(tmp_path: Path) -> None:
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "keepalived.conf").write_text(
+        "$VIP=192.0.2.10\n@a $PRIO=150\n@^a $PRIO=100\ninclude conf.d/*.conf\n"
+    )
+    (tmp_path / "conf.d" / "10-vrrp.conf").write_text(
+        "vrrp_instance VI {\n interface eth0\n virtual_router_id 7\n priority $PRIO\n"
+        " virtual_ipaddress { ${VIP}/24 }\n}\n"
+    )
+    (tmp_path / "conf.d" / "20-lvs.conf").write_text(
+        "virtual_server $VIP 80 {\n lb_kind DR\n"
+        "~SEQ(n, 1, 3) real_server 198.51.100.$n 80 { weight $n }\n}\n"
+    )
+    for config_id, prio in (("a", 150), ("b", 100)):
+        proc = hacontrol("import", "keepalived", "-i", config_id, str(tmp_path / "keepalived.conf"))
+        assert proc.returncode == 0, proc.stderr
+        doc = yaml.safe_load(proc.stdout)
+        assert doc["vrrp_instances"][0]["priority"] == prio
+        assert doc["vrrp_instances"][0]["virtual_ipaddresses"] == ["192.0.2.10/24"]
+        servers = doc["virtual_servers"][0]["real_servers"]
+        assert [(s["address"], s["weight"]) for s in servers] == [
+            ("198.51.100.1", 1),
+            ("198.51.100.2", 2),
+            ("198.51.100.3", 3),
+        ]
