@@ -764,7 +764,24 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def run_in_vm(argv: list[str]) -> int:
+def document(
+    args: argparse.Namespace, results: list[Result], m: dict[str, Any], plan_s: float | None
+) -> dict[str, Any]:
+    return {
+        "machine": m,
+        "target": f"longest gap <= {TARGET} x advert_int",
+        "duration_s": args.duration,
+        "plan_services": args.plan_services,
+        "plan_ms": None if plan_s is None else round(plan_s * 1000, 1),
+        "results": [asdict(r) | {"met": r.met} for r in results],
+    }
+
+
+def save(args: argparse.Namespace, results: list[Result]) -> None:
+    Path(args.save).write_text(json.dumps(document(args, results, machine(), None), indent=2))
+
+
+def run_in_vm(argv: list[str], save_to: str | None) -> int:
     kernels = sorted(glob.glob("/boot/vmlinuz-*"))
     if not kernels:
         print("no /boot/vmlinuz-*: apt-get install linux-image-amd64", file=sys.stderr)
@@ -778,7 +795,10 @@ def run_in_vm(argv: list[str]) -> int:
         vng = "vng"
     cmd = [
         vng, "--run", kernels[-1], "--user", "root", "--disable-kvm", "--memory", "3G",
-        "--cpus", "2", "--cwd", str(REPO), "--",
+        "--cpus", "2", "--cwd", str(REPO),
+        # --save's folder is written through, so results survive the VM.
+        *(["--rwdir", str(Path(save_to).resolve().parent)] if save_to else []),
+        "--",
         # Load the modules first: the first `ip link add ... type bridge` otherwise loads
         # them itself, which under emulation on a busy host outlasts the Lab's 10 s limit.
         "modprobe -a bridge veth ip_vs; env HACONTROL_IN_VM=1 PYTHONDONTWRITEBYTECODE=1 "
@@ -838,7 +858,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("needs root (network namespaces, AF_PACKET)", file=sys.stderr)
         return 2
     if args.vm:
-        return run_in_vm(list(argv if argv is not None else sys.argv[1:]))
+        return run_in_vm(list(argv if argv is not None else sys.argv[1:]), args.save)
     if args.quick:
         args.duration, args.settle = 8.0, 3.0
     if not 1 <= args.duration <= 600 or not 0 <= args.settle <= 600:
@@ -867,6 +887,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         )  # fmt: skip
                         log(f"  FAILED {r.error}")
                     results.append(r)
+                    if args.save:  # after every run: a long run cut short keeps what it had
+                        save(args, results)
                     if not r.error:
                         log(
                             f"  load {r.loadavg:.1f}: {r.adverts} adverts, longest gap "
@@ -878,14 +900,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         )
     m = machine()
     plan_s = plan_cost(args.plan_services) if args.plan_services else None
-    doc = {
-        "machine": m,
-        "target": f"longest gap <= {TARGET} x advert_int",
-        "duration_s": args.duration,
-        "plan_services": args.plan_services,
-        "plan_ms": None if plan_s is None else round(plan_s * 1000, 1),
-        "results": [asdict(r) | {"met": r.met} for r in results],
-    }
+    doc = document(args, results, m, plan_s)
     if args.save:
         Path(args.save).write_text(json.dumps(doc, indent=2))
     if args.json:
