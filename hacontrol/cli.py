@@ -16,11 +16,21 @@ from hacontrol.runtime.state import DEFAULT_STATE_DIR
 DEFAULT_CONFIG = "/etc/hacontrol/hacontrol.yaml"
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hacontrol")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hacontrol",
         description="HA controller for Linux IPVS director pairs (VRRP, health checks, IPVS).",
     )
+    parser.add_argument("--version", action="version", version=f"hacontrol {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the daemon")
