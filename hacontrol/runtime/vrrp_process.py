@@ -52,6 +52,7 @@ log = logging.getLogger("hacontrol.vrrp_process")
 COUNTERS_INTERVAL = 1.0  # seconds between counter snapshots (only sent when they changed)
 MAX_BACKLOG = 16 * 1024 * 1024  # bytes queued to a stalled daemon before snapshots are skipped
 PR_SET_PDEATHSIG = 1
+SCHEDULING_HINT = "under systemd, install /usr/share/hacontrol/systemd/realtime.conf as a drop-in"
 
 
 def _die_with_parent() -> None:
@@ -64,19 +65,31 @@ def _die_with_parent() -> None:
 
 def apply_scheduling(rt_priority: int | None, nice: int | None) -> None:
     """keepalived's vrrp_rt_priority / vrrp_priority for this process; failures are logged
-    (a container may forbid SCHED_RR: VRRP then runs, just without the guarantee)."""
+    (a container may forbid SCHED_RR: VRRP then runs, just without the guarantee).
+
+    With neither set, no scheduling call is made unless SCHED_RR from an earlier config
+    has to be undone: the systemd unit's system-call filter refuses sched_setscheduler
+    and setpriority unless the realtime drop-in allows them, and a director that asks
+    for nothing must not log a failure on every start."""
     try:
         if rt_priority:
             os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(rt_priority))
-        else:
+        elif os.sched_getscheduler(0) != os.SCHED_OTHER:
             os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
     except OSError as exc:
-        log.error("vrrp_process.sched_failed rt_priority=%s error=%s", rt_priority, exc)
+        log.error(
+            "vrrp_process.sched_failed rt_priority=%s error=%s hint=%s",
+            rt_priority,
+            exc,
+            SCHEDULING_HINT,
+        )
     if nice is not None:
         try:
             os.setpriority(os.PRIO_PROCESS, 0, nice)
         except OSError as exc:
-            log.error("vrrp_process.nice_failed nice=%s error=%s", nice, exc)
+            log.error(
+                "vrrp_process.nice_failed nice=%s error=%s hint=%s", nice, exc, SCHEDULING_HINT
+            )
 
 
 class _Child:
