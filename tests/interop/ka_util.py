@@ -297,6 +297,9 @@ class Instance:
     unicast_src_ip: str | None = None
     unicast_peers: tuple[str, ...] = ()
     mcast_src_ip: str | None = None  # keepalived only: hacontrol sends from its primary address
+    # More keys, as (key, value) pairs: hacontrol YAML values, keepalived.conf lines.
+    hacontrol_extra: tuple[tuple[str, Any], ...] = ()
+    keepalived_extra: tuple[str, ...] = ()
 
     def hacontrol(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -320,6 +323,7 @@ class Instance:
             out["unicast_peers"] = list(self.unicast_peers)
             if self.unicast_src_ip:
                 out["unicast_src_ip"] = self.unicast_src_ip
+        out.update(self.hacontrol_extra)
         return out
 
     def keepalived(self) -> str:
@@ -351,6 +355,7 @@ class Instance:
             if self.unicast_src_ip:
                 lines.append(f"    unicast_src_ip {self.unicast_src_ip}")
             lines += ["    unicast_peer {", *(f"        {p}" for p in self.unicast_peers), "    }"]
+        lines += [f"    {line}" for line in self.keepalived_extra]
         lines += ["    virtual_ipaddress {", *(f"        {v}" for v in self.vips), "    }", "}"]
         return "\n".join(lines) + "\n"
 
@@ -372,10 +377,12 @@ class HaDaemon(Peer):
         metrics_listen: str | None = None,
         log_level: str = "info",
         extra: dict[str, Any] | None = None,
+        global_extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(lab, ns, workdir, name)
         self.instances = tuple(instances)
         self.extra = dict(extra or {})  # more config sections (virtual_servers, ipvs, ...)
+        self.global_extra = dict(global_extra or {})  # more `global` keys
         self.metrics_listen = metrics_listen
         self.log_level = log_level
         self.config_path = workdir / f"{name}.yaml"
@@ -385,7 +392,11 @@ class HaDaemon(Peer):
 
     def write_config(self) -> None:
         config = {
-            "global": {"router_id": self.name, "metrics_listen": self.metrics_listen},
+            "global": {
+                "router_id": self.name,
+                "metrics_listen": self.metrics_listen,
+                **self.global_extra,
+            },
             "vrrp_instances": [i.hacontrol() for i in self.instances],
             **self.extra,
         }
@@ -471,10 +482,12 @@ class Keepalived(Peer):
         instances: Sequence[Instance],
         *,
         binary: str = "keepalived",
+        global_defs: Sequence[str] = (),
     ) -> None:
         super().__init__(lab, ns, workdir, name)
         self.instances = tuple(instances)
         self.binary = binary
+        self.global_defs = tuple(global_defs)  # more global_defs lines
         self.conf_path = workdir / f"{name}.conf"
         self.pid_main = workdir / f"{name}.pid"
         self.pid_vrrp = workdir / f"{name}.vrrp.pid"
@@ -486,7 +499,8 @@ class Keepalived(Peer):
     def render(self) -> str:
         # garp_master_delay / repeat are per instance; the global defaults only matter for
         # instances that do not set them. No vrrp_strict: it forbids authentication.
-        head = f"global_defs {{\n    router_id {self.name}\n}}\n"
+        more = "".join(f"    {line}\n" for line in self.global_defs)
+        head = f"global_defs {{\n    router_id {self.name}\n{more}}}\n"
         return head + "".join(i.keepalived() for i in self.instances)
 
     def start(self) -> None:

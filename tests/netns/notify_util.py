@@ -1,7 +1,7 @@
 """Witnesses for notify tests: scripts that record how they were called, a FIFO reader.
 
-- `Recorder` writes one executable Python script and links it under each name a test
-  configures (`master`, `backup`, `notify`, ...). Every call appends one JSON line to a log:
+- `Recorder` writes one executable shell script and links it under each name a test
+  configures (`master`, `backup`, `notify`, ...). Every call appends one line to a log:
   its name, its arguments, when it started (and ended), its pid and process group. A
   script can be told to hang (and leave a child in its process group) or to fail.
 - `FifoReader` reads a FIFO the way keepalived's sample consumer does (one line at a
@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import select
+import shlex
 import stat
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,27 +23,25 @@ from typing import Any
 
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
+# A shell script, not Python: it must start within milliseconds even on a loaded machine
+# (a test's timeouts are about the daemon, not the interpreter's start-up). One line per
+# event, fields separated by tabs: start|end, time, pid, process group, name, arguments.
 _SCRIPT = """\
-#!{python}
-import json, os, sys, time
-name = os.path.basename(sys.argv[0])
-record = {{"name": name, "args": sys.argv[1:], "start": time.time(), "pid": os.getpid(),
-          "pgid": os.getpgid(0)}}
-behaviour = {behaviour!r}.get(name, "")
-if behaviour == "hang":
-    child = os.fork()
-    if child == 0:
-        time.sleep(3600)
-        os._exit(0)
-    record["child"] = child
-with open({log!r}, "a") as log:
-    log.write(json.dumps(record) + "\\n")
-if behaviour == "hang":
-    time.sleep(3600)
-if behaviour == "fail":
-    sys.exit(3)
-with open({log!r}, "a") as log:
-    log.write(json.dumps({{"name": name, "args": sys.argv[1:], "end": time.time()}}) + "\\n")
+#!/bin/sh
+name=$(basename "$0")
+behaviour=$(sed -n "s/^$name=//p" {behaviour})
+pgid=$(cut -d' ' -f5 /proc/$$/stat)
+child=-
+if [ "$behaviour" = hang ]; then
+    sleep 3600 &
+    child=$!
+fi
+{{ printf 'start\\t%s\\t%s\\t%s\\t%s\\t%s' "$(date +%s.%N)" "$$" "$pgid" "$child" "$name"
+   for arg in "$@"; do printf '\\t%s' "$arg"; done; printf '\\n'; }} >> {log}
+[ "$behaviour" = hang ] && sleep 3600
+[ "$behaviour" = fail ] && exit 3
+{{ printf 'end\\t%s\\t%s\\t-\\t-\\t%s' "$(date +%s.%N)" "$$" "$name"
+   for arg in "$@"; do printf '\\t%s' "$arg"; done; printf '\\n'; }} >> {log}
 """
 
 
@@ -56,10 +53,12 @@ class Recorder:
     ):
         self.dir = workdir / "scripts"
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.log = workdir / "calls.jsonl"
-        main = self.dir / "recorder.py"
+        self.log = workdir / "calls.log"
+        behaviours = workdir / "behaviour"
+        behaviours.write_text("".join(f"{k}={v}\n" for k, v in (behaviour or {}).items()))
+        main = self.dir / "recorder.sh"
         main.write_text(
-            _SCRIPT.format(python=sys.executable, log=str(self.log), behaviour=behaviour or {})
+            _SCRIPT.format(log=shlex.quote(str(self.log)), behaviour=shlex.quote(str(behaviours)))
         )
         main.chmod(0o755)
         for name in names:
@@ -71,11 +70,21 @@ class Recorder:
         return str(self.dir / name)
 
     def records(self) -> list[dict[str, Any]]:
+        """One dict per event: {name, args, start|end, pid, pgid, child}."""
         try:
             text = self.log.read_text()
         except FileNotFoundError:
             return []
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        out: list[dict[str, Any]] = []
+        for line in text.splitlines():
+            kind, at, pid, pgid, child, name, *args = line.split("\t")
+            record: dict[str, Any] = {"name": name, "args": args, kind: float(at), "pid": int(pid)}
+            if kind == "start":
+                record["pgid"] = int(pgid)
+                if child != "-":
+                    record["child"] = int(child)
+            out.append(record)
+        return out
 
     def calls(self) -> list[tuple[str, ...]]:
         """(name, *args) of every call, in the order they started."""
