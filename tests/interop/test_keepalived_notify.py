@@ -16,7 +16,9 @@ Scenarios:
 
 keepalived forks a transition's two scripts at once, so their relative order within one
 transition is not compared (hacontrol runs the specific one first, then the generic one);
-transitions are seconds apart, so the order across transitions is.
+the scenario waits for each transition's scripts to start before it causes the next, so
+the order across transitions is compared (keepalived gives no such order by itself: on a
+loaded machine its notify_backup once started before the notify_fault forked earlier).
 
 keepalived's checker would also write VS/RS lines to notify_fifo; these runs are VRRP
 only (-P), and hacontrol writes VRRP lines only (config_checks.py warns about that).
@@ -131,9 +133,12 @@ def run_failover_scenario(kind: str, tmp_path: Path) -> Run:
         both: list[Peer] = [subject, peer]
 
         def saw(count: int, what: str) -> list[str]:
-            return reader.wait_for(
-                lambda got: len(got) >= count, timeout=30, what=f"{kind}: {what}"
-            )
+            """`count` lines so far, and the two scripts of each have run: keepalived
+            forks them at once, so the next step waits until they have started, or a
+            loaded machine could start a later script first."""
+            got = reader.wait_for(lambda got: len(got) >= count, timeout=30, what=f"{kind}: {what}")
+            rec.wait_calls(2 * count, timeout=30)
+            return got
 
         # Alone: BACKUP at start-up, MASTER after Master_Down_Interval.
         subject.start()

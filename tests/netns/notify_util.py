@@ -25,7 +25,9 @@ F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 # A shell script, not Python: it must start within milliseconds even on a loaded machine
 # (a test's timeouts are about the daemon, not the interpreter's start-up). One line per
-# event, fields separated by tabs: start|end, time, pid, process group, name, arguments.
+# event, fields separated by tabs: start|end, time, pid, process group, name, arguments;
+# each line is one write() to a file opened O_APPEND, so scripts that run at once
+# (keepalived forks them all) never interleave their lines.
 _SCRIPT = """\
 #!/bin/sh
 name=$(basename "$0")
@@ -36,12 +38,14 @@ if [ "$behaviour" = hang ]; then
     sleep 3600 &
     child=$!
 fi
-{{ printf 'start\\t%s\\t%s\\t%s\\t%s\\t%s' "$(date +%s.%N)" "$$" "$pgid" "$child" "$name"
-   for arg in "$@"; do printf '\\t%s' "$arg"; done; printf '\\n'; }} >> {log}
+line=$(printf 'start\\t%s\\t%s\\t%s\\t%s\\t%s' "$(date +%s.%N)" "$$" "$pgid" "$child" "$name"
+      for arg in "$@"; do printf '\\t%s' "$arg"; done)
+printf '%s\\n' "$line" >> {log}
 [ "$behaviour" = hang ] && sleep 3600
 [ "$behaviour" = fail ] && exit 3
-{{ printf 'end\\t%s\\t%s\\t-\\t-\\t%s' "$(date +%s.%N)" "$$" "$name"
-   for arg in "$@"; do printf '\\t%s' "$arg"; done; printf '\\n'; }} >> {log}
+line=$(printf 'end\\t%s\\t%s\\t-\\t-\\t%s' "$(date +%s.%N)" "$$" "$name"
+      for arg in "$@"; do printf '\\t%s' "$arg"; done)
+printf '%s\\n' "$line" >> {log}
 """
 
 

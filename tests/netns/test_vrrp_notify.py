@@ -85,8 +85,10 @@ def link(net: Net, ns_name: str, up: bool) -> None:
 
 def test_scripts_on_election_failover_fault_and_stop_in_order(net: Net) -> None:
     rec_a, rec_b = Recorder(net.tmp / "a", SCRIPTS), Recorder(net.tmp / "b", SCRIPTS)
-    a = daemon(net, "a", instance(HIGH, hacontrol_extra=scripts(rec_a)))
-    b = daemon(net, "b", instance(LOW, hacontrol_extra=scripts(rec_b)))
+    # Adverts every second, not the pair's usual 0.2 s: a loaded machine must not make b
+    # take over for a moment, which would be a transition (and scripts) of its own.
+    a = daemon(net, "a", instance(HIGH, advert_int=1.0, hacontrol_extra=scripts(rec_a)))
+    b = daemon(net, "b", instance(LOW, advert_int=1.0, hacontrol_extra=scripts(rec_b)))
     a.start()
     b.start()
     wait_single_holder([a, b], VIP, "a", timeout=15)
