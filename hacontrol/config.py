@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import re
+import shlex
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,45 @@ from vrrp.types import AuthType, GarpSettings
 # keepalived's defaults, so an imported config behaves the same.
 DEFAULT_PRIORITY = 100
 DEFAULT_ADVERT_INT = 1.0
+# keepalived has no timeout for notify scripts (it forks them and forgets them, except
+# notify_stop: 1 s); hacontrol runs them one at a time, so a hung one must end. The same
+# default as the real-server hooks (hacontrol/lvs.py).
+DEFAULT_NOTIFY_TIMEOUT = 10.0
+# Lines kept for a notify FIFO whose reader is absent or slow (keepalived leaves them in
+# the pipe, 64 KiB: about as many lines).
+DEFAULT_NOTIFY_FIFO_BUFFER = 1024
+
+# A notify script: the program and its arguments, exec'd without a shell.
+ScriptArgv = Annotated[
+    tuple[Annotated[str, Field(min_length=1)], ...], Field(strict=False, min_length=1)
+]
+
+
+def _script_argv(value: Any) -> Any:
+    """keepalived writes `notify_master /path/to_master.sh`: a bare path is taken as the
+    program alone; a command line with arguments must be a list (no shell splits it)."""
+    if not isinstance(value, str):
+        return value
+    if value.strip() and not any(c.isspace() for c in value.strip()):
+        return (value.strip(),)
+    try:
+        words = shlex.split(value)
+    except ValueError:
+        words = value.split()
+    hint = "[" + ", ".join(words) + "]" if words else "[/path/to/program, arg, ...]"
+    raise ValueError(
+        f"a script is a list: the program and its arguments, run without a shell (write {hint})"
+    )
+
+
+def _fifo_path(value: str | None) -> str | None:
+    if value is None:
+        return value
+    if not value.startswith("/"):
+        raise ValueError(f"a FIFO is an absolute path, got {value!r}")
+    if "\0" in value or len(value) > 4095:
+        raise ValueError("not a usable path (NUL byte, or longer than PATH_MAX)")
+    return value
 
 
 class ConfigError(Exception):
@@ -149,8 +189,47 @@ class VrrpInstanceConfig(Frozen):
     track_process: tuple[TrackProcessRef, ...] = Field(default=(), strict=False)
     # keepalived's dont_track_primary: its own interface going down is not a FAULT.
     dont_track_primary: bool = False
+    # keepalived's notify scripts (hacontrol/notify_plan.py says which run when). Each is
+    # exec'd without a shell, one at a time in the order the transitions happened.
+    notify_master: ScriptArgv | None = None
+    notify_backup: ScriptArgv | None = None
+    notify_fault: ScriptArgv | None = None
+    notify_stop: ScriptArgv | None = None
+    # Removed by a reload: true (or a script, run too) says DELETED instead of FAULT.
+    notify_deleted: bool | ScriptArgv = False
+    # Every transition, with INSTANCE NAME STATE PRIORITY appended to its arguments.
+    notify: ScriptArgv | None = None
+    notify_timeout: float = Field(default=DEFAULT_NOTIFY_TIMEOUT, gt=0, le=3600)
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    _script_argv = field_validator(
+        "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify", mode="before"
+    )(_script_argv)
+
+    @field_validator("notify_deleted", mode="before")
+    @classmethod
+    def _deleted(cls, value: Any) -> Any:
+        if isinstance(value, bool | list | tuple):
+            return value
+        if isinstance(value, str):
+            return _script_argv(value)
+        raise ValueError(
+            f"true, false, or a script (a list: the program and its arguments), not {value!r}"
+        )
+
+    @field_validator("name")
+    @classmethod
+    def _one_word(cls, value: str) -> str:
+        # keepalived's names are single words; hacontrol's go into notify FIFO lines
+        # (`INSTANCE "VI_1" MASTER 150`) and script arguments, which a space, a quote or a
+        # line break would garble for every consumer.
+        if any(c.isspace() or not c.isprintable() or c == '"' for c in value):
+            raise ValueError(
+                f"an instance name is one word without quotes (got {value!r}): it is "
+                "written into notify FIFO lines and notify script arguments"
+            )
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> VrrpInstanceConfig:
@@ -261,6 +340,14 @@ class GlobalConfig(Frozen):
     vrrp_rt_priority: int | None = Field(default=None, ge=1, le=99)
     # keepalived's vrrp_priority: the VRRP process's nice value.
     vrrp_priority: int | None = Field(default=None, ge=-20, le=19)
+    # keepalived's notify_fifo and vrrp_notify_fifo: a FIFO (created if missing) that gets
+    # one line per VRRP transition, `INSTANCE "VI_1" MASTER 150`. keepalived also writes
+    # its checker's lines to notify_fifo; hacontrol writes VRRP lines to both.
+    notify_fifo: str | None = None
+    vrrp_notify_fifo: str | None = None
+    notify_fifo_buffer: int = Field(default=DEFAULT_NOTIFY_FIFO_BUFFER, ge=1, le=1_000_000)
+
+    _fifo_path = field_validator("notify_fifo", "vrrp_notify_fifo")(_fifo_path)
 
     @field_validator("metrics_listen")
     @classmethod

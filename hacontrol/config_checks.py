@@ -366,11 +366,31 @@ def tracked_but_unused(config: Config) -> Iterator[Finding]:
                 )
 
 
+def notify_fifos(config: Config) -> Iterator[Finding]:
+    g = config.global_
+    if g.vrrp_notify_fifo is not None and g.vrrp_notify_fifo == g.notify_fifo:
+        # keepalived: "notify FIFO %s has been specified for global and vrrp FIFO -
+        # ignoring vrrp FIFO".
+        yield (
+            ("global", "vrrp_notify_fifo"),
+            "the same FIFO as notify_fifo: ignored, as keepalived does (every line would "
+            "be written twice)",
+        )
+    if g.notify_fifo is not None and config.virtual_servers:
+        yield (
+            ("global", "notify_fifo"),
+            "hacontrol writes VRRP lines (INSTANCE ...) to notify_fifo, not yet the "
+            "checker's VS/RS lines keepalived also writes there; use notify_up/notify_down "
+            "and quorum_up/quorum_down for real servers",
+        )
+
+
 WARNING_CHECKS: tuple[Check, ...] = (
     nothing_to_do,
     vips_beyond_advert,
     tracking_weights_ignored,
     tracked_but_unused,
+    notify_fifos,
 )
 
 

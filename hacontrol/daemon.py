@@ -55,6 +55,7 @@ from hacontrol.runtime.readmodel import ReadModel, merge_counters
 from hacontrol.runtime.state import DEFAULT_STATE_DIR, PersistentState, RealServerRef, StateFile
 from hacontrol.runtime.vrrp_host import VrrpSupervisor
 from hacontrol.tracking import TrackingRuntime
+from hacontrol.vrrp_notify import VrrpNotify
 from vrrp.events import InstanceStateChanged, ReconfigureResult
 from vrrp.types import State
 
@@ -128,6 +129,10 @@ class Daemon:
             modprobe=modprobe,
         )
         self.metrics.watch_check_runner(self.lvs.runner.stats)
+        self.vrrp_notify = VrrpNotify(config, self.bus)
+        self.metrics.watch_notify("vrrp", self.vrrp_notify.notifier.stats)
+        self.metrics.watch_notify("lvs", self.lvs.notifier.stats)
+        self.metrics.watch_notify_fifos(self.vrrp_notify.fifo_stats)
         self.vrrp = VrrpSupervisor(
             self.bus.publish,
             inline=vrrp_inline,
@@ -153,6 +158,9 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload.set)
+        # CPython ignores SIGPIPE already; say so here, where it matters: a notify FIFO
+        # whose reader went away must fail a write with EPIPE, not kill the director.
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
         self._start_metrics(self.config.global_.metrics_address)
         try:
@@ -165,6 +173,8 @@ class Daemon:
         # IPVS first: a VIP that arrives before its virtual service would take traffic the
         # kernel then drops.
         await self.lvs.start()
+        # Before the VRRP process: its first transitions (BACKUP at start-up) notify too.
+        await self.vrrp_notify.start()
         # The VRRP process may take a while to start on a slow machine: a SIGTERM meanwhile
         # is honoured at once, not after start-up.
         # Files and processes are judged before VRRP starts, so that only scripts begin
@@ -186,7 +196,9 @@ class Daemon:
                 await starting
             log.info("daemon.stop_during_start")
             await self.tracking.stop()
+            self.vrrp_notify.begin_shutdown()
             await self.vrrp.stop()
+            await self.vrrp_notify.stop()
             await self.lvs.stop()
             await self.control.stop()
             self._stop_metrics()
@@ -198,7 +210,9 @@ class Daemon:
             result = ReconfigureResult(errors={"*": str(exc)})
         if "*" in result.errors:
             log.error("daemon.start_failed error=%s", result.errors["*"])
+            self.vrrp_notify.begin_shutdown()
             await self.vrrp.stop()
+            await self.vrrp_notify.stop()
             await self.lvs.stop()
             await self.control.stop()
             return 1
@@ -227,7 +241,10 @@ class Daemon:
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
             await self.tracking.stop()
+            # Instances that stop from now on say STOP (notify_stop), not deleted.
+            self.vrrp_notify.begin_shutdown()
             await self.vrrp.stop()
+            await self.vrrp_notify.stop()
             await self.lvs.stop()
             await self.control.stop()
             self._stop_metrics()
@@ -293,6 +310,11 @@ class Daemon:
             vrrp_instances(new), self._holds(new), sync_groups(new)
         )
         applied.extend(_describe_tracking_changes(old, new))
+        # Before the VRRP process hears of it: an instance the new config drops then stops
+        # as a removed one (FAULT or DELETED to its scripts), and new scripts apply from the
+        # next transition.
+        applied.extend(self.vrrp_notify.reload(new))
+        vrrp_result = await self.vrrp.configure(vrrp_instances(new), self._holds(new))
         applied.extend(f"vrrp instance {n}: added" for n in vrrp_result.added)
         applied.extend(f"vrrp instance {n}: removed" for n in vrrp_result.removed)
         applied.extend(f"vrrp instance {n}: changed in place" for n in vrrp_result.updated)

@@ -50,7 +50,7 @@ import functools
 import ipaddress
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +65,7 @@ from prometheus_client.gc_collector import GCCollector
 
 from hacontrol.ipvs.model import IPAddress, Protocol, ServiceKey
 from hacontrol.ipvs.netlink import Snapshot, Stats
+from hacontrol.notify_plan import FifoStats
 from hacontrol.runtime.bus import Bus
 from hacontrol.runtime.events import (
     IpvsAvailability,
@@ -76,6 +77,7 @@ from hacontrol.runtime.events import (
     Topology,
     VrrpProcessChanged,
 )
+from healthcheck.notify import NotifyStats
 from healthcheck.policy import QuorumChanged
 from healthcheck.runner import RunnerStats
 from healthcheck.state import RealServerDown, RealServerUp
@@ -278,6 +280,7 @@ class Metrics:
         self._instances: frozenset[str] | None = None  # of the last Topology
         self._real_servers: dict[str, frozenset[str]] = {}  # virtual server -> "ADDR:PORT"
         self._quorum_known: set[str] = set()
+        self._notify: NotifyCollector | None = None
 
     def watch_check_runner(self, stats: RunnerStats) -> None:
         """Export a check runner's own figures (hacontrol_check_*)."""
@@ -286,6 +289,18 @@ class Metrics:
     def watch_tracking(self, stats: TrackingStats) -> None:
         """Export the tracking runtime's figures (hacontrol_track_*)."""
         self.registry.register(TrackingCollector(stats))
+
+    def watch_notify(self, source: str, stats: NotifyStats) -> None:
+        """Export a notify-script runner's figures (hacontrol_notify_scripts_*), `source`
+        being `vrrp` (notify_master, ...) or `lvs` (notify_up, quorum_up, ...)."""
+        if self._notify is None:
+            self._notify = NotifyCollector()
+            self.registry.register(self._notify)
+        self._notify.sources[source] = stats
+
+    def watch_notify_fifos(self, fifos: Callable[[], Iterable[FifoStats]]) -> None:
+        """Export the notify FIFOs' figures (hacontrol_notify_fifo_*)."""
+        self.registry.register(NotifyFifoCollector(fifos))
 
     def watch_bus(self, bus: Bus) -> None:
         """Export the bus's own health (subscribers that raised)."""
@@ -588,6 +603,91 @@ class TrackingCollector:
         for (name, result), n in sorted(self._stats.runs.items()):
             runs.add_metric([name, result], n)
         yield runs
+
+
+class NotifyCollector:
+    """The Notifiers' counts (one per source), read at scrape time."""
+
+    RESULTS = ("succeeded", "failed", "timed_out", "exec_errors", "dropped", "abandoned")
+
+    def __init__(self) -> None:
+        self.sources: dict[str, NotifyStats] = {}
+
+    def describe(self) -> Iterator[Metric]:
+        return self.collect()
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "hacontrol_notify_scripts",
+            "notify scripts by outcome: succeeded (exit 0), failed, timed_out (killed with "
+            "their process group), exec_errors (could not start), dropped (queue full), "
+            "abandoned (still queued when the daemon stopped)",
+            labels=["source", "result"],
+        )
+        for source, stats in sorted(self.sources.items()):
+            for result in self.RESULTS:
+                family.add_metric([source, result], getattr(stats, result))
+        yield family
+
+
+class NotifyFifoCollector:
+    """The notify FIFOs' figures, read at scrape time (hacontrol/notify_fifo.py)."""
+
+    DROP_REASONS = ("buffer_full", "shutdown")
+    ERROR_REASONS = (
+        "no_reader",
+        "reader_gone",
+        "reader_slow",
+        "not_a_fifo",
+        "create_failed",
+        "open_failed",
+        "write_failed",
+    )
+
+    def __init__(self, fifos: Callable[[], Iterable[FifoStats]]) -> None:
+        self._fifos = fifos
+
+    def describe(self) -> Iterator[Metric]:
+        return self.collect()
+
+    def collect(self) -> Iterator[Metric]:
+        written = CounterMetricFamily(
+            "hacontrol_notify_fifo_lines_written",
+            "lines written to a notify FIFO",
+            labels=["fifo"],
+        )
+        dropped = CounterMetricFamily(
+            "hacontrol_notify_fifo_lines_dropped",
+            "lines a notify FIFO never got: buffer_full (its reader was absent or slow and "
+            "the buffer full: the oldest go first), shutdown (undelivered at exit)",
+            labels=["fifo", "reason"],
+        )
+        errors = CounterMetricFamily(
+            "hacontrol_notify_fifo_errors",
+            "episodes of trouble with a notify FIFO, counted once each however long they "
+            "last: no_reader, reader_gone, reader_slow, not_a_fifo, create_failed, "
+            "open_failed, write_failed",
+            labels=["fifo", "reason"],
+        )
+        buffered = GaugeMetricFamily(
+            "hacontrol_notify_fifo_buffered_lines",
+            "lines waiting for a notify FIFO's reader",
+            labels=["fifo"],
+        )
+        reader = GaugeMetricFamily(
+            "hacontrol_notify_fifo_open",
+            "1 while a notify FIFO is open for writing (a reader had it open at the last write)",
+            labels=["fifo"],
+        )
+        for stats in self._fifos():
+            written.add_metric([stats.path], stats.written)
+            for reason in sorted({*self.DROP_REASONS, *stats.dropped}):
+                dropped.add_metric([stats.path, reason], stats.dropped.get(reason, 0))
+            for reason in sorted({*self.ERROR_REASONS, *stats.errors}):
+                errors.add_metric([stats.path, reason], stats.errors.get(reason, 0))
+            buffered.add_metric([stats.path], stats.buffered)
+            reader.add_metric([stats.path], 1 if stats.reader else 0)
+        yield from (written, dropped, errors, buffered, reader)
 
 
 class BusCollector:

@@ -51,6 +51,7 @@ class NotifyStats:
     timed_out: int = 0  # killed by us after their timeout
     exec_errors: int = 0  # could not be started (missing, not executable, ...)
     dropped: int = 0  # queue full
+    abandoned: int = 0  # still queued when stop() gave up waiting
 
 
 class Notifier:
@@ -126,6 +127,10 @@ class Notifier:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+        left = self._queue.qsize() if self._queue is not None else 0
+        if left:
+            self.stats.abandoned += left
+            log.error("notify.abandoned count=%d reason=stop_timeout", left)
 
     async def _consume(self) -> None:
         assert self._queue is not None

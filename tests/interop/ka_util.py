@@ -307,6 +307,9 @@ class Instance:
     track_script: tuple[tuple[str, int | None], ...] = ()
     track_file: tuple[tuple[str, int | None], ...] = ()
     dont_track_primary: bool = False
+    # More keys, as (key, value) pairs: hacontrol YAML values, keepalived.conf lines.
+    hacontrol_extra: tuple[tuple[str, Any], ...] = ()
+    keepalived_extra: tuple[str, ...] = ()
 
     def hacontrol(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -344,6 +347,7 @@ class Instance:
                 ]
         if self.dont_track_primary:
             out["dont_track_primary"] = True
+        out.update(self.hacontrol_extra)
         return out
 
     def keepalived(self) -> str:
@@ -396,6 +400,7 @@ class Instance:
                 lines.append("    }")
         if self.dont_track_primary:
             lines.append("    dont_track_primary")
+        lines += [f"    {line}" for line in self.keepalived_extra]
         lines += ["    virtual_ipaddress {", *(f"        {v}" for v in self.vips), "    }", "}"]
         return "\n".join(lines) + "\n"
 
@@ -470,10 +475,12 @@ class HaDaemon(Peer):
         metrics_listen: str | None = None,
         log_level: str = "info",
         extra: dict[str, Any] | None = None,
+        global_extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(lab, ns, workdir, name)
         self.instances = tuple(instances)
         self.extra = dict(extra or {})  # more config sections (virtual_servers, ipvs, ...)
+        self.global_extra = dict(global_extra or {})  # more `global` keys
         self.metrics_listen = metrics_listen
         self.log_level = log_level
         self.config_path = workdir / f"{name}.yaml"
@@ -483,7 +490,11 @@ class HaDaemon(Peer):
 
     def write_config(self) -> None:
         config = {
-            "global": {"router_id": self.name, "metrics_listen": self.metrics_listen},
+            "global": {
+                "router_id": self.name,
+                "metrics_listen": self.metrics_listen,
+                **self.global_extra,
+            },
             "vrrp_instances": [i.hacontrol() for i in self.instances],
             **self.extra,
         }
@@ -571,9 +582,11 @@ class Keepalived(Peer):
         binary: str = "keepalived",
         scripts: Sequence[Script] = (),
         groups: Sequence[SyncGroup] = (),
+        global_defs: Sequence[str] = (),
     ) -> None:
         super().__init__(lab, ns, workdir, name)
         self.instances = tuple(instances)
+        self.global_defs = tuple(global_defs)  # more global_defs lines
         self.scripts = tuple(scripts)
         self.groups = tuple(groups)
         self.binary = binary
@@ -589,7 +602,8 @@ class Keepalived(Peer):
         # garp_master_delay / repeat are per instance; the global defaults only matter for
         # instances that do not set them. No vrrp_strict: it forbids authentication.
         # enable_script_security off, script_user root: the test's scripts are ours.
-        head = f"global_defs {{\n    router_id {self.name}\n    script_user root\n}}\n"
+        more = "".join(f"    {line}\n" for line in self.global_defs)
+        head = f"global_defs {{\n    router_id {self.name}\n    script_user root\n{more}}}\n"
         blocks = [s.keepalived() for s in self.scripts] + [g.keepalived() for g in self.groups]
         return head + "".join(blocks) + "".join(i.keepalived() for i in self.instances)
 
