@@ -42,6 +42,10 @@ Behaviour beyond the RFC follows keepalived, which operators compare us with:
   fit the Count field; keepalived carries fewer where the interface MTU allows
   fewer). The VIPs beyond that, and keepalived's `virtual_ipaddress_excluded`,
   are added, removed and announced with the others but never advertised.
+* Virtual routes and rules follow mastership like the VIPs (`ApplyRoutes`): applied
+  after the VIPs on becoming master, withdrawn before them on leaving.
+* keepalived's start hint `state BACKUP` keeps even the address owner from taking over
+  at once: it listens for Master_Down_Interval first (`InstanceParams.initial_state`).
 * preempt_delay, exactly as implemented here (keepalived's documented intent,
   "seconds after startup or seeing a lower priority master until preemption",
   made exact): a preempting backup that hears a live lower-priority master
@@ -65,6 +69,7 @@ from vrrp.types import (
     Action,
     AddAddresses,
     Advertisement,
+    ApplyRoutes,
     AuthType,
     InstanceParams,
     IPAddress,
@@ -222,6 +227,12 @@ class Instance:
     def _is_owner(self) -> bool:
         return self._effective_priority == OWNER_PRIORITY
 
+    @property
+    def _starts_as_master(self) -> bool:
+        """§6.4.1's owner rule with keepalived's start hint: an owner configured with
+        `state BACKUP` listens for Master_Down_Interval first, as any backup does."""
+        return self._is_owner and self._params.initial_state is not State.BACKUP
+
     def get_timer(self) -> float | None:
         deadlines = [
             t
@@ -253,7 +264,7 @@ class Instance:
             return self._change_state(State.FAULT, self._fault_reason(), now)
         if resume and not self._held:
             return self._change_state(State.MASTER, Reason.RESUME, now)
-        if self._is_owner and not self._held:
+        if self._starts_as_master and not self._held:
             # §6.4.1: the address owner goes straight to Master.
             return self._change_state(State.MASTER, Reason.ADDRESS_OWNER, now)
         return self._change_state(State.BACKUP, Reason.STARTUP, now)
@@ -278,7 +289,7 @@ class Instance:
             return self._change_state(State.FAULT, self._fault_reason(), now)
         if had and not self._faults and self._state is State.FAULT:
             # Like §6.4.1: the owner becomes Master at once, anyone else listens first.
-            new = State.MASTER if self._is_owner and not self._held else State.BACKUP
+            new = State.MASTER if self._starts_as_master and not self._held else State.BACKUP
             return self._change_state(new, _CLEARED.get(fault, Reason.INTERFACE_UP), now)
         return []
 
@@ -360,7 +371,7 @@ class Instance:
         if self._state is State.BACKUP:
             if self._preempt_timer is not None and not self._would_preempt_heard_master():
                 self._preempt_timer = None
-            if self._is_owner and not self._held:
+            if self._starts_as_master and not self._held:
                 # A new address owner (priority 255) takes over at once (§6.4.1).
                 return self._change_state(State.MASTER, Reason.ADDRESS_OWNER, now)
         return []
@@ -610,7 +621,9 @@ class Instance:
                 # so that the gap with nobody holding them is as short as possible.
                 actions.append(SendAdvertisement(self._advertisement(0)))
             # On FAULT the link is gone and an advert could not leave; on step-down
-            # the new master already speaks.
+            # the new master already speaks. Routes and rules go before the VIPs they may
+            # use (keepalived: rules, routes, then VIPs).
+            actions.append(ApplyRoutes(False))
             actions.append(RemoveAddresses(self._held_addresses))
 
         if new is State.MASTER:
@@ -624,6 +637,9 @@ class Instance:
             # add (a few ms) costs nothing and shortens the failover.
             actions.extend(self._send_advertisement(now))
             actions.append(AddAddresses(self._held_addresses))
+            # Routes may name a VIP as source or reach their gateway through one, and the
+            # traffic GARP draws may need them (keepalived: VIPs, routes, rules, GARP).
+            actions.append(ApplyRoutes(True))
             garp = self._params.garp
             actions.extend(self._garp(garp.master_repeat))
             if garp.master_delay > 0:

@@ -16,6 +16,7 @@ from vrrp.fsm import LINK_DOWN, NO_SOURCE_ADDRESS, NO_SUCH_INTERFACE, Instance, 
 from vrrp.types import (
     AddAddresses,
     Advertisement,
+    ApplyRoutes,
     Reason,
     RemoveAddresses,
     SendAdvertisement,
@@ -73,6 +74,7 @@ def test_a_master_losing_its_address_drops_its_vips() -> None:
     actions = inst.set_fault(NO_SOURCE_ADDRESS, True, 10.0)
     assert actions == [
         StateChanged(State.MASTER, State.FAULT, Reason.NO_SOURCE_ADDRESS),
+        ApplyRoutes(False),
         RemoveAddresses((VIP,)),
     ]
     assert inst.get_timer() is None  # no adverts from nowhere
@@ -107,7 +109,7 @@ def test_step_down_resigns_like_shutdown_and_holds_backup() -> None:
     assert actions[0] == StateChanged(State.MASTER, State.BACKUP, Reason.STEP_DOWN)
     zero = actions[1]
     assert isinstance(zero, SendAdvertisement) and zero.advertisement.priority == 0
-    assert actions[2] == RemoveAddresses((VIP,))
+    assert actions[2:4] == [ApplyRoutes(False), RemoveAddresses((VIP,))]
     assert inst.get_timer() is None  # never takes over while held
     # A lower-priority master speaks: held, we follow it instead of preempting.
     inst.receive(advert(100), ADDR["b"], 11.0)
