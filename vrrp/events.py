@@ -55,7 +55,9 @@ class MasterChanged:
 class FaultsChanged:
     """Why an instance is held in FAULT (empty: nothing holds it there any more).
 
-    Reasons are stable words: `no_such_interface`, `link_down`, `no_source_address`.
+    Reasons are stable words: `no_such_interface`, `link_down`, `no_source_address`,
+    `dev_link_down` (the interface of a VIP's or route's `dev` is down or absent),
+    `vmac_missing` (the instance's VMAC macvlan is not there, or not usable as one).
     """
 
     instance: str
@@ -81,12 +83,23 @@ class VipRepaired:
 
 
 @dataclass(frozen=True, slots=True)
+class RouteRepaired:
+    """A virtual route or rule of a master instance was found missing (deleted by hand, or
+    flushed by the kernel with an address it used) and added again. `kind`: route, rule."""
+
+    instance: str
+    kind: str
+    item: str
+
+
+@dataclass(frozen=True, slots=True)
 class InstanceCounters:
     adverts_sent: int = 0
     adverts_received: int = 0
     garp_sent: int = 0
     address_mismatch: int = 0
-    # action -> failures: send_advert, add_address, remove_address, send_garp
+    # action -> failures: send_advert, add_address, remove_address, send_garp, add_route,
+    # remove_route, add_rule, remove_rule, vmac
     errors: Mapping[str, int] = field(default_factory=dict)
 
 
@@ -123,6 +136,7 @@ VrrpEvent = (
     | FaultsChanged
     | HoldChanged
     | VipRepaired
+    | RouteRepaired
     | VrrpCounters
     | ReconfigureResult
 )
