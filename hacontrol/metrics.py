@@ -41,6 +41,7 @@ from vrrp.events import (
     InstanceCounters,
     InstanceStateChanged,
     PriorityChanged,
+    RouteRepaired,
     VipRepaired,
     VrrpCounters,
 )
@@ -91,6 +92,13 @@ class Metrics:
             ["instance"],
             registry=r,
         )
+        self.vrrp_route_repairs = Counter(
+            "hacontrol_vrrp_route_repairs",
+            "virtual routes and rules found missing on a master and added again, by kind",
+            ["instance", "kind"],
+            registry=r,
+        )
+        self._fault_reasons: dict[str, set[str]] = {}
         self.vrrp_process_restarts = Counter(
             "hacontrol_vrrp_process_restarts",
             "times the VRRP process died and was restarted",
@@ -206,6 +214,7 @@ class Metrics:
             FaultsChanged: self.on_faults,
             HoldChanged: self.on_hold,
             VipRepaired: self.on_vip_repaired,
+            RouteRepaired: self.on_route_repaired,
             VrrpCounters: self.vrrp_counters.update,
             VrrpProcessChanged: self.on_vrrp_process,
             ReconcileResult: self.on_reconcile,
@@ -235,16 +244,21 @@ class Metrics:
         self.vrrp_priority.labels(event.instance, "effective").set(event.effective_priority)
 
     def on_faults(self, event: FaultsChanged) -> None:
-        for reason in ("no_such_interface", "link_down", "no_source_address"):
+        # Every reason ever seen for the instance goes back to 0 when it clears, whatever
+        # it is (the engine's list of reasons grows).
+        seen = self._fault_reasons.setdefault(event.instance, set())
+        seen.update(("no_such_interface", "link_down", "no_source_address", *event.faults))
+        for reason in sorted(seen):
             self.vrrp_faults.labels(event.instance, reason).set(1 if reason in event.faults else 0)
-        for reason in event.faults:
-            self.vrrp_faults.labels(event.instance, reason).set(1)
 
     def on_hold(self, event: HoldChanged) -> None:
         self.vrrp_stepped_down.labels(event.instance).set(1 if event.held else 0)
 
     def on_vip_repaired(self, event: VipRepaired) -> None:
         self.vrrp_vip_repairs.labels(event.instance).inc()
+
+    def on_route_repaired(self, event: RouteRepaired) -> None:
+        self.vrrp_route_repairs.labels(event.instance, event.kind).inc()
 
     def on_vrrp_process(self, event: VrrpProcessChanged) -> None:
         if event.event == "started" and event.detail == "restart":

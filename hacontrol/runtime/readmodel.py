@@ -34,6 +34,7 @@ from vrrp.events import (
     InstanceStateChanged,
     MasterChanged,
     PriorityChanged,
+    RouteRepaired,
     VipRepaired,
     VrrpCounters,
 )
@@ -58,6 +59,7 @@ class _Instance:
     adverts_sent: int = 0
     adverts_received: int = 0
     vip_repairs: int = 0
+    route_repairs: int = 0  # virtual routes and rules put back
 
 
 @dataclass
@@ -112,6 +114,7 @@ class ReadModel:
             FaultsChanged: self._faults,
             HoldChanged: self._hold,
             VipRepaired: self._vip_repaired,
+            RouteRepaired: self._route_repaired,
             VrrpCounters: self._counters,
             RealServerUp: self._health,
             RealServerDown: self._health,
@@ -226,6 +229,11 @@ class ReadModel:
         inst = self._instance(event.instance)
         if inst is not None:
             inst.vip_repairs += 1
+
+    def _route_repaired(self, event: RouteRepaired) -> None:
+        inst = self._instance(event.instance)
+        if inst is not None:
+            inst.route_repairs += 1
 
     def _counters(self, event: VrrpCounters) -> None:
         for name, counters in event.instances.items():
@@ -348,6 +356,7 @@ class ReadModel:
                     "adverts_sent": i.adverts_sent,
                     "adverts_received": i.adverts_received,
                     "vip_repairs": i.vip_repairs,
+                    "route_repairs": i.route_repairs,
                 }
                 for i in self.instances.values()
             ],
