@@ -221,3 +221,41 @@ def test_update_refuses_a_new_identity() -> None:
     inst = master(150)
     with pytest.raises(InstanceUsageError):
         inst.update(dataclasses.replace(params("a", 150), vrid=52), 1.0)
+
+
+# ---- keepalived's start hint (state MASTER|BACKUP) -----------------------------------------
+
+
+def test_an_owner_told_state_backup_listens_before_taking_over() -> None:
+    # keepalived 2.2.7: priority 255 with `state BACKUP` enters BACKUP and becomes master
+    # when the master-down timer runs out; without a state (or with MASTER) at once.
+    p = dataclasses.replace(params("a", 255), initial_state=State.BACKUP)
+    inst = Instance(p)
+    assert inst.start(10.0) == [StateChanged(State.INITIALIZE, State.BACKUP, Reason.STARTUP)]
+    takeover = 10.0 + mdi(3, 255, 100)
+    assert inst.get_timer() == takeover
+    assert inst.handle_timer(takeover)[0] == StateChanged(
+        State.BACKUP, State.MASTER, Reason.MASTER_DOWN
+    )
+    for hint in (None, State.MASTER):
+        eager = Instance(dataclasses.replace(params("a", 255), initial_state=hint))
+        assert eager.start(10.0)[0] == StateChanged(
+            State.INITIALIZE, State.MASTER, Reason.ADDRESS_OWNER
+        )
+
+
+def test_the_start_hint_holds_after_a_fault_too() -> None:
+    # Leaving FAULT is §6.4.1 again: the hint decides as it did at start.
+    inst = Instance(dataclasses.replace(params("a", 255), initial_state=State.BACKUP))
+    inst.set_fault(LINK_DOWN, True, 0.0)
+    inst.start(0.0)
+    assert inst.set_fault(LINK_DOWN, False, 1.0) == [
+        StateChanged(State.FAULT, State.BACKUP, Reason.INTERFACE_UP)
+    ]
+
+
+def test_state_master_on_a_non_owner_changes_nothing_at_start() -> None:
+    # keepalived waits like any backup (its other effect, preempting despite nopreempt, is
+    # the config's: preempt is forced on).
+    inst = Instance(dataclasses.replace(params("a", 150), initial_state=State.MASTER))
+    assert inst.start(0.0) == [StateChanged(State.INITIALIZE, State.BACKUP, Reason.STARTUP)]
