@@ -26,8 +26,8 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 from typing import Any
@@ -302,6 +302,10 @@ class Instance:
     min_ttl: int | None = None  # keepalived: per unicast_peer; rendered on every peer
     max_ttl: int | None = None
     check_unicast_src: bool = False
+    # Anything else, as each side spells it: keys of hacontrol's instance, lines inside
+    # keepalived's vrrp_instance block (virtual_routes, use_vmac, state, ...).
+    hacontrol_extra: Mapping[str, Any] = field(default_factory=dict)
+    keepalived_extra: tuple[str, ...] = ()
 
     def hacontrol(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -330,12 +334,18 @@ class Instance:
                     out[key] = getattr(self, key)
             if self.check_unicast_src:
                 out["check_unicast_src"] = True
+        out.update(self.hacontrol_extra)
         return out
 
     def keepalived(self) -> str:
         lines = [
             f"vrrp_instance {self.name} {{",
-            "    state BACKUP",
+            *(
+                []
+                if any(x.split()[:1] == ["state"] for x in self.keepalived_extra)
+                else ["    state BACKUP"]
+            ),
+            *(f"    {line}" for line in self.keepalived_extra),
             f"    interface {self.interface}",
             f"    virtual_router_id {self.vrid}",
             f"    version {self.version}",
