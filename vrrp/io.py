@@ -754,7 +754,14 @@ class VrrpEngine:
         if retiring:
             await asyncio.wait(retiring, timeout=STOP_TIMEOUT)
         try:
-            await self._ensure_vmac(runner)
+            # A link event may have set the same VMAC up a moment ago: let it finish.
+            for _ in range(int(STOP_TIMEOUT / 0.05)):
+                if runner.vmac not in self._vmac_busy:
+                    break
+                await asyncio.sleep(0.05)
+            tried = runner.vmac_attempt != float("-inf")
+            if not (tried and self._vmac_usable(runner) and self._source(runner) is not None):
+                await self._ensure_vmac(runner)
         finally:
             self._begin(runner, self._now(), resume=resume, held=held)
 
@@ -1553,6 +1560,11 @@ class VrrpEngine:
             await self._setup_vmac(runner, name)
         except RtnlError as exc:
             log.error("vrrp.vmac_error instance=%s vmac=%s error=%s", runner.name, name, exc)
+            self._error(runner, "vmac")
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("vrrp.vmac_error instance=%s vmac=%s", runner.name, name)
             self._error(runner, "vmac")
         finally:
             self._vmac_busy.discard(name)
