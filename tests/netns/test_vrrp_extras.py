@@ -474,7 +474,10 @@ def test_vmac_over_ipv6_advertises_from_the_parent_link_local(lab2: Lab2) -> Non
     vip6 = "2001:db8::100"
     with Capture(sw_ns, net.port_a, ETH_P_ALL) as from_a:
         ra = net.start(a, "A", instance(ll_a, 200, vips=(f"{vip6}/64",), use_vmac="vrrp.51"))
+        ll_b = net.link_local(lab2.b)
+        rb = net.start(lab2.b, "B", instance(ll_b, 100, vips=(f"{vip6}/64",), use_vmac="vrrp.51"))
         ra.wait_state("MASTER")
+        rb.wait_state("BACKUP")  # B hears A's adverts on its own VMAC
         frames = from_a.wait_for(
             lambda fs: (
                 len(adverts_and_garps(fs, vip6)[0]) >= 3
@@ -495,8 +498,11 @@ def test_vmac_over_ipv6_advertises_from_the_parent_link_local(lab2: Lab2) -> Non
     # no EUI-64 address made from the shared virtual MAC.
     assert (ll_a, 0) in info and vip6 in {local for local, _ in info}
     assert len(info) == 2, info
+    time.sleep(1.0)
+    assert rb.state() == "BACKUP" and not lab2.b.has_address("vrrp.51", vip6)
     stop_process(ra.proc, signal.SIGTERM, timeout=10)
     assert a.link("vrrp.51") is None
+    rb.wait_state("MASTER")
 
 
 def test_vmac_xmit_base_advertises_from_the_interface_itself(lab2: Lab2) -> None:
