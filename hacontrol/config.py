@@ -51,10 +51,11 @@ from hacontrol.config_track import (
     TrackScriptRef,
     VrrpScriptConfig,
 )
-from hacontrol.iptypes import IPAddress, IPInterface
+from hacontrol.iptypes import IPAddress, IPInterface, IPNetwork
 from hacontrol.yamlinclude import IncludedYaml, resolve_includes
 from hacontrol.yamlsrc import LoadedYaml, SourceIssue, load_yaml, read_yaml_file
 from vrrp.types import AuthType, GarpSettings
+from vrrp.vmac import default_vmac_name, vmac_name_problem
 
 # keepalived's defaults, so an imported config behaves the same.
 DEFAULT_PRIORITY = 100
@@ -112,11 +113,23 @@ class ConfigError(Exception):
         return [i for i in self.issues if i.severity == "error"]
 
 
+IfName = Annotated[str, Field(min_length=1, max_length=15)]
+Scope = Literal["global", "site", "link", "host", "nowhere"]  # ip-address(8)'s names
+UINT32_MAX = 2**32 - 1
+
+
 class VirtualIP(Frozen):
-    """One VIP: `192.0.2.10/24`, or a mapping with a keepalived-style label."""
+    """One VIP: `192.0.2.10/24`, or a mapping with keepalived's per-address options
+    (`ADDRESS [dev IF] [scope S] [brd B] [label L] [no_track]`)."""
 
     address: IPInterface
     label: str | None = Field(default=None, min_length=1, max_length=15)
+    # Another interface than the instance's (the inside gateway address of a NAT pair).
+    dev: IfName | None = None
+    scope: Scope | None = None
+    brd: IPAddress | None = None
+    # Neither repaired when deleted by hand nor its dev tracked (keepalived's meaning).
+    no_track: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -124,6 +137,126 @@ class VirtualIP(Frozen):
         if isinstance(value, str):
             return {"address": value}
         return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> VirtualIP:
+        if self.brd is not None and (self.address.version != 4 or self.brd.version != 4):
+            raise ValueError("brd (a broadcast address) is for IPv4 addresses only")
+        return self
+
+
+class VirtualRouteConfig(Frozen):
+    """keepalived's virtual_routes entry, as `ip route add` takes it: held by the master.
+
+    `to: default` is 0.0.0.0/0 (::/0 with an IPv6 `via` or `src`, or `inet6: true`).
+    """
+
+    to: IPNetwork
+    via: IPAddress | None = Field(default=None, validation_alias=AliasChoices("via", "gw"))
+    dev: IfName | None = None
+    src: IPAddress | None = None
+    metric: int | None = Field(
+        default=None,
+        ge=0,
+        le=UINT32_MAX,
+        validation_alias=AliasChoices("metric", "preference", "priority"),
+    )
+    table: int | None = Field(default=None, ge=1, le=UINT32_MAX)
+    scope: Scope | None = None
+    type: Literal["unicast", "blackhole", "unreachable", "prohibit"] = "unicast"
+    inet6: bool = False  # keepalived's keyword to make `default` IPv6
+    no_track: bool = False
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_route(cls, value: Any) -> Any:
+        if isinstance(value, dict) and value.get("to") == "default":
+            hints = [value.get(k) for k in ("via", "gw", "src")]
+            six = value.get("inet6") is True or any(isinstance(h, str) and ":" in h for h in hints)
+            return {**value, "to": "::/0" if six else "0.0.0.0/0"}
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> VirtualRouteConfig:
+        for key in ("via", "src"):
+            address = getattr(self, key)
+            if address is not None and address.version != self.to.version:
+                raise ValueError(f"{key} {address} is not IPv{self.to.version} like {self.to}")
+        if self.inet6 and self.to.version != 6:
+            raise ValueError(f"inet6 is set but {self.to} is IPv4")
+        if self.type != "unicast" and self.via is not None:
+            raise ValueError(f"a {self.type} route has no gateway (via)")
+        return self
+
+
+class VirtualRuleConfig(Frozen):
+    """keepalived's virtual_rules entry, as `ip rule add` takes it: held by the master.
+
+    A rule with neither `from` nor `to` is IPv4 unless `inet6: true` (keepalived's rule).
+    Without a `priority` keepalived gives one (16384, then 16383, ... per family, in file
+    order) and warns; so does hacontrol.
+    """
+
+    from_: IPNetwork | None = Field(default=None, alias="from")
+    to: IPNetwork | None = None
+    table: int = Field(ge=1, le=UINT32_MAX)
+    priority: int | None = Field(
+        default=None,
+        ge=1,
+        le=UINT32_MAX,
+        validation_alias=AliasChoices("priority", "preference", "pref"),
+    )
+    fwmark: int | str | None = None  # MARK or "MARK/MASK", decimal or 0x hex
+    inet6: bool = False
+    no_track: bool = False
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    @field_validator("fwmark")
+    @classmethod
+    def _fwmark(cls, value: int | str | None) -> int | str | None:
+        if value is not None:
+            _parse_fwmark(value)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> VirtualRuleConfig:
+        versions = {n.version for n in (self.from_, self.to) if n is not None}
+        if len(versions) > 1:
+            raise ValueError(f"from {self.from_} and to {self.to} are of different families")
+        if self.inet6 and versions == {4}:
+            raise ValueError("inet6 is set but the rule's prefixes are IPv4")
+        return self
+
+    @property
+    def family(self) -> int:
+        for network in (self.from_, self.to):
+            if network is not None:
+                return network.version
+        return 6 if self.inet6 else 4
+
+    @property
+    def fwmark_and_mask(self) -> tuple[int | None, int | None]:
+        return _parse_fwmark(self.fwmark) if self.fwmark is not None else (None, None)
+
+
+def _parse_fwmark(value: int | str) -> tuple[int, int | None]:
+    """`7`, `"0x7"` or `"0x7/0xff"` -> (mark, mask or None); ValueError says why not."""
+    if isinstance(value, int):
+        mark, mask = value, None
+    else:
+        text, _, mask_text = value.partition("/")
+        try:
+            mark = int(text, 0)
+            mask = int(mask_text, 0) if mask_text else None
+        except ValueError:
+            raise ValueError(f"fwmark {value!r} is not MARK or MARK/MASK (numbers)") from None
+    for number in (mark, mask):
+        if number is not None and not 0 <= number <= UINT32_MAX:
+            raise ValueError(f"fwmark {value!r}: marks and masks are 0..{UINT32_MAX}")
+    return mark, mask
 
 
 class Authentication(Frozen):
@@ -161,6 +294,9 @@ class VrrpInstanceConfig(Frozen):
         strict=False,
         validation_alias=AliasChoices("virtual_ipaddresses_excluded", "virtual_ipaddress_excluded"),
     )
+    # keepalived's start hint: BACKUP keeps even an address owner from taking over at once;
+    # MASTER (not the owner) waits like a backup but always preempts (nopreempt is cleared).
+    state: Literal["MASTER", "BACKUP"] | None = None
     preempt: bool = True
     nopreempt: bool | None = None
     preempt_delay: float = Field(default=0.0, ge=0, le=1000)
@@ -175,6 +311,11 @@ class VrrpInstanceConfig(Frozen):
     min_ttl: int | None = Field(default=None, ge=0, le=255)
     max_ttl: int | None = Field(default=None, ge=0, le=255)
     check_unicast_src: bool = False
+    # keepalived's use_vmac [NAME]: true for the default name vrrp.<VRID>, or the name.
+    use_vmac: bool | str = False
+    vmac_xmit_base: bool = False
+    virtual_routes: tuple[VirtualRouteConfig, ...] = Field(default=(), strict=False)
+    virtual_rules: tuple[VirtualRuleConfig, ...] = Field(default=(), strict=False)
     authentication: Authentication | None = None
     garp_master_delay: float = Field(default=5.0, ge=0, le=3600)
     garp_master_repeat: int = Field(default=5, ge=1, le=255)
@@ -290,7 +431,27 @@ class VrrpInstanceConfig(Frozen):
             raise ValueError("preempt and nopreempt contradict each other")
         if self.preempt_delay and not self.preempt_mode:
             raise ValueError("preempt_delay has no effect with nopreempt")
+        if isinstance(self.use_vmac, str):
+            problem = vmac_name_problem(self.use_vmac)
+            if problem is not None:
+                raise ValueError(f"use_vmac: {problem}")
+            if self.use_vmac == self.interface:
+                raise ValueError("use_vmac names the VMAC like the instance's own interface")
+        if self.vmac_xmit_base and not self.vmac_name:
+            raise ValueError("vmac_xmit_base applies to use_vmac only")
+        if self.vmac_name and self.unicast_peers and not self.vmac_xmit_base:
+            raise ValueError(
+                "use_vmac with unicast_peers needs vmac_xmit_base (keepalived's rule: "
+                "unicast adverts cannot go out of the VMAC)"
+            )
         return self
+
+    @property
+    def vmac_name(self) -> str | None:
+        """The VMAC's interface name, or None without use_vmac."""
+        if self.use_vmac is True:
+            return default_vmac_name(self.vrid)
+        return self.use_vmac or None
 
     @property
     def family(self) -> int:
@@ -304,6 +465,8 @@ class VrrpInstanceConfig(Frozen):
 
     @property
     def preempt_mode(self) -> bool:
+        if self.state == "MASTER":
+            return True  # keepalived: "nopreempt will not work with initial state MASTER"
         if self.nopreempt is not None:
             return not self.nopreempt
         return self.preempt
@@ -616,7 +779,10 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
 
 
 _CHECK_TYPES = frozenset(
-    str(m.model_fields["type"].default) for m in _models(Config) if "type" in m.model_fields
+    str(m.model_fields["type"].default)
+    for m in _models(Config)
+    # A check's model is the one value of its tag (a route's `type` has four).
+    if "type" in m.model_fields and len(get_args(m.model_fields["type"].annotation)) == 1
 )
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Any
 
+from hacontrol.desired import default_rule_priorities
 from hacontrol.yamlsrc import Path
 
 if TYPE_CHECKING:
@@ -89,6 +90,52 @@ def vips_unique(config: Config) -> Iterator[Finding]:
             mine.add(address)
         for address in mine:
             owner.setdefault(address, inst.name)
+
+
+def routes_unique(config: Config) -> Iterator[Finding]:
+    # The kernel knows a route by family, table, destination and metric, and a rule by all
+    # it says: two instances holding one would add and delete it under each other.
+    priorities = default_rule_priorities(config)
+    routes: dict[object, str] = {}
+    rules: dict[object, str] = {}
+    for index, inst in enumerate(config.vrrp_instances):
+        for route_index, route in enumerate(inst.virtual_routes):
+            key = (route.to, route.table or 254, route.metric)
+            if key in routes:
+                yield (
+                    ("vrrp_instances", index, "virtual_routes", route_index),
+                    f"route to {route.to} (table {route.table or 'main'}) is also in "
+                    f"{routes[key]}: one instance holds a route",
+                )
+            else:
+                routes[key] = f"instance {inst.name!r}"
+        for rule_index, rule in enumerate(inst.virtual_rules):
+            priority = rule.priority or priorities[(index, rule_index)]
+            rkey = (rule.family, priority, rule.from_, rule.to, rule.fwmark_and_mask, rule.table)
+            if rkey in rules:
+                yield (
+                    ("vrrp_instances", index, "virtual_rules", rule_index),
+                    f"this rule (priority {priority}) is also in {rules[rkey]}",
+                )
+            else:
+                rules[rkey] = f"instance {inst.name!r}"
+
+
+def vmac_names_unique(config: Config) -> Iterator[Finding]:
+    first: dict[str, str] = {}
+    for index, inst in enumerate(config.vrrp_instances):
+        name = inst.vmac_name
+        if name is None:
+            continue
+        if name in first:
+            default = inst.use_vmac is True
+            yield (
+                ("vrrp_instances", index, "use_vmac"),
+                f"VMAC {name} is also instance {first[name]!r}'s"
+                + ("; name one of them (use_vmac: NAME)" if default else ""),
+            )
+        else:
+            first[name] = inst.name
 
 
 def sync_daemon_instance_exists(config: Config) -> Iterator[Finding]:
@@ -271,6 +318,8 @@ ERROR_CHECKS: tuple[Check, ...] = (
     vrrp_names_unique,
     vrids_unique,
     vips_unique,
+    routes_unique,
+    vmac_names_unique,
     sync_daemon_instance_exists,
     tracking_names_unique,
     tracked_items_exist,
@@ -385,12 +434,33 @@ def notify_fifos(config: Config) -> Iterator[Finding]:
         )
 
 
+def rules_without_priority(config: Config) -> Iterator[Finding]:
+    for (index, rule_index), priority in default_rule_priorities(config).items():
+        yield (
+            ("vrrp_instances", index, "virtual_rules", rule_index),
+            f"a rule without a priority gets {priority}, as keepalived gives it; rules are "
+            "added as instances become master, in any order, so give each its priority",
+        )
+
+
+def nopreempt_with_state_master(config: Config) -> Iterator[Finding]:
+    for index, inst in enumerate(config.vrrp_instances):
+        if inst.state == "MASTER" and (inst.nopreempt or not inst.preempt):
+            yield (
+                ("vrrp_instances", index, "state"),
+                "nopreempt has no effect with state MASTER: the instance preempts "
+                "(keepalived clears nopreempt too); use state BACKUP",
+            )
+
+
 WARNING_CHECKS: tuple[Check, ...] = (
     nothing_to_do,
     vips_beyond_advert,
     tracking_weights_ignored,
     tracked_but_unused,
     notify_fifos,
+    rules_without_priority,
+    nopreempt_with_state_master,
 )
 
 

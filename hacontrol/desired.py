@@ -56,7 +56,15 @@ from healthcheck.policy import (
 )
 from healthcheck.state import RealServerId
 from vrrp.track import TrackedItem, TrackKind
-from vrrp.types import InstanceParams, InstanceSpec, State, SyncGroupSpec
+from vrrp.types import (
+    AddressOptions,
+    InstanceParams,
+    InstanceSpec,
+    State,
+    SyncGroupSpec,
+    VirtualRoute,
+    VirtualRule,
+)
 
 if TYPE_CHECKING:
     # Types only: config.py calls model_problems() from here when it checks a file, so a
@@ -78,16 +86,40 @@ SyncRole = Literal["master", "backup"]
 
 # ---- VRRP ---------------------------------------------------------------------------------
 
+# keepalived's priority for a rule given none: 16384, then one less for each next one of
+# the same family, in file order.
+FIRST_DEFAULT_RULE_PRIORITY = 16384
 
-def vrrp_instance(inst: VrrpInstanceConfig, config: Config | None = None) -> InstanceSpec:
+
+def default_rule_priorities(config: Config) -> dict[tuple[int, int], int]:
+    """(instance index, rule index) -> the priority keepalived would give a rule without
+    one."""
+    next_priority = {4: FIRST_DEFAULT_RULE_PRIORITY, 6: FIRST_DEFAULT_RULE_PRIORITY}
+    out: dict[tuple[int, int], int] = {}
+    for index, inst in enumerate(config.vrrp_instances):
+        for rule_index, rule in enumerate(inst.virtual_rules):
+            if rule.priority is None:
+                out[(index, rule_index)] = next_priority[rule.family]
+                next_priority[rule.family] -= 1
+    return out
+
+
+def vrrp_instance(
+    inst: VrrpInstanceConfig,
+    config: Config | None = None,
+    rule_priorities: Mapping[int, int] | None = None,
+) -> InstanceSpec:
     """One configured instance as the engine runs it (with `config`: what it tracks).
 
     The primary address (advert source, tie-break key) is followed live by the engine;
     here it is the unicast source when one is configured, else the unspecified address
-    of the instance's family as a placeholder.
+    of the instance's family as a placeholder. `rule_priorities`: rule index -> the
+    priority of a rule given none (config_checks.default_rule_priorities).
     """
     placeholder = IPv4Address(0) if inst.family == 4 else IPv6Address(0)
     primary = inst.unicast_src_ip if inst.unicast_src_ip is not None else placeholder
+    vips = (*inst.virtual_ipaddresses, *inst.virtual_ipaddresses_excluded)
+    priorities = rule_priorities or {}
     return InstanceSpec(
         params=InstanceParams(
             name=inst.name,
@@ -104,26 +136,69 @@ def vrrp_instance(inst: VrrpInstanceConfig, config: Config | None = None) -> Ins
             auth_type=inst.auth_type,
             auth_data=inst.auth_data,
             garp=inst.garp,
+            initial_state=None if inst.state is None else State(inst.state),
         ),
         interface=inst.interface,
         unicast_src_ip=inst.unicast_src_ip,
         unicast_peers=tuple(inst.unicast_peers),
-        vip_labels=tuple(
-            (vip.address.ip, vip.label)
-            for vip in (*inst.virtual_ipaddresses, *inst.virtual_ipaddresses_excluded)
-            if vip.label
-        ),
+        vip_labels=tuple((vip.address.ip, vip.label) for vip in vips if vip.label),
         unicast_ttl=inst.unicast_ttl,
         min_ttl=inst.min_ttl,
         max_ttl=inst.max_ttl,
         check_unicast_src=inst.check_unicast_src,
         track=tracked_items(config, inst) if config is not None else (),
         dont_track_primary=inst.dont_track_primary,
+        vip_options=tuple(
+            (
+                vip.address.ip,
+                AddressOptions(
+                    dev=vip.dev,
+                    scope=vip.scope,
+                    broadcast=vip.brd if isinstance(vip.brd, IPv4Address) else None,
+                    no_track=vip.no_track,
+                ),
+            )
+            for vip in vips
+            if vip.dev or vip.scope or vip.brd or vip.no_track
+        ),
+        virtual_routes=tuple(
+            VirtualRoute(
+                dst=route.to,
+                via=route.via,
+                dev=route.dev,
+                src=route.src,
+                metric=route.metric,
+                table=route.table,
+                scope=route.scope,
+                type=route.type,
+                no_track=route.no_track,
+            )
+            for route in inst.virtual_routes
+        ),
+        virtual_rules=tuple(
+            VirtualRule(
+                family=rule.family,
+                priority=rule.priority or priorities.get(index, FIRST_DEFAULT_RULE_PRIORITY),
+                table=rule.table,
+                src=rule.from_,
+                dst=rule.to,
+                fwmark=rule.fwmark_and_mask[0],
+                fwmask=rule.fwmark_and_mask[1],
+                no_track=rule.no_track,
+            )
+            for index, rule in enumerate(inst.virtual_rules)
+        ),
+        use_vmac=inst.vmac_name,
+        vmac_xmit_base=inst.vmac_xmit_base,
     )
 
 
 def vrrp_instances(config: Config) -> tuple[InstanceSpec, ...]:
-    return tuple(vrrp_instance(inst, config) for inst in config.vrrp_instances)
+    defaults = default_rule_priorities(config)
+    return tuple(
+        vrrp_instance(inst, config, {rule: p for (i, rule), p in defaults.items() if i == index})
+        for index, inst in enumerate(config.vrrp_instances)
+    )
 
 
 def sync_groups(config: Config) -> tuple[SyncGroupSpec, ...]:

@@ -10,10 +10,13 @@ import functools
 from ipaddress import (
     IPv4Address,
     IPv4Interface,
+    IPv4Network,
     IPv6Address,
     IPv6Interface,
+    IPv6Network,
     ip_address,
     ip_interface,
+    ip_network,
 )
 from typing import Annotated, Any
 
@@ -50,5 +53,22 @@ def _to_interface(value: Any) -> Any:
     return value
 
 
+def _to_network(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return ip_network(value)
+        except ValueError as exc:
+            if "has host bits set" in str(exc):
+                raise ValueError(
+                    f"{value!r} has host bits set: a prefix is written with them clear "
+                    f"({ip_network(value, strict=False)})"
+                ) from None
+            raise ValueError(f"{value!r} is not an IPv4 or IPv6 prefix (ADDRESS/LENGTH)") from None
+    if not isinstance(value, IPv4Network | IPv6Network):
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 prefix (ADDRESS/LENGTH)")
+    return value
+
+
 IPAddress = Annotated[IPv4Address | IPv6Address, BeforeValidator(_to_ip)]
+IPNetwork = Annotated[IPv4Network | IPv6Network, BeforeValidator(_to_network)]
 IPInterface = Annotated[IPv4Interface | IPv6Interface, BeforeValidator(_to_interface)]

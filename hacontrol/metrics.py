@@ -90,6 +90,7 @@ from vrrp.events import (
     InstanceCounters,
     InstanceStateChanged,
     PriorityChanged,
+    RouteRepaired,
     SyncGroupStateChanged,
     TrackingChanged,
     VipRepaired,
@@ -170,6 +171,12 @@ class Metrics:
             "hacontrol_vrrp_vip_repairs",
             "VIPs found missing on a master (deleted by hand) and added again",
             ["vrrp_instance"],
+            registry=r,
+        )
+        self.vrrp_route_repairs = Counter(
+            "hacontrol_vrrp_route_repairs",
+            "virtual routes and rules found missing on a master and added again, by kind",
+            ["vrrp_instance", "kind"],
             registry=r,
         )
         self.vrrp_process_restarts = Counter(
@@ -315,6 +322,7 @@ class Metrics:
             TrackingChanged: self.on_tracking,
             SyncGroupStateChanged: self.on_sync_group,
             VipRepaired: self.on_vip_repaired,
+            RouteRepaired: self.on_route_repaired,
             VrrpCounters: self.vrrp_counters.update,
             VrrpProcessChanged: self.on_vrrp_process,
             ReconcileResult: self.on_reconcile,
@@ -402,6 +410,9 @@ class Metrics:
 
     def on_vip_repaired(self, event: VipRepaired) -> None:
         self.vrrp_vip_repairs.labels(event.instance).inc()
+
+    def on_route_repaired(self, event: RouteRepaired) -> None:
+        self.vrrp_route_repairs.labels(event.instance, event.kind).inc()
 
     def on_vrrp_process(self, event: VrrpProcessChanged) -> None:
         if event.event == "started" and event.detail == "restart":

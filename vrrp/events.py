@@ -61,6 +61,8 @@ class FaultsChanged:
     Reasons are stable words: `no_such_interface`, `link_down`, `no_source_address`,
     `track_KIND:NAME` (a tracked item with weight 0 is down: `track_script:chk_web`) and
     `sync_group` (held in FAULT by its sync group).
+    `dev_link_down` (the interface of a VIP's or route's `dev` is down or absent),
+    `vmac_missing` (the instance's VMAC macvlan is not there, or not usable as one).
     """
 
     instance: str
@@ -130,12 +132,23 @@ class VipRepaired:
 
 
 @dataclass(frozen=True, slots=True)
+class RouteRepaired:
+    """A virtual route or rule of a master instance was found missing (deleted by hand, or
+    flushed by the kernel with an address it used) and added again. `kind`: route, rule."""
+
+    instance: str
+    kind: str
+    item: str
+
+
+@dataclass(frozen=True, slots=True)
 class InstanceCounters:
     adverts_sent: int = 0
     adverts_received: int = 0
     garp_sent: int = 0
     address_mismatch: int = 0
-    # action -> failures: send_advert, add_address, remove_address, send_garp
+    # action -> failures: send_advert, add_address, remove_address, send_garp, add_route,
+    # remove_route, add_rule, remove_rule, vmac
     errors: Mapping[str, int] = field(default_factory=dict)
 
 
@@ -174,6 +187,7 @@ VrrpEvent = (
     | TrackingChanged
     | SyncGroupStateChanged
     | VipRepaired
+    | RouteRepaired
     | VrrpCounters
     | ReconfigureResult
 )

@@ -51,6 +51,10 @@ Behaviour beyond the RFC follows keepalived, which operators compare us with:
   (`wants_master`), stays BACKUP and keeps listening, re-arming its Master_Down_Timer as
   keepalived does; the adapter `promote()`s the members once all want it, and moves them
   with `sync_to_backup()` and the `sync_group` fault.
+* Virtual routes and rules follow mastership like the VIPs (`ApplyRoutes`): applied
+  after the VIPs on becoming master, withdrawn before them on leaving.
+* keepalived's start hint `state BACKUP` keeps even the address owner from taking over
+  at once: it listens for Master_Down_Interval first (`InstanceParams.initial_state`).
 * preempt_delay, exactly as implemented here (keepalived's documented intent,
   "seconds after startup or seeing a lower priority master until preemption",
   made exact): a preempting backup that hears a live lower-priority master
@@ -74,6 +78,7 @@ from vrrp.types import (
     Action,
     AddAddresses,
     Advertisement,
+    ApplyRoutes,
     AuthType,
     InstanceParams,
     IPAddress,
@@ -243,6 +248,12 @@ class Instance:
     def _is_owner(self) -> bool:
         return self._effective_priority == OWNER_PRIORITY
 
+    @property
+    def _starts_as_master(self) -> bool:
+        """§6.4.1's owner rule with keepalived's start hint: an owner configured with
+        `state BACKUP` listens for Master_Down_Interval first, as any backup does."""
+        return self._is_owner and self._params.initial_state is not State.BACKUP
+
     def get_timer(self) -> float | None:
         deadlines = [
             t
@@ -274,7 +285,7 @@ class Instance:
             return self._change_state(State.FAULT, self._fault_reason(), now)
         if resume and not self._held:
             return self._change_state(State.MASTER, Reason.RESUME, now)
-        if self._is_owner and not self._held:
+        if self._starts_as_master and not self._held:
             # §6.4.1: the address owner goes straight to Master.
             return self._owner_takes_over(Reason.ADDRESS_OWNER, Reason.STARTUP, now)
         return self._change_state(State.BACKUP, Reason.STARTUP, now)
@@ -300,7 +311,7 @@ class Instance:
         if had and not self._faults and self._state is State.FAULT:
             # Like §6.4.1: the owner becomes Master at once, anyone else listens first.
             reason = _cleared_reason(fault)
-            if self._is_owner and not self._held:
+            if self._starts_as_master and not self._held:
                 return self._owner_takes_over(reason, reason, now)
             return self._change_state(State.BACKUP, reason, now)
         return []
@@ -430,7 +441,7 @@ class Instance:
         if self._state is State.BACKUP:
             if self._preempt_timer is not None and not self._would_preempt_heard_master():
                 self._preempt_timer = None
-            if self._is_owner and not self._held and self._wants_master is None:
+            if self._starts_as_master and not self._held and self._wants_master is None:
                 # A new address owner (priority 255) takes over at once (§6.4.1).
                 return self._owner_takes_over(Reason.ADDRESS_OWNER, Reason.ADDRESS_OWNER, now)
         return []
@@ -700,6 +711,9 @@ class Instance:
             # higher priority, the new master already speaks. A sync group's step-down
             # resigns (the other members' peers take over after Skew_Time rather than
             # Master_Down_Interval, where keepalived stops advertising silently).
+            # Routes and rules go before the VIPs they may use (keepalived: rules, routes,
+            # then VIPs).
+            actions.append(ApplyRoutes(False))
             actions.append(RemoveAddresses(self._held_addresses))
 
         if new is State.MASTER:
@@ -713,6 +727,9 @@ class Instance:
             # add (a few ms) costs nothing and shortens the failover.
             actions.extend(self._send_advertisement(now))
             actions.append(AddAddresses(self._held_addresses))
+            # Routes may name a VIP as source or reach their gateway through one, and the
+            # traffic GARP draws may need them (keepalived: VIPs, routes, rules, GARP).
+            actions.append(ApplyRoutes(True))
             garp = self._params.garp
             actions.extend(self._garp(garp.master_repeat))
             if garp.master_delay > 0:

@@ -27,7 +27,22 @@ Runtime facts are inputs, followed live from route netlink, never read once at s
   with a sweep every `VIP_SWEEP_INTERVAL` as a backstop. Only addresses this engine added
   (or found left over by an earlier run of it, at start) are ever removed, and before a
   VIP that is its subnet's primary is removed, `promote_secondaries` is turned on for the
-  interface, so the kernel keeps the secondaries instead of deleting them with it.
+  interface, so the kernel keeps the secondaries instead of deleting them with it. A VIP
+  may live on another interface than the instance's (`dev`): it is added, checked,
+  announced (with that interface's MAC) and removed there, and that interface is tracked
+  like keepalived tracks it (down or absent: FAULT, `dev_link_down`) unless `no_track`,
+  which also leaves a VIP deleted by hand missing until the next transition to master.
+- Virtual routes and rules (keepalived's virtual_routes / virtual_rules) follow
+  mastership like the VIPs: added after them on becoming master, removed before them on
+  leaving, with the kernel's RTPROT_KEEPALIVED protocol, so that only ours are ever
+  deleted. The sweep compares them with a kernel-filtered dump of that protocol and adds
+  back what went missing (`RouteRepaired`); one the kernel refuses (a gateway that is not
+  reachable) is logged once, counted, and retried with backoff, and the instance stays
+  master, as keepalived's does. A route's `dev` is tracked like a VIP's.
+- VMAC (keepalived's use_vmac, vrrp/vmac.py): the instance's macvlan is created before
+  it starts, adopted if an earlier run left it, created again if someone deletes it, and
+  deleted when the instance stops or leaves; the sysctls keepalived sets are set, and
+  those of the parent interface put back when its last VMAC goes.
 
 Instances are added, changed in place and removed at any time with `configure()` (a
 reload): an instance whose interface, family and VRID stay the same keeps its state.
@@ -56,11 +71,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import errno
 import logging
 import socket
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address, ip_network
+from ipaddress import IPv4Address, ip_interface, ip_network
 from typing import Protocol
 
 from vrrp import arp, packet
@@ -74,6 +90,9 @@ from vrrp.addresses import (
     LinkEvent,
     LinkRemoved,
     Rtnl,
+    RtnlError,
+    route_key,
+    rule_key,
 )
 from vrrp.events import (
     FaultsChanged,
@@ -83,6 +102,7 @@ from vrrp.events import (
     MasterChanged,
     PriorityChanged,
     ReconfigureResult,
+    RouteRepaired,
     SyncGroupStateChanged,
     TrackedItemStatus,
     TrackingChanged,
@@ -118,7 +138,9 @@ from vrrp.types import (
     VRRP_MCAST_V6,
     Action,
     AddAddresses,
+    AddressOptions,
     Advertisement,
+    ApplyRoutes,
     InstanceParams,
     InstanceSpec,
     IPAddress,
@@ -130,7 +152,10 @@ from vrrp.types import (
     State,
     StateChanged,
     SyncGroupSpec,
+    VirtualRoute,
+    VirtualRule,
 )
+from vrrp.vmac import Sysctls, raised_rp_filter, vmac_address
 
 log = logging.getLogger("vrrp.io")
 
@@ -140,6 +165,12 @@ MONITOR_RETRY = 1.0  # seconds between attempts to re-open a failed netlink moni
 VIP_SWEEP_INTERVAL = 1.0  # seconds between checks that every master's VIPs are present
 DEFAULT_MTU = 1500  # Ethernet's, for an interface that is absent when an instance starts
 SYNC_ROUNDS = 16  # a sync group's rule settles in 2-3 rounds; more is a bug, said loudly
+ROUTE_RETRY_MAX = 60.0  # seconds: the longest wait before adding a refused route again
+VMAC_RETRY = 1.0  # seconds between attempts to (re)create one VMAC
+
+# Faults of this adapter's own, beside the fsm's (vrrp/events.py FaultsChanged says them).
+DEV_LINK_DOWN = "dev_link_down"
+VMAC_MISSING = "vmac_missing"
 
 Publish = Callable[[object], None]
 
@@ -154,6 +185,8 @@ class Drop(enum.Enum):
     # A valid lower-priority advert a master heard but did not answer: it answered one
     # within the last Advertisement_Interval (vrrp/fsm.py's rate limit on answers).
     ANSWER_SUPPRESSED = "answer_suppressed"
+    # Heard on a VMAC whose instance is still being set up (the macvlan was just created).
+    STARTING = "starting"
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +195,17 @@ class _Publish:
     published when the worker reaches them, after the actions queued before them)."""
 
     event: object
+
+
+@dataclass(frozen=True, slots=True)
+class _RepairRoutes:
+    """Bring the instance's routes and rules in line with its state (queued by the sweep,
+    after a reload, and for retries), performed in order with its other actions."""
+
+
+@dataclass(frozen=True, slots=True)
+class _RemoveStaleRoutes:
+    """At start, as a backup: remove our routes and rules an earlier run left behind."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,18 +257,25 @@ class _Runner:
     unicast: Unicast
     labels: Mapping[IPAddress, str]
     counts: _Counts
+    vip_opts: Mapping[IPAddress, AddressOptions] = field(default_factory=dict)
+    vips_by_ip: Mapping[IPAddress, IPInterface] = field(default_factory=dict)
+    tracked_devs: frozenset[str] = frozenset()
+    depends_on: frozenset[str] = frozenset()
     timer: asyncio.TimerHandle | None = None
     deadline: float | None = None
-    queue: asyncio.Queue[Action | _Publish] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[Action | _Publish | _RepairRoutes | _RemoveStaleRoutes] = field(
+        default_factory=asyncio.Queue
+    )
     worker: asyncio.Task[None] | None = None
     mismatch_logged: bool = False
     send_failing: bool = False  # log the first failure of a run at warning, the rest at debug
     encode_failing: bool = False  # likewise for adverts that cannot be encoded at all
-    held_vips: set[IPInterface] = field(default_factory=set)  # added by us, not yet removed
+    # Added by us, not yet removed, with the interface each one was added to.
+    held_vips: dict[IPInterface, str] = field(default_factory=dict)
     repairing: set[IPInterface] = field(default_factory=set)  # re-add queued, not yet done
     heard: tuple[IPAddress | None, int | None] = (None, None)  # the master a backup follows
     retired: bool = False
-    started: bool = False  # fsm.start() done
+    started: bool = False  # fsm.start() done (a VMAC instance starts once its macvlan is up)
     waiting: bool = False  # start deferred: a weight-0 item has no verdict yet
     resume: bool = False  # start as MASTER when started (VRRP process restart)
     iface_faults: set[str] = field(default_factory=set)
@@ -233,6 +284,16 @@ class _Runner:
     group_fault: bool = False  # held in FAULT by its sync group
     tracking: tuple[TrackedItemStatus, ...] = ()
     last_reason: Reason | None = None  # of its last state change (a group's reason)
+    faults_logged: tuple[str, ...] = ()  # the tracked `dev`s last said to be down
+    # Virtual routes and rules: what we added and hold, whether the fsm wants them held,
+    # and per item (failures so far, earliest next attempt) after the kernel refused it.
+    held_routes: set[VirtualRoute] = field(default_factory=set)
+    held_rules: set[VirtualRule] = field(default_factory=set)
+    routes_active: bool = False
+    route_retry: dict[VirtualRoute | VirtualRule, tuple[int, float]] = field(default_factory=dict)
+    route_ops: int = 0  # bumped on every route/rule change, so the sweep can spot a race
+    route_sync_queued: bool = False
+    vmac_attempt: float = float("-inf")
 
     @property
     def name(self) -> str:
@@ -245,6 +306,58 @@ class _Runner:
     @property
     def family(self) -> socket.AddressFamily:
         return _family(self.spec.params.primary_address)
+
+    @property
+    def vmac(self) -> str | None:
+        return self.spec.use_vmac
+
+    @property
+    def sock_ifname(self) -> str:
+        """Where adverts are sent and heard: the VMAC, unless vmac_xmit_base."""
+        if self.vmac is not None and not self.spec.vmac_xmit_base:
+            return self.vmac
+        return self.spec.interface
+
+    @property
+    def src_ifname(self) -> str:
+        """Whose address adverts carry as source: over IPv4 a VMAC has none of its own and
+        adverts leave from the parent's (keepalived's); over IPv6 from the link-local
+        address copied onto the VMAC."""
+        if self.vmac is not None and self.family == socket.AF_INET:
+            return self.spec.interface
+        return self.sock_ifname
+
+    @property
+    def vip_ifname(self) -> str:
+        """Where a VIP without a `dev` of its own goes: the VMAC if there is one."""
+        return self.vmac if self.vmac is not None else self.spec.interface
+
+    def options(self, address: IPInterface) -> AddressOptions:
+        return self.vip_opts.get(address.ip, _NO_OPTIONS)
+
+    def dev_of(self, address: IPInterface) -> str:
+        return self.options(address).dev or self.vip_ifname
+
+    def derive(self) -> None:
+        """Work out what follows from the spec (once per spec: hundreds of VIPs are
+        consulted on every link and address event)."""
+        spec = self.spec
+        self.vip_opts = dict(spec.vip_options)
+        self.vips_by_ip = {vip.ip: vip for vip in spec.params.held_addresses}
+        own = {spec.interface, self.vip_ifname}
+        devs = {
+            self.dev_of(vip) for vip in spec.params.held_addresses if not self.options(vip).no_track
+        }
+        devs.update(r.dev for r in spec.virtual_routes if r.dev is not None and not r.no_track)
+        # Interfaces beyond its own whose state the instance follows, as keepalived does:
+        # each VIP's and route's `dev`, unless no_track.
+        self.tracked_devs = frozenset(devs - own)
+        # Every interface whose links or addresses can change this instance's faults.
+        mine = {spec.interface, self.sock_ifname, self.src_ifname, self.vip_ifname}
+        self.depends_on = frozenset(mine) | self.tracked_devs
+
+
+_NO_OPTIONS = AddressOptions()
 
 
 @dataclass(eq=False)
@@ -281,20 +394,30 @@ class _Interface:
 
     def primary(self, family: socket.AddressFamily) -> IPAddress | None:
         """The address adverts leave from (see the module docstring), or None."""
-        best: IPAddress | None = None
-        for entry in self.addresses.values():
-            ip = entry.address.ip
-            if _family(ip) != family or ip in self.vips or not entry.usable:
-                continue
-            if family == socket.AF_INET6:
-                if ip.is_link_local:
-                    return ip
-                continue
-            if not entry.secondary:
+        return _primary(self.addresses, self.vips, family)
+
+
+def _primary(
+    addresses: Mapping[IPAddress, LinkAddress],
+    vips: Iterable[IPAddress],
+    family: socket.AddressFamily,
+) -> IPAddress | None:
+    """An interface's own address of `family` (not a VIP): IPv4 its first primary address,
+    else a secondary; IPv6 its usable link-local one (RFC 5798 §5.1.2.1)."""
+    best: IPAddress | None = None
+    for entry in addresses.values():
+        ip = entry.address.ip
+        if _family(ip) != family or ip in vips or not entry.usable:
+            continue
+        if family == socket.AF_INET6:
+            if ip.is_link_local:
                 return ip
-            if best is None:
-                best = ip
-        return best
+            continue
+        if not entry.secondary:
+            return ip
+        if best is None:
+            best = ip
+    return best
 
 
 def _family(address: IPAddress) -> socket.AddressFamily:
@@ -403,6 +526,10 @@ class VrrpEngine:
         self._drops: dict[tuple[str, str], int] = {}
         self._retired_counts: dict[str, _Counts] = {}
         self._pending: list[InstanceSpec] = []  # add_instance() before start()
+        self._vips_by_if: dict[str, set[IPAddress]] = {}  # every runner's VIPs, by interface
+        self._sysctls = Sysctls()
+        self._vmac_busy: set[str] = set()  # VMACs being created right now
+        self._retiring: set[asyncio.Task[None]] = set()
         self._rtnl = Rtnl()
         self._packet_socket: socket.socket | None = None
         self._monitor_task: asyncio.Task[None] | None = None
@@ -457,6 +584,12 @@ class VrrpEngine:
             max_ttl=max_ttl,
             check_unicast_src=check_unicast_src,
         )
+        self.add_spec(spec)
+
+    def add_spec(self, spec: InstanceSpec) -> None:
+        """Register an instance given whole (routes, rules, VMAC, VIP options) before start."""
+        if self._started:
+            raise RuntimeError("add_spec() after start(): use configure()")
         problem = spec_problem(spec, self._pending)
         if problem is not None:
             raise ValueError(problem)
@@ -596,6 +729,12 @@ class VrrpEngine:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # keepalived deletes its VMACs on stop (the VIPs on them are gone by now).
+        for runner in self._runners.values():
+            if runner.vmac is not None:
+                with contextlib.suppress(Exception):
+                    await self._remove_vmac(runner.vmac)
+        self._sysctls.restore(self._sysctls.changed())
         for runner in self._runners.values():
             self._cancel_timer(runner)
         for iface in self._interfaces.values():
@@ -634,10 +773,8 @@ class VrrpEngine:
     def _create(
         self, spec: InstanceSpec, now: float, *, resume: bool, held: bool, group: str | None = None
     ) -> None:
-        iface = self._interfaces.get(spec.interface)
-        if iface is None:
-            iface = self._interfaces[spec.interface] = _Interface(spec.interface)
-            self._attach(iface)
+        sock_ifname = spec.use_vmac if spec.use_vmac and not spec.vmac_xmit_base else None
+        iface = self._interface(sock_ifname or spec.interface)
         fsm = Instance(self._fit_advert(spec, iface))  # ValueError for bad parameters
         key = (_family(spec.params.primary_address), spec.params.vrid)
         if key in iface.instances:
@@ -653,9 +790,10 @@ class VrrpEngine:
             labels=dict(spec.vip_labels),
             counts=counts,
         )
+        runner.derive()
         iface.instances[key] = runner
         self._runners[spec.name] = runner
-        self._update_vips(iface)
+        self._update_vips()
         if iface.link is not None and iface.link.up:
             self._set_operational(iface, self._open_sockets(iface))
         runner.worker = asyncio.get_running_loop().create_task(
@@ -667,6 +805,17 @@ class VrrpEngine:
         runner.resume = resume
         runner.group = group
         fsm.set_gated(group is not None)
+        if runner.vmac is None:
+            self._begin(runner, now)
+        else:
+            # keepalived creates the macvlan before the instance enters its first state;
+            # starting first would put it through FAULT (no interface) for nothing.
+            self._spawn(self._begin_with_vmac(runner))
+
+    def _begin(self, runner: _Runner, now: float) -> None:
+        if runner.retired or self._stopped:
+            return
+        iface = self._interfaces[runner.sock_ifname]
         self._refresh_runner(iface, runner, now)  # faults before start: start() honours them
         pending = self._retrack(runner, now)
         if pending:
@@ -675,7 +824,7 @@ class VrrpEngine:
             # a result: it must neither take over nor give up what it cannot yet judge.
             log.info(
                 "vrrp.instance_waiting instance=%s reason=no_result_yet items=%s",
-                spec.name,
+                runner.name,
                 ",".join(pending),
             )
             return
@@ -687,28 +836,73 @@ class VrrpEngine:
         runner.waiting = False
         resume = runner.resume
         self._feed(runner, lambda t: fsm.start(t, resume=resume), now)
-        iface = self._interfaces.get(spec.interface)
-        if iface is not None:
-            self._remove_stale_vips(runner, iface)
+        self._remove_stale_vips(runner)
+        if fsm.state is not State.MASTER and (spec.virtual_routes or spec.virtual_rules):
+            runner.queue.put_nowait(_RemoveStaleRoutes())
         log.info(
-            "vrrp.instance_started instance=%s iface=%s vrid=%d resume=%s held=%s group=%s",
+            "vrrp.instance_started instance=%s iface=%s vrid=%d resume=%s held=%s group=%s vmac=%s",
             spec.name,
             spec.interface,
             spec.params.vrid,
             resume,
             fsm.held,
             runner.group or "-",
+            spec.use_vmac,
         )
+
+    async def _begin_with_vmac(self, runner: _Runner) -> None:
+        # An instance being replaced may still hold this VMAC (its VIPs are leaving).
+        retiring = [t for t in self._retiring if not t.done()]
+        if retiring:
+            await asyncio.wait(retiring, timeout=STOP_TIMEOUT)
+        try:
+            # A link event may have set the same VMAC up a moment ago: let it finish.
+            for _ in range(int(STOP_TIMEOUT / 0.05)):
+                if runner.vmac not in self._vmac_busy:
+                    break
+                await asyncio.sleep(0.05)
+            tried = runner.vmac_attempt != float("-inf")
+            if not (tried and self._vmac_usable(runner) and self._source(runner) is not None):
+                await self._ensure_vmac(runner)
+        finally:
+            self._begin(runner, self._now())
+
+    def _interface(self, name: str) -> _Interface:
+        iface = self._interfaces.get(name)
+        if iface is None:
+            iface = self._interfaces[name] = _Interface(name)
+            self._attach(iface)
+        return iface
 
     def _update(self, runner: _Runner, spec: InstanceSpec, now: float) -> None:
         before = runner.fsm.effective_priority
-        iface = self._interfaces[spec.interface]
+        iface = self._interfaces[runner.sock_ifname]
         params = self._fit_advert(spec, iface)
+        old = runner.spec
+        moved = tuple(
+            vip
+            for vip in spec.params.held_addresses
+            if vip in runner.held_vips
+            and (dict(spec.vip_options).get(vip.ip, _NO_OPTIONS).dev or runner.vip_ifname)
+            != runner.held_vips[vip]
+        )
         self._feed(runner, lambda t: runner.fsm.update(params, t), now)
         runner.spec = spec
         runner.unicast = Unicast.of(spec)
         runner.labels = dict(spec.vip_labels)
-        self._update_vips(iface)
+        runner.derive()
+        if moved and runner.fsm.state is State.MASTER:
+            # A VIP whose `dev` changed leaves its old interface (recorded in held_vips)
+            # and is added and announced on its new one.
+            runner.queue.put_nowait(RemoveAddresses(moved))
+            runner.queue.put_nowait(AddAddresses(moved))
+            count = spec.params.garp.master_repeat
+            if count > 0:
+                runner.queue.put_nowait(SendGratuitousArp(tuple(v.ip for v in moved), count))
+        if (old.virtual_routes, old.virtual_rules) != (spec.virtual_routes, spec.virtual_rules):
+            runner.route_retry.clear()
+            self._queue_route_sync(runner)
+        self._update_vips()
         self._refresh_runner(iface, runner, now)
         self._retrack(runner, now, publish_priority=False)
         if runner.fsm.effective_priority != before:
@@ -719,7 +913,7 @@ class VrrpEngine:
 
     def _retire(self, runner: _Runner, now: float) -> None:
         """Stop one instance (resigning if master) and forget it once its actions are done."""
-        iface = self._interfaces[runner.interface]
+        iface = self._interfaces[runner.sock_ifname]
         iface.instances.pop((runner.family, runner.fsm.params.vrid), None)
         self._runners.pop(runner.name, None)
         runner.retired = True
@@ -727,8 +921,12 @@ class VrrpEngine:
         self._retired_counts[runner.name] = runner.counts
         self._feed(runner, runner.fsm.stop, now)
         self._cancel_timer(runner)
-        self._update_vips(iface)
-        self._spawn(self._finish_retire(runner, iface))
+        self._update_vips()
+        task = asyncio.get_running_loop().create_task(self._finish_retire(runner, iface))
+        self._retiring.add(task)
+        self._background.add(task)
+        task.add_done_callback(self._retiring.discard)
+        task.add_done_callback(self._background.discard)
         log.info("vrrp.instance_stopped instance=%s", runner.name)
 
     async def _finish_retire(self, runner: _Runner, iface: _Interface) -> None:
@@ -740,6 +938,13 @@ class VrrpEngine:
             runner.worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await runner.worker
+        if runner.vmac is not None and not any(
+            r.vmac == runner.vmac for r in self._runners.values()
+        ):
+            try:
+                await self._remove_vmac(runner.vmac)
+            except Exception as exc:
+                log.error("vrrp.vmac_remove_error name=%s error=%s", runner.vmac, exc)
         families = {family for family, _ in iface.instances}
         for family in list(iface.sockets):
             if family not in families:
@@ -755,19 +960,28 @@ class VrrpEngine:
         self._publish(HoldChanged(runner.name, held))
         log.info("vrrp.hold instance=%s held=%s", runner.name, held)
 
-    def _update_vips(self, iface: _Interface) -> None:
-        """Recompute what the receive path looks up per packet (VIPs, our unicast sources,
-        the peers to filter on): after every change of the interface's instances."""
-        runners = tuple(iface.instances.values())
-        iface.vips = {vip.ip for r in runners for vip in r.spec.params.held_addresses}
-        iface.unicast_sources = frozenset(
-            r.unicast.source for r in runners if r.unicast.source is not None
-        )
-        iface.peer_filter = {}
-        for family in {fam for fam, _ in iface.instances}:
-            same = [r for (fam, _), r in iface.instances.items() if fam == family]
-            if all(r.unicast.check_src for r in same):
-                iface.peer_filter[family] = frozenset().union(*(r.unicast.peers for r in same))
+    def _update_vips(self) -> None:
+        """Recompute what the receive path looks up per packet, after every change of the
+        instances, so that handling a packet costs the same whatever their number: every
+        running instance's VIPs by the interface each goes on (an interface's own address,
+        the advert source, is never one of them), our unicast sources and the peers to
+        filter on."""
+        by_if: dict[str, set[IPAddress]] = {}
+        for runner in self._runners.values():
+            for vip in runner.spec.params.held_addresses:
+                by_if.setdefault(runner.dev_of(vip), set()).add(vip.ip)
+        self._vips_by_if = by_if
+        for name, iface in self._interfaces.items():
+            iface.vips = by_if.get(name, set())
+            runners = tuple(iface.instances.values())
+            iface.unicast_sources = frozenset(
+                r.unicast.source for r in runners if r.unicast.source is not None
+            )
+            iface.peer_filter = {}
+            for family in {fam for fam, _ in iface.instances}:
+                same = [r for (fam, _), r in iface.instances.items() if fam == family]
+                if all(r.unicast.check_src for r in same):
+                    iface.peer_filter[family] = frozenset().union(*(r.unicast.peers for r in same))
 
     def _fit_advert(self, spec: InstanceSpec, iface: _Interface) -> InstanceParams:
         """The instance's parameters with its adverts sized for the interface's MTU, as
@@ -795,7 +1009,14 @@ class VrrpEngine:
             )
         return params
 
-    def _remove_stale_vips(self, runner: _Runner, iface: _Interface) -> None:
+    def _table(self, ifname: str) -> tuple[Link | None, dict[IPAddress, LinkAddress]]:
+        """An interface's link and its address table (empty if it does not exist)."""
+        link = self._links.get(ifname)
+        if link is None:
+            return None, {}
+        return link, self._addresses.setdefault(link.ifindex, {})
+
+    def _remove_stale_vips(self, runner: _Runner) -> None:
         """Take back VIPs a previous run left behind (kill -9) unless we start as master.
 
         keepalived does the same on startup: a backup holding the master's VIPs would answer
@@ -803,15 +1024,18 @@ class VrrpEngine:
         """
         if runner.fsm.state is State.MASTER:
             return
-        stale = tuple(v for v in runner.spec.params.held_addresses if v.ip in iface.addresses)
+        stale = tuple(
+            v for v in runner.spec.params.held_addresses if v.ip in self._table(runner.dev_of(v))[1]
+        )
         if stale:
             log.warning(
                 "vrrp.stale_vip instance=%s iface=%s addresses=%s",
                 runner.name,
-                iface.name,
+                runner.vip_ifname,
                 ",".join(map(str, stale)),
             )
-            runner.held_vips.update(stale)  # ours: an earlier run of ours added them
+            for vip in stale:  # ours: an earlier run of ours added them
+                runner.held_vips[vip] = runner.dev_of(vip)
             runner.queue.put_nowait(RemoveAddresses(stale))
 
     # ---- feeding the state machine -------------------------------------------
@@ -890,9 +1114,20 @@ class VrrpEngine:
             finally:
                 runner.queue.task_done()
 
-    async def _perform(self, runner: _Runner, action: Action | _Publish) -> None:
+    async def _perform(
+        self, runner: _Runner, action: Action | _Publish | _RepairRoutes | _RemoveStaleRoutes
+    ) -> None:
         if isinstance(action, _Publish):
             self._publish(action.event)
+        elif isinstance(action, ApplyRoutes):
+            runner.routes_active = action.active
+            runner.route_retry.clear()
+            await self._sync_routes(runner)
+        elif isinstance(action, _RepairRoutes):
+            runner.route_sync_queued = False
+            await self._sync_routes(runner)
+        elif isinstance(action, _RemoveStaleRoutes):
+            await self._remove_stale_routes(runner)
         elif isinstance(action, SendAdvertisement):  # _feed sends them; a queued one still goes
             self._send_advertisement(runner, action.advertisement)
         elif isinstance(action, AddAddresses):
@@ -930,8 +1165,7 @@ class VrrpEngine:
         )
         if change.new is State.MASTER:
             runner.heard = (None, None)
-            iface = self._interfaces.get(runner.interface)
-            source = self._source(runner, iface) if iface is not None else None
+            source = self._source(runner)
             self._publish(
                 MasterChanged(runner.name, source, runner.fsm.effective_priority, ours=True)
             )
@@ -942,19 +1176,20 @@ class VrrpEngine:
         errors = runner.counts.errors
         errors[operation] = errors.get(operation, 0) + 1
 
-    def _source(self, runner: _Runner, iface: _Interface) -> IPAddress | None:
+    def _source(self, runner: _Runner) -> IPAddress | None:
         if runner.unicast.source is not None:
             return runner.unicast.source
-        return iface.primary(runner.family)
+        name = runner.src_ifname
+        return _primary(self._table(name)[1], self._vips_by_if.get(name, ()), runner.family)
 
     def _send_advertisement(self, runner: _Runner, adv: Advertisement) -> None:
-        iface = self._interfaces.get(runner.interface)
+        iface = self._interfaces.get(runner.sock_ifname)
         if iface is None:
             return
         sock = iface.sockets.get(runner.family)
-        source = self._source(runner, iface)
+        source = self._source(runner)
         if sock is None or iface.link is None or source is None:
-            log.debug("vrrp.send_skipped instance=%s iface=%s", runner.name, runner.interface)
+            log.debug("vrrp.send_skipped instance=%s iface=%s", runner.name, iface.name)
             self._error(runner, "send_advert")
             return
         group: IPAddress = VRRP_MCAST_V4 if runner.family == socket.AF_INET else VRRP_MCAST_V6
@@ -1004,81 +1239,117 @@ class VrrpEngine:
             runner.counts.adverts_sent += 1
 
     async def _add_addresses(self, runner: _Runner, addresses: tuple[IPInterface, ...]) -> None:
-        iface = self._interfaces.get(runner.interface)
         for address in addresses:
             runner.repairing.discard(address)
             if runner.fsm.state is not State.MASTER:
                 # Queued while master, performed after a step-down or a FAULT: too late.
                 continue
-            if iface is None or iface.link is None:
-                log.warning("vrrp.vip_add_skipped instance=%s address=%s", runner.name, address)
+            dev = runner.dev_of(address)
+            link, table = self._table(dev)
+            if link is None:
+                log.warning(
+                    "vrrp.vip_add_skipped instance=%s iface=%s address=%s reason=no_such_interface",
+                    runner.name,
+                    dev,
+                    address,
+                )
                 self._error(runner, "add_address")
                 continue
+            options = runner.options(address)
             try:
                 added = await self._rtnl.add_address(
-                    iface.link.ifindex, address, runner.labels.get(address.ip)
+                    link.ifindex,
+                    address,
+                    runner.labels.get(address.ip),
+                    scope=options.scope,
+                    broadcast=options.broadcast,
                 )
             except AddressError as exc:
                 log.error(
-                    "vrrp.vip_add_error instance=%s address=%s error=%s", runner.name, address, exc
+                    "vrrp.vip_add_error instance=%s iface=%s address=%s error=%s",
+                    runner.name,
+                    dev,
+                    address,
+                    exc,
                 )
                 self._error(runner, "add_address")
                 continue
-            runner.held_vips.add(address)
-            if address.ip not in iface.addresses:
+            runner.held_vips[address] = dev
+            if address.ip not in table:
                 # Known before the kernel's event arrives: the sweep must not see it missing.
-                iface.addresses[address.ip] = LinkAddress(iface.link.ifindex, address)
+                table[address.ip] = LinkAddress(link.ifindex, address)
             log.info(
                 "vrrp.vip_add instance=%s iface=%s address=%s present=%s",
                 runner.name,
-                runner.interface,
+                dev,
                 address,
                 not added,
             )
 
     async def _remove_addresses(self, runner: _Runner, addresses: tuple[IPInterface, ...]) -> None:
-        iface = self._interfaces.get(runner.interface)
         for address in addresses:
-            if address not in runner.held_vips:
+            dev = runner.held_vips.pop(address, None)
+            if dev is None:
                 continue  # never added by us: not ours to remove
-            runner.held_vips.discard(address)
-            if iface is None or iface.link is None:
+            link, table = self._table(dev)
+            if link is None:
                 continue  # the interface is gone, and its addresses with it
-            entry = iface.addresses.get(address.ip)
+            entry = table.get(address.ip)
             if (
                 entry is not None
-                and _has_secondaries(iface, entry)
-                and _ensure_promote_secondaries(iface.name)
+                and _has_secondaries(table, entry)
+                and _ensure_promote_secondaries(dev)
             ):
                 log.warning(
                     "vrrp.promote_secondaries iface=%s reason=vip %s is the primary address "
                     "of its subnet; its secondaries are kept",
-                    iface.name,
+                    dev,
                     address,
                 )
             try:
-                removed = await self._rtnl.remove_address(iface.link.ifindex, address)
+                removed = await self._rtnl.remove_address(link.ifindex, address)
             except AddressError as exc:
                 log.error(
-                    "vrrp.vip_del_error instance=%s address=%s error=%s", runner.name, address, exc
+                    "vrrp.vip_del_error instance=%s iface=%s address=%s error=%s",
+                    runner.name,
+                    dev,
+                    address,
+                    exc,
                 )
                 self._error(runner, "remove_address")
                 continue
-            iface.addresses.pop(address.ip, None)
+            table.pop(address.ip, None)
             log.info(
                 "vrrp.vip_del instance=%s iface=%s address=%s absent=%s",
                 runner.name,
-                runner.interface,
+                dev,
                 address,
                 not removed,
             )
 
     def _send_garp(self, runner: _Runner, addresses: tuple[IPAddress, ...], count: int) -> None:
-        iface = self._interfaces.get(runner.interface)
-        if iface is None or iface.link is None or self._packet_socket is None:
+        """Announce each VIP on its own interface, with that interface's MAC (a VMAC's is
+        the virtual router MAC)."""
+        if self._packet_socket is None:
             self._error(runner, "send_garp")
             return
-        mac = iface.link.mac
+        by_dev: dict[str, list[IPAddress]] = {}
+        for address in addresses:
+            vip = runner.vips_by_ip.get(address)
+            dev = runner.dev_of(vip) if vip is not None else runner.vip_ifname
+            by_dev.setdefault(dev, []).append(address)
+        for dev, group in by_dev.items():
+            self._send_garp_on(runner, dev, group, count)
+
+    def _send_garp_on(
+        self, runner: _Runner, dev: str, addresses: list[IPAddress], count: int
+    ) -> None:
+        assert self._packet_socket is not None
+        link = self._links.get(dev)
+        if link is None:
+            self._error(runner, "send_garp")
+            return
+        mac = link.mac
         frames: list[tuple[int, bytes]] = []
         router: bool | None = None
         for address in addresses:
@@ -1086,49 +1357,50 @@ class VrrpEngine:
                 frames.append((ETH_P_ARP, arp.gratuitous_arp(mac, address)))
             else:
                 if router is None:
-                    router = _ipv6_forwarding(iface.name)
+                    router = _ipv6_forwarding(dev)
                 frames.append((ETH_P_IPV6, arp.unsolicited_na(mac, address, router=router)))
         sent = 0
         try:
             for _ in range(count):
                 for ethertype, frame in frames:
-                    send_frame(self._packet_socket, iface.name, ethertype, frame)
+                    send_frame(self._packet_socket, dev, ethertype, frame)
                     sent += 1
         except OSError as exc:
-            log.warning(
-                "vrrp.garp_error instance=%s iface=%s error=%s", runner.name, iface.name, exc
-            )
+            log.warning("vrrp.garp_error instance=%s iface=%s error=%s", runner.name, dev, exc)
             self._error(runner, "send_garp")
         if sent:
-            log.debug("vrrp.garp instance=%s iface=%s frames=%d", runner.name, iface.name, sent)
+            log.debug("vrrp.garp instance=%s iface=%s frames=%d", runner.name, dev, sent)
             runner.counts.garp_sent += sent
 
     # ---- VIP repair ------------------------------------------------------------
 
-    def _check_vips(self, runner: _Runner, iface: _Interface) -> None:
+    def _check_vips(self, runner: _Runner) -> None:
         """A master whose VIP is gone (deleted behind our back) adds it again and
-        announces it, in order with its other actions."""
-        if runner.fsm.state is not State.MASTER or iface.link is None:
+        announces it, in order with its other actions; not a `no_track` one (keepalived
+        leaves those alone until the next transition to master)."""
+        if runner.fsm.state is not State.MASTER:
             return
-        missing = tuple(
-            vip
-            for vip in runner.spec.params.held_addresses
-            if vip in runner.held_vips
-            and vip not in runner.repairing
-            and vip.ip not in iface.addresses
-        )
+        missing: list[IPInterface] = []
+        for vip in runner.spec.params.held_addresses:
+            dev = runner.held_vips.get(vip)
+            if dev is None or vip in runner.repairing or runner.options(vip).no_track:
+                continue
+            link, table = self._table(dev)
+            if link is not None and vip.ip not in table:
+                missing.append(vip)
         if not missing:
             return
         runner.repairing.update(missing)
         for vip in missing:
+            dev = runner.held_vips[vip]
             log.warning(
                 "vrrp.vip_repair instance=%s iface=%s address=%s reason=missing_on_master",
                 runner.name,
-                iface.name,
+                dev,
                 vip,
             )
-            self._publish(VipRepaired(runner.name, iface.name, str(vip)))
-        runner.queue.put_nowait(AddAddresses(missing))
+            self._publish(VipRepaired(runner.name, dev, str(vip)))
+        runner.queue.put_nowait(AddAddresses(tuple(missing)))
         count = runner.spec.params.garp.master_repeat
         if count > 0:
             runner.queue.put_nowait(SendGratuitousArp(tuple(v.ip for v in missing), count))
@@ -1136,9 +1408,406 @@ class VrrpEngine:
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(VIP_SWEEP_INTERVAL)
-            for iface in self._interfaces.values():
-                for runner in tuple(iface.instances.values()):
-                    self._check_vips(runner, iface)
+            for runner in tuple(self._runners.values()):
+                self._check_vips(runner)
+            try:
+                await self._check_routes()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("vrrp.route_check_error")
+
+    # ---- virtual routes and rules ------------------------------------------------
+
+    def _queue_route_sync(self, runner: _Runner) -> None:
+        if not runner.route_sync_queued and not runner.retired:
+            runner.route_sync_queued = True
+            runner.queue.put_nowait(_RepairRoutes())
+
+    def _routes_wanted(self, runner: _Runner) -> bool:
+        return runner.routes_active and runner.fsm.state is State.MASTER and not runner.retired
+
+    def _due(self, runner: _Runner, item: VirtualRoute | VirtualRule, now: float) -> bool:
+        retry = runner.route_retry.get(item)
+        return retry is None or now >= retry[1]
+
+    async def _sync_routes(self, runner: _Runner) -> None:
+        """Make the kernel hold exactly the instance's routes and rules while it is a
+        master that applied them, and none of ours otherwise. Rules go before routes on
+        the way out and after them on the way in (keepalived's order)."""
+        now = self._now()
+        wanted = self._routes_wanted(runner)
+        routes = runner.spec.virtual_routes if wanted else ()
+        rules = runner.spec.virtual_rules if wanted else ()
+        for rule in [r for r in runner.held_rules if r not in rules]:
+            if self._due(runner, rule, now):
+                await self._remove_rule(runner, rule, now)
+        for route in [r for r in runner.held_routes if r not in routes]:
+            if self._due(runner, route, now):
+                await self._remove_route(runner, route, now)
+        if not wanted:
+            for item in list(runner.route_retry):
+                if item not in runner.held_routes and item not in runner.held_rules:
+                    del runner.route_retry[item]
+            return
+        for route in routes:
+            if route not in runner.held_routes and self._due(runner, route, now):
+                await self._add_route(runner, route, now)
+        for rule in rules:
+            if rule not in runner.held_rules and self._due(runner, rule, now):
+                await self._add_rule(runner, rule, now)
+
+    def _oif(self, route: VirtualRoute) -> tuple[bool, int | None]:
+        if route.dev is None:
+            return True, None
+        link = self._links.get(route.dev)
+        return (link is not None), (link.ifindex if link is not None else None)
+
+    async def _add_route(self, runner: _Runner, route: VirtualRoute, now: float) -> None:
+        known, oif = self._oif(route)
+        try:
+            if not known:
+                raise RtnlError(errno.ENODEV, "no such interface")
+            added = await self._rtnl.add_route(route, oif)
+            ours = added or route_key(route) in await self._rtnl.our_routes()
+        except RtnlError as exc:
+            self._route_failed(runner, route, "add_route", exc.code, str(exc), now)
+            return
+        runner.route_ops += 1
+        if not ours:
+            # Someone else's route (another protocol) has its destination, table and
+            # metric: leave it, and say so (plainly, once, then at debug level).
+            self._route_failed(
+                runner, route, "add_route", errno.EEXIST, "a route not ours holds its key", now
+            )
+            return
+        self._route_done(runner, route, "route_add", present=not added)
+        runner.held_routes.add(route)
+
+    async def _remove_route(self, runner: _Runner, route: VirtualRoute, now: float) -> None:
+        _, oif = self._oif(route)
+        try:
+            removed = await self._rtnl.remove_route(route, oif)
+        except RtnlError as exc:
+            self._route_failed(runner, route, "remove_route", exc.code, str(exc), now)
+            return
+        runner.route_ops += 1
+        runner.held_routes.discard(route)
+        self._route_done(runner, route, "route_del", absent=not removed)
+
+    async def _add_rule(self, runner: _Runner, rule: VirtualRule, now: float) -> None:
+        try:
+            added = await self._rtnl.add_rule(rule)
+            ours = added or rule_key(rule) in await self._rtnl.our_rules()
+        except RtnlError as exc:
+            self._route_failed(runner, rule, "add_rule", exc.code, str(exc), now)
+            return
+        runner.route_ops += 1
+        if not ours:
+            self._route_failed(
+                runner, rule, "add_rule", errno.EEXIST, "an identical rule not ours exists", now
+            )
+            return
+        self._route_done(runner, rule, "rule_add", present=not added)
+        runner.held_rules.add(rule)
+
+    async def _remove_rule(self, runner: _Runner, rule: VirtualRule, now: float) -> None:
+        try:
+            removed = await self._rtnl.remove_rule(rule)
+        except RtnlError as exc:
+            self._route_failed(runner, rule, "remove_rule", exc.code, str(exc), now)
+            return
+        runner.route_ops += 1
+        runner.held_rules.discard(rule)
+        self._route_done(runner, rule, "rule_del", absent=not removed)
+
+    def _route_done(
+        self, runner: _Runner, item: VirtualRoute | VirtualRule, event: str, **flags: bool
+    ) -> None:
+        failures = runner.route_retry.pop(item, (0, 0.0))[0]
+        detail = " ".join(f"{k}={v}" for k, v in flags.items())
+        log.info(
+            "vrrp.%s instance=%s %s=%r %s%s",
+            event,
+            runner.name,
+            "rule" if isinstance(item, VirtualRule) else "route",
+            str(item),
+            detail,
+            f" after_failures={failures}" if failures else "",
+        )
+
+    def _route_failed(
+        self,
+        runner: _Runner,
+        item: VirtualRoute | VirtualRule,
+        operation: str,
+        code: int,
+        message: str,
+        now: float,
+    ) -> None:
+        """Count it, say it once (then at debug level) and retry with backoff: the kernel
+        says the same thing every time until something changes, and the instance keeps its
+        state (keepalived logs the netlink error and stays master)."""
+        failures = runner.route_retry.get(item, (0, 0.0))[0] + 1
+        delay = min(ROUTE_RETRY_MAX, 2.0 ** (failures - 1))
+        runner.route_retry[item] = (failures, now + delay)
+        self._error(runner, operation)
+        kind = "rule" if isinstance(item, VirtualRule) else "route"
+        log.log(
+            logging.WARNING if failures == 1 else logging.DEBUG,
+            "vrrp.%s_error instance=%s %s=%r error=%r%s retry_in=%gs failures=%d",
+            operation,
+            runner.name,
+            kind,
+            str(item),
+            message,
+            _HINTS.get(code, ""),
+            delay,
+            failures,
+        )
+
+    async def _remove_stale_routes(self, runner: _Runner) -> None:
+        """Routes and rules of ours an earlier run left (kill -9) go, unless we are master
+        by now: keepalived removes its virtual routes and rules at start as well."""
+        if runner.fsm.state is State.MASTER:
+            return
+        try:
+            routes = await self._rtnl.our_routes()
+            rules = await self._rtnl.our_rules()
+        except RtnlError as exc:
+            log.warning("vrrp.route_dump_error instance=%s error=%s", runner.name, exc)
+            return
+        now = self._now()
+        for rule in runner.spec.virtual_rules:
+            if rule_key(rule) in rules:
+                log.warning("vrrp.stale_rule instance=%s rule=%r", runner.name, str(rule))
+                await self._remove_rule(runner, rule, now)
+        for route in runner.spec.virtual_routes:
+            if route_key(route) in routes:
+                log.warning("vrrp.stale_route instance=%s route=%r", runner.name, str(route))
+                await self._remove_route(runner, route, now)
+
+    async def _check_routes(self) -> None:
+        """The sweep's part for routes and rules: repair what a master lost, retry what the
+        kernel refused once its backoff is over, and go on removing what a former master
+        could not remove."""
+        runners = [
+            r
+            for r in self._runners.values()
+            if r.started and (r.held_routes or r.held_rules or r.route_retry)
+        ]
+        watched = [
+            r
+            for r in runners
+            if self._routes_wanted(r)
+            and (
+                any(not x.no_track for x in r.held_routes)
+                or any(not x.no_track for x in r.held_rules)
+            )
+        ]
+        routes: set[object] = set()
+        rules: set[object] = set()
+        ops = {r.name: r.route_ops for r in watched}
+        if watched:
+            try:
+                routes = set(await self._rtnl.our_routes())
+                rules = set(await self._rtnl.our_rules())
+            except RtnlError as exc:
+                log.debug("vrrp.route_dump_error error=%s", exc)
+                watched = []
+        now = self._now()
+        for runner in runners:
+            if runner.route_sync_queued or runner.retired:
+                continue
+            repair = False
+            # A change of ours since the dump began would look like a loss: skip a round.
+            if runner in watched and runner.route_ops == ops.get(runner.name):
+                for route in [r for r in runner.held_routes if not r.no_track]:
+                    if route_key(route) not in routes:
+                        self._lost(runner, route)
+                        runner.held_routes.discard(route)
+                        repair = True
+                for rule in [r for r in runner.held_rules if not r.no_track]:
+                    if rule_key(rule) not in rules:
+                        self._lost(runner, rule)
+                        runner.held_rules.discard(rule)
+                        repair = True
+            if repair or any(self._due(runner, item, now) for item in runner.route_retry):
+                self._queue_route_sync(runner)
+
+    def _lost(self, runner: _Runner, item: VirtualRoute | VirtualRule) -> None:
+        kind = "rule" if isinstance(item, VirtualRule) else "route"
+        log.warning(
+            "vrrp.%s_repair instance=%s %s=%r reason=missing_on_master",
+            kind,
+            runner.name,
+            kind,
+            str(item),
+        )
+        self._publish(RouteRepaired(runner.name, kind, str(item)))
+
+    # ---- VMAC ------------------------------------------------------------------------
+
+    def _vmac_link_changed(self, ifname: str) -> None:
+        """A link came, went or changed: (re)create the VMACs that need it (ours, deleted
+        by someone; or waiting for their parent to appear)."""
+        if self._stopped:
+            return
+        for runner in tuple(self._runners.values()):
+            if runner.vmac is None or runner.retired or runner.vmac in self._vmac_busy:
+                continue
+            if ifname not in (runner.vmac, runner.spec.interface):
+                continue
+            if not self._vmac_usable(runner) or (
+                runner.family == socket.AF_INET6 and self._source(runner) is None
+            ):
+                self._spawn(self._ensure_vmac(runner))
+
+    async def _ensure_vmac(self, runner: _Runner) -> None:
+        """Create the instance's VMAC (or adopt one an earlier run left), set it up as
+        keepalived does, and learn it before returning. Failures are logged and counted;
+        the instance then waits in FAULT (vmac_missing) for the next chance."""
+        name = runner.vmac
+        assert name is not None
+        if name in self._vmac_busy:
+            return
+        self._vmac_busy.add(name)
+        try:
+            wait = runner.vmac_attempt + VMAC_RETRY - self._now()
+            if wait > 0:
+                await asyncio.sleep(wait)  # someone deleting it over and over: not a loop
+            runner.vmac_attempt = self._now()
+            if runner.retired or self._stopped:
+                return
+            await self._setup_vmac(runner, name)
+        except RtnlError as exc:
+            log.error("vrrp.vmac_error instance=%s vmac=%s error=%s", runner.name, name, exc)
+            self._error(runner, "vmac")
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("vrrp.vmac_error instance=%s vmac=%s", runner.name, name)
+            self._error(runner, "vmac")
+        finally:
+            self._vmac_busy.discard(name)
+
+    async def _setup_vmac(self, runner: _Runner, name: str) -> None:
+        base = self._links.get(runner.spec.interface)
+        if base is None:
+            return  # its appearance calls us again
+        mac = _vmac_of(runner)
+        link = self._links.get(name)
+        if link is not None and link.kind != "macvlan":
+            log.error(
+                "vrrp.vmac_name_taken instance=%s vmac=%s kind=%s: not a macvlan, left alone",
+                runner.name,
+                name,
+                link.kind or "device",
+            )
+            self._error(runner, "vmac")
+            return
+        if link is not None and (link.mac != mac or link.lower != base.ifindex):
+            # keepalived removes a VMAC with the wrong MAC or parent and creates it anew.
+            log.warning("vrrp.vmac_replaced instance=%s vmac=%s", runner.name, name)
+            await self._rtnl.remove_link(link.ifindex)
+            self._apply(LinkRemoved(link.ifindex, name))
+            link = None
+        created = link is None
+        ifindex = link.ifindex if link is not None else None
+        if ifindex is None:
+            ifindex = await self._rtnl.add_macvlan(name, base.ifindex, mac)
+        if runner.family == socket.AF_INET:
+            self._vmac_sysctls(runner, name)
+        await self._rtnl.set_up(ifindex)
+        fresh = await self._rtnl.link(ifindex)
+        if fresh is None:
+            return
+        self._apply(LinkChanged(fresh))
+        await self._copy_link_local(runner, fresh)
+        log.info(
+            "vrrp.vmac instance=%s vmac=%s mac=%s parent=%s created=%s",
+            runner.name,
+            name,
+            mac.hex(":"),
+            base.ifname,
+            created,
+        )
+        self._refresh_name(name)
+
+    def _vmac_sysctls(self, runner: _Runner, name: str) -> None:
+        """keepalived's settings for an IPv4 VMAC (see vrrp/vmac.py for why)."""
+        sysctls, base = self._sysctls, runner.spec.interface
+        all_path = sysctls.path(4, "all", "rp_filter")
+        all_value = sysctls.read(all_path)
+        if all_value:
+            values = {
+                ifname: value
+                for ifname in sysctls.interfaces()
+                if ifname != "all"
+                and (value := sysctls.read(sysctls.path(4, ifname, "rp_filter"))) is not None
+            }
+            for ifname, value in raised_rp_filter(all_value, values).items():
+                sysctls.write(sysctls.path(4, ifname, "rp_filter"), value)
+            sysctls.write(all_path, 0)
+        for key, value in (
+            ("arp_ignore", 1),
+            ("accept_local", 1),
+            ("rp_filter", 0),
+            ("promote_secondaries", 1),
+        ):
+            sysctls.write(sysctls.path(4, name, key), value, remember=False)
+        if not any(
+            vip.version == 6 and runner.dev_of(vip) == name
+            for vip in runner.spec.params.held_addresses
+        ):
+            sysctls.write(sysctls.path(6, name, "disable_ipv6"), 1, remember=False)
+        for key in ("arp_ignore", "arp_filter"):
+            sysctls.write(sysctls.path(4, base, key), 1)
+
+    async def _copy_link_local(self, runner: _Runner, vmac: Link) -> None:
+        """IPv6 adverts leave the VMAC from the parent's link-local address, which
+        keepalived copies onto it (no DAD, preferred lifetime 0: never a source otherwise)."""
+        if runner.family != socket.AF_INET6 or runner.spec.vmac_xmit_base:
+            return
+        table = self._addresses.setdefault(vmac.ifindex, {})
+        if any(ip.version == 6 and ip.is_link_local for ip in table):
+            return
+        parent = _primary(self._table(runner.spec.interface)[1], (), socket.AF_INET6)
+        if parent is None:
+            log.warning(
+                "vrrp.vmac_no_link_local instance=%s iface=%s: waiting for its link-local address",
+                runner.name,
+                runner.spec.interface,
+            )
+            return
+        address = ip_interface(f"{parent}/64")
+        try:
+            await self._rtnl.add_address(vmac.ifindex, address, None, deprecated=True)
+        except AddressError as exc:
+            log.error("vrrp.vmac_link_local_error vmac=%s error=%s", vmac.ifname, exc)
+            self._error(runner, "vmac")
+            return
+        self._apply(AddressAdded(LinkAddress(vmac.ifindex, address)))
+
+    async def _remove_vmac(self, name: str) -> None:
+        """Delete a VMAC of ours (only ever a macvlan), then put back the parent's sysctls
+        if no VMAC remains on it, and rp_filter if no IPv4 VMAC remains at all."""
+        link = self._links.get(name)
+        if link is not None and link.kind == "macvlan":
+            removed = await self._rtnl.remove_link(link.ifindex)
+            log.info("vrrp.vmac_removed vmac=%s present=%s", name, removed)
+        live = [r for r in self._runners.values() if r.vmac and r.family == socket.AF_INET]
+        bases = {r.spec.interface for r in live}
+        changed = self._sysctls.changed()
+        stale = [
+            path
+            for path in changed
+            if (path.endswith("/arp_ignore") or path.endswith("/arp_filter"))
+            and path.split("/")[-2] not in bases
+        ]
+        if not live:
+            stale += [path for path in changed if path.endswith("/rp_filter")]
+        self._sysctls.restore(stale)
 
     # ---- receiving -----------------------------------------------------------
 
@@ -1183,6 +1852,9 @@ class VrrpEngine:
         runner = iface.instances.get((family, adv.vrid))
         if runner is None:
             self._drop(iface, Drop.UNKNOWN_VRID.value, f"vrid {adv.vrid}", dgram.source)
+            return
+        if not runner.started:
+            self._drop(iface, Drop.STARTING.value, f"vrid {adv.vrid}", dgram.source)
             return
         unicast = runner.unicast
         try:
@@ -1267,32 +1939,72 @@ class VrrpEngine:
             iface.addresses = self._addresses.setdefault(link.ifindex, {})
 
     def _refresh(self, iface: _Interface) -> None:
+        self._refresh_name(iface.name)
+
+    def _refresh_name(self, ifname: str) -> None:
+        """Re-judge every instance that depends on `ifname` (its own interface, its VMAC's
+        parent, a tracked `dev`)."""
         now = self._now()
-        for runner in tuple(iface.instances.values()):
-            if runner.worker is not None:
-                self._refresh_runner(iface, runner, now)
+        for runner in tuple(self._runners.values()):
+            if runner.worker is not None and ifname in runner.depends_on:
+                iface = self._interfaces.get(runner.sock_ifname)
+                if iface is not None:
+                    self._refresh_runner(iface, runner, now)
+
+    def _vmac_usable(self, runner: _Runner) -> bool:
+        """Whether the instance's VMAC exists and is what we would have created."""
+        assert runner.vmac is not None
+        link, base = self._links.get(runner.vmac), self._links.get(runner.spec.interface)
+        return (
+            link is not None
+            and base is not None
+            and link.kind == "macvlan"
+            and link.lower == base.ifindex
+            and link.mac == _vmac_of(runner)
+        )
 
     def _refresh_runner(self, iface: _Interface, runner: _Runner, now: float) -> None:
-        """Bring an instance's faults and source address in line with the interface."""
+        """Bring an instance's faults and source address in line with its interfaces."""
         faults: set[str] = set()
         primary: IPAddress | None = None
-        if iface.link is None:
+        base = runner.spec.interface
+        if self._links.get(base) is None:
             faults.add(NO_SUCH_INTERFACE)
             if not iface.missing_logged:
                 iface.missing_logged = True
                 log.warning(
                     "vrrp.no_such_interface iface=%s instances=%s: waiting for it to appear",
-                    iface.name,
+                    base,
                     ",".join(r.name for r in iface.instances.values()),
                 )
         else:
             iface.missing_logged = False
-            if not iface.operational and not runner.spec.dont_track_primary:
+            if runner.vmac is not None and not self._vmac_usable(runner):
+                faults.add(VMAC_MISSING)
+            elif not iface.operational and not runner.spec.dont_track_primary:
                 # keepalived's dont_track_primary: its own link going down is no FAULT.
                 faults.add(LINK_DOWN)
-            primary = self._source(runner, iface)
+            primary = self._source(runner)
             if primary is None:
                 faults.add(NO_SOURCE_ADDRESS)
+        down = tuple(
+            sorted(
+                dev
+                for dev in runner.tracked_devs
+                if (link := self._links.get(dev)) is None or not link.up
+            )
+        )
+        if down:
+            faults.add(DEV_LINK_DOWN)
+        if down != runner.faults_logged:
+            runner.faults_logged = down
+            if down:
+                log.warning(
+                    "vrrp.dev_link_down instance=%s devs=%s: a VIP's or route's interface "
+                    "is down or absent (no_track on it would ignore it, as in keepalived)",
+                    runner.name,
+                    ",".join(down),
+                )
         if primary is not None and primary != runner.fsm.primary_address:
             runner.fsm.set_primary_address(primary)
         old = runner.iface_faults
@@ -1528,9 +2240,12 @@ class VrrpEngine:
                 renamed = iface.link is not None and iface.link.ifindex == link.ifindex
                 if renamed and iface.name != link.ifname:  # renamed away: gone for us
                     self._link_gone(iface)
+            self._vmac_link_changed(link.ifname)
             iface_or_none = self._interfaces.get(link.ifname)
             if iface_or_none is None:
                 self._addresses.setdefault(link.ifindex, {})
+                if not self._stopped:
+                    self._refresh_name(link.ifname)
                 return
             iface = iface_or_none
             if iface.link is not None and iface.link.ifindex != link.ifindex:
@@ -1548,12 +2263,16 @@ class VrrpEngine:
                 self._set_operational(iface, False)
         elif isinstance(event, LinkRemoved):
             self._addresses.pop(event.ifindex, None)
-            for name, known in list(self._links.items()):
-                if known.ifindex == event.ifindex:
-                    del self._links[name]
+            gone = [name for name, known in self._links.items() if known.ifindex == event.ifindex]
+            for name in gone:
+                del self._links[name]
             for iface in self._interfaces.values():
                 if iface.link is not None and iface.link.ifindex == event.ifindex:
                     self._link_gone(iface)
+            for name in gone:
+                if not self._stopped:
+                    self._refresh_name(name)
+                self._vmac_link_changed(name)
         elif isinstance(event, AddressAdded | AddressRemoved):
             entry = event.address
             table = self._addresses.setdefault(entry.ifindex, {})
@@ -1564,10 +2283,17 @@ class VrrpEngine:
             for iface in self._interfaces.values():
                 if iface.link is not None and iface.link.ifindex == entry.ifindex:
                     iface.addresses = table
-                    self._refresh(iface)
-                    if isinstance(event, AddressRemoved):
-                        for runner in tuple(iface.instances.values()):
-                            self._check_vips(runner, iface)
+            ifname = next(
+                (n for n, link in self._links.items() if link.ifindex == entry.ifindex), None
+            )
+            if ifname is not None and not self._stopped:
+                self._refresh_name(ifname)
+                if entry.address.ip.version == 6 and entry.address.ip.is_link_local:
+                    self._vmac_link_changed(ifname)  # a VMAC's copied link-local follows it
+            if isinstance(event, AddressRemoved):
+                for runner in tuple(self._runners.values()):
+                    if entry.address.ip in runner.vips_by_ip:
+                        self._check_vips(runner)
 
     def _link_gone(self, iface: _Interface) -> None:
         iface.link = None
@@ -1615,8 +2341,8 @@ class VrrpEngine:
             if iface.link is not None:
                 iface.addresses = self._addresses[iface.link.ifindex]
                 self._refresh(iface)
-                for runner in tuple(iface.instances.values()):
-                    self._check_vips(runner, iface)
+        for runner in tuple(self._runners.values()):
+            self._check_vips(runner)
 
     async def _monitor(self) -> None:
         while True:
@@ -1635,16 +2361,30 @@ class VrrpEngine:
                     await self._resync()
 
 
-def _has_secondaries(iface: _Interface, entry: LinkAddress) -> bool:
+def _has_secondaries(table: Mapping[IPAddress, LinkAddress], entry: LinkAddress) -> bool:
     """Whether `entry` is a primary IPv4 address with secondaries in its subnet."""
     if entry.secondary or not isinstance(entry.address.ip, IPv4Address):
         return False
     network = ip_network(entry.address.network)
     return any(
         other.secondary and other.address.ip in network
-        for other in iface.addresses.values()
+        for other in table.values()
         if other is not entry and isinstance(other.address.ip, IPv4Address)
     )
+
+
+# What the kernel's refusal of a route usually means, for the log line.
+_HINTS = {
+    errno.ENETUNREACH: " (the gateway is not on a connected network)",
+    errno.EHOSTUNREACH: " (the gateway is not reachable)",
+    errno.ENODEV: " (its dev does not exist)",
+    errno.EADDRNOTAVAIL: " (its src is not an address of this host)",
+    errno.ESRCH: " (its table or route is gone)",
+}
+
+
+def _vmac_of(runner: _Runner) -> bytes:
+    return vmac_address(runner.spec.params.vrid, 6 if runner.family == socket.AF_INET6 else 4)
 
 
 def _frozen(counts: _Counts) -> InstanceCounters:

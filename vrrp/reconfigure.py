@@ -3,7 +3,8 @@
 An instance is known by its name. One whose identity (interface, address family, VRID:
 what a virtual router is on the wire) stays the same keeps running and takes its new
 settings in place, keeping its state (a master stays master); one whose identity changed
-is stopped (resigning, as at shutdown) and started anew; the rest are added or removed.
+(or its VMAC settings, which move its sockets and VIPs) is stopped (resigning, as at
+shutdown) and started anew; the rest are added or removed.
 A new set that contradicts itself (a name twice, one VRID twice on an interface and
 family, an address of the wrong family) has those instances refused, by name, and the
 others go ahead.
@@ -15,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from vrrp.types import InstanceSpec
+from vrrp.vmac import vmac_name_problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,12 @@ def spec_problem(spec: InstanceSpec, others: Sequence[InstanceSpec]) -> str | No
     for address in (*spec.unicast_peers, *([spec.unicast_src_ip] if spec.unicast_src_ip else [])):
         if address.version != family:
             return f"instance {spec.name!r}: {address} is not of its family"
+    if spec.use_vmac is not None:
+        problem = vmac_name_problem(spec.use_vmac)
+        if problem is not None:
+            return f"instance {spec.name!r}: use_vmac: {problem}"
+        if spec.use_vmac == spec.interface:
+            return f"instance {spec.name!r}: its VMAC cannot be named like its interface"
     for other in others:
         if other.name == spec.name:
             return f"duplicate instance name {spec.name!r}"
@@ -41,7 +49,17 @@ def spec_problem(spec: InstanceSpec, others: Sequence[InstanceSpec]) -> str | No
                 f"instance {spec.name!r}: vrid {spec.params.vrid} already used on "
                 f"{spec.interface} by {other.name!r}"
             )
+        if spec.use_vmac is not None and other.use_vmac == spec.use_vmac:
+            return f"instance {spec.name!r}: VMAC {spec.use_vmac} already used by {other.name!r}"
     return None
+
+
+def _restarts(current: InstanceSpec, wanted: InstanceSpec) -> bool:
+    # A VMAC moves the instance's sockets and VIPs to another interface: start it anew.
+    return current.identity != wanted.identity or (current.use_vmac, current.vmac_xmit_base) != (
+        wanted.use_vmac,
+        wanted.vmac_xmit_base,
+    )
 
 
 def plan_reconfigure(
@@ -64,7 +82,7 @@ def plan_reconfigure(
         current = running.get(spec.name)
         if current is None:
             add.append(spec)
-        elif current.identity != spec.identity:
+        elif _restarts(current, spec):
             restart.append(spec)
         elif current == spec:
             unchanged.append(spec.name)

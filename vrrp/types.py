@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
 
 from vrrp.track import TrackedItem
 
 IPAddress = IPv4Address | IPv6Address
 IPInterface = IPv4Interface | IPv6Interface
+IPNetwork = IPv4Network | IPv6Network
 
 VRRP_PROTOCOL = 112
 VRRP_MCAST_V4 = IPv4Address("224.0.0.18")
@@ -115,7 +123,25 @@ class StateChanged:
     reason: Reason
 
 
-Action = SendAdvertisement | AddAddresses | RemoveAddresses | SendGratuitousArp | StateChanged
+@dataclass(frozen=True, slots=True)
+class ApplyRoutes:
+    """Hold the instance's virtual routes and rules (`active`: a master's) or none.
+
+    The adapter knows the routes; the state machine only says when they follow mastership
+    (after the VIPs are added, before they are removed: keepalived's order).
+    """
+
+    active: bool
+
+
+Action = (
+    SendAdvertisement
+    | AddAddresses
+    | RemoveAddresses
+    | SendGratuitousArp
+    | StateChanged
+    | ApplyRoutes
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +181,10 @@ class InstanceParams:
     # How many VIPs of its family an advert carries: at most 255 (the Count field), fewer
     # where the interface MTU allows fewer. The rest are held like excluded addresses.
     max_advert_addresses: int = 255
+    # keepalived's `state MASTER|BACKUP`, a start hint: None means MASTER for the address
+    # owner and BACKUP for anyone else. Only the owner is affected (it goes MASTER at once
+    # unless told BACKUP); keepalived's other effect, clearing nopreempt, is the config's.
+    initial_state: State | None = None
 
     @property
     def advert_addresses(self) -> tuple[IPAddress, ...]:
@@ -178,6 +208,90 @@ class InstanceParams:
         return self.virtual_addresses + tuple(
             a for a in self.excluded_addresses if a not in self.virtual_addresses
         )
+
+
+ROUTE_TYPES = ("unicast", "blackhole", "unreachable", "prohibit")
+SCOPES = ("global", "site", "link", "host", "nowhere")  # ip-address(8)/ip-route(8) names
+
+
+@dataclass(frozen=True, slots=True)
+class AddressOptions:
+    """keepalived's per-VIP options beyond the label.
+
+    `dev`: the VIP lives on another interface than the instance's (the inside gateway
+    address of a NAT pair); that interface is tracked (down: the instance is in FAULT)
+    unless `no_track`. `no_track`: the VIP is neither repaired when deleted behind our back
+    nor its interface tracked (keepalived: not reinstated until the next transition to
+    master). `scope`, `broadcast`: as `ip address add ... scope S brd B`.
+    """
+
+    dev: str | None = None
+    scope: str | None = None
+    broadcast: IPv4Address | None = None
+    no_track: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualRoute:
+    """One of keepalived's virtual_routes: held by the master, as `ip route add` has it.
+
+    Unset fields take the kernel's (iproute2's) defaults: table main, metric 0 (IPv4) or
+    1024 (IPv6), scope link for a unicast route without a gateway, else global.
+    """
+
+    dst: IPNetwork
+    via: IPAddress | None = None
+    dev: str | None = None
+    src: IPAddress | None = None
+    metric: int | None = None
+    table: int | None = None
+    scope: str | None = None
+    type: str = "unicast"  # ROUTE_TYPES
+    no_track: bool = False
+
+    @property
+    def family(self) -> int:
+        return self.dst.version
+
+    def __str__(self) -> str:
+        words = [] if self.type == "unicast" else [self.type]
+        words.append(str(self.dst))
+        for key, value in (
+            ("via", self.via),
+            ("dev", self.dev),
+            ("src", self.src),
+            ("table", self.table),
+            ("metric", self.metric),
+            ("scope", self.scope),
+        ):
+            if value is not None:
+                words += [key, str(value)]
+        return " ".join(words)
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualRule:
+    """One of keepalived's virtual_rules: `ip rule add [from P] [to P] [fwmark M[/MASK]]
+    priority N table T`, held by the master."""
+
+    family: int  # 4 or 6
+    priority: int
+    table: int
+    src: IPNetwork | None = None  # from
+    dst: IPNetwork | None = None  # to
+    fwmark: int | None = None
+    fwmask: int | None = None
+    no_track: bool = False
+
+    def __str__(self) -> str:
+        words = [f"{self.priority}:", "from", str(self.src) if self.src else "all"]
+        if self.dst is not None:
+            words += ["to", str(self.dst)]
+        if self.fwmark is not None:
+            mark = f"{self.fwmark:#x}"
+            words += ["fwmark", mark if self.fwmask is None else f"{mark}/{self.fwmask:#x}"]
+        words += ["lookup", str(self.table)]
+        return ("inet6 " if self.family == 6 else "") + " ".join(words)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +320,14 @@ class InstanceSpec:
     # FAULT).
     track: tuple[TrackedItem, ...] = ()
     dont_track_primary: bool = False
+    # Per-VIP options by address (VIPs and excluded VIPs alike).
+    vip_options: tuple[tuple[IPAddress, AddressOptions], ...] = ()
+    virtual_routes: tuple[VirtualRoute, ...] = ()
+    virtual_rules: tuple[VirtualRule, ...] = ()
+    # keepalived's use_vmac: the name of the macvlan carrying the RFC 5798 virtual MAC
+    # (None: no VMAC); vmac_xmit_base: adverts go on the instance's own interface instead.
+    use_vmac: str | None = None
+    vmac_xmit_base: bool = False
 
     @property
     def name(self) -> str:

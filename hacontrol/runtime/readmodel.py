@@ -34,6 +34,7 @@ from vrrp.events import (
     InstanceStateChanged,
     MasterChanged,
     PriorityChanged,
+    RouteRepaired,
     SyncGroupStateChanged,
     TrackedItemStatus,
     TrackingChanged,
@@ -61,6 +62,7 @@ class _Instance:
     adverts_sent: int = 0
     adverts_received: int = 0
     vip_repairs: int = 0
+    route_repairs: int = 0  # virtual routes and rules put back
     tracking: tuple[TrackedItemStatus, ...] = ()
     sync_group: str | None = None
 
@@ -129,6 +131,7 @@ class ReadModel:
             TrackingChanged: self._tracking,
             SyncGroupStateChanged: self._sync_group,
             VipRepaired: self._vip_repaired,
+            RouteRepaired: self._route_repaired,
             VrrpCounters: self._counters,
             RealServerUp: self._health,
             RealServerDown: self._health,
@@ -266,6 +269,11 @@ class ReadModel:
         if inst is not None:
             inst.vip_repairs += 1
 
+    def _route_repaired(self, event: RouteRepaired) -> None:
+        inst = self._instance(event.instance)
+        if inst is not None:
+            inst.route_repairs += 1
+
     def _counters(self, event: VrrpCounters) -> None:
         for name, counters in event.instances.items():
             inst = self._instance(name)
@@ -401,6 +409,7 @@ class ReadModel:
                         }
                         for t in i.tracking
                     ],
+                    "route_repairs": i.route_repairs,
                 }
                 for i in self.instances.values()
             ],

@@ -26,7 +26,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
@@ -307,8 +307,10 @@ class Instance:
     track_script: tuple[tuple[str, int | None], ...] = ()
     track_file: tuple[tuple[str, int | None], ...] = ()
     dont_track_primary: bool = False
-    # More keys, as (key, value) pairs: hacontrol YAML values, keepalived.conf lines.
-    hacontrol_extra: tuple[tuple[str, Any], ...] = ()
+    # Anything else, as each side spells it: keys of hacontrol's instance (a mapping or
+    # (key, value) pairs), lines inside keepalived's vrrp_instance block (virtual_routes,
+    # use_vmac, state, notify_master, ...).
+    hacontrol_extra: Mapping[str, Any] | tuple[tuple[str, Any], ...] = ()
     keepalived_extra: tuple[str, ...] = ()
 
     def hacontrol(self) -> dict[str, Any]:
@@ -353,7 +355,12 @@ class Instance:
     def keepalived(self) -> str:
         lines = [
             f"vrrp_instance {self.name} {{",
-            "    state BACKUP",
+            *(
+                []
+                if any(x.split()[:1] == ["state"] for x in self.keepalived_extra)
+                else ["    state BACKUP"]
+            ),
+            *(f"    {line}" for line in self.keepalived_extra),
             f"    interface {self.interface}",
             f"    virtual_router_id {self.vrid}",
             f"    version {self.version}",
@@ -400,7 +407,6 @@ class Instance:
                 lines.append("    }")
         if self.dont_track_primary:
             lines.append("    dont_track_primary")
-        lines += [f"    {line}" for line in self.keepalived_extra]
         lines += ["    virtual_ipaddress {", *(f"        {v}" for v in self.vips), "    }", "}"]
         return "\n".join(lines) + "\n"
 

@@ -4,11 +4,15 @@ Usage: python3 tests/netns/vrrp_driver.py CONFIG_JSON
 
 CONFIG_JSON: {"instances": [{"name", "interface", "vrid", "version", "priority", "advert_int",
 "primary", "vips": ["192.0.2.100/24", ...], optional "preempt", "unicast_src", "peers",
-"unicast_ttl", "min_ttl", "max_ttl", "check_unicast_src", "garp": {GarpSettings fields}}]}
+"unicast_ttl", "min_ttl", "max_ttl", "check_unicast_src", "garp": {GarpSettings fields},
+"excluded": [...], "initial_state": "BACKUP", "vip_options": {"ADDR": {AddressOptions
+fields}}, "routes": [{VirtualRoute fields}], "rules": [{VirtualRule fields}], "use_vmac":
+NAME, "vmac_xmit_base": bool}]}
 
 Writes one JSON object per line on stdout: {"event": "ready"} once started, then every
-state change as it happens ("state"), and answers to commands read from stdin, one per
-line (the figures come from the engine's counters):
+state change as it happens ("state"), fault changes ("faults"), repairs ("vip_repair",
+"route_repair"), and answers to commands read from stdin, one per line (the figures come
+from the engine's counters):
 
     status                 -> {"event": "status", "id": N, "states": {...}, "drops": {...},
                                "sent": {...}, "received": {...}}
@@ -27,13 +31,20 @@ import logging
 import signal
 import sys
 from collections import Counter
-from dataclasses import fields
-from ipaddress import ip_address, ip_interface
+from dataclasses import fields, replace
+from ipaddress import ip_address, ip_interface, ip_network
 from typing import Any
 
-from vrrp.events import InstanceStateChanged
-from vrrp.io import VrrpEngine
-from vrrp.types import GarpSettings, InstanceParams
+from vrrp.events import FaultsChanged, InstanceStateChanged, RouteRepaired, VipRepaired
+from vrrp.io import VrrpEngine, spec_of
+from vrrp.types import (
+    AddressOptions,
+    GarpSettings,
+    InstanceParams,
+    State,
+    VirtualRoute,
+    VirtualRule,
+)
 
 
 def emit(**event: Any) -> None:
@@ -51,6 +62,12 @@ def echo(event: object) -> None:
             new=event.new.value,
             reason=event.reason.value,
         )
+    elif isinstance(event, FaultsChanged):
+        emit(event="faults", instance=event.instance, faults=list(event.faults))
+    elif isinstance(event, VipRepaired):
+        emit(event="vip_repair", instance=event.instance, iface=event.interface, item=event.address)
+    elif isinstance(event, RouteRepaired):
+        emit(event="route_repair", instance=event.instance, kind=event.kind, item=event.item)
 
 
 def status(engine: VrrpEngine, serial: int) -> None:
@@ -77,6 +94,7 @@ def status(engine: VrrpEngine, serial: int) -> None:
 def build(engine: VrrpEngine, spec: dict[str, Any]) -> None:
     garp_fields = {f.name for f in fields(GarpSettings)}
     garp = GarpSettings(**{k: v for k, v in spec.get("garp", {}).items() if k in garp_fields})
+    initial = spec.get("initial_state")
     params = InstanceParams(
         name=spec["name"],
         vrid=spec["vrid"],
@@ -87,9 +105,11 @@ def build(engine: VrrpEngine, spec: dict[str, Any]) -> None:
         virtual_addresses=tuple(ip_interface(v) for v in spec["vips"]),
         preempt=spec.get("preempt", True),
         garp=garp,
+        excluded_addresses=tuple(ip_interface(v) for v in spec.get("excluded", [])),
+        initial_state=State(initial) if initial else None,
     )
     unicast_src = spec.get("unicast_src")
-    engine.add_instance(
+    base = spec_of(
         params,
         spec["interface"],
         unicast_src_ip=ip_address(unicast_src) if unicast_src else None,
@@ -98,6 +118,45 @@ def build(engine: VrrpEngine, spec: dict[str, Any]) -> None:
         min_ttl=spec.get("min_ttl"),
         max_ttl=spec.get("max_ttl"),
         check_unicast_src=spec.get("check_unicast_src", False),
+    )
+    options = {
+        ip_address(address): AddressOptions(
+            dev=o.get("dev"),
+            scope=o.get("scope"),
+            broadcast=ip_address(o["brd"]) if o.get("brd") else None,
+            no_track=o.get("no_track", False),
+        )
+        for address, o in spec.get("vip_options", {}).items()
+    }
+    routes = tuple(
+        VirtualRoute(
+            dst=ip_network(r["dst"]),
+            via=ip_address(r["via"]) if r.get("via") else None,
+            src=ip_address(r["src"]) if r.get("src") else None,
+            **{k: r[k] for k in ("dev", "metric", "table", "scope", "type", "no_track") if k in r},
+        )
+        for r in spec.get("routes", [])
+    )
+    rules = tuple(
+        VirtualRule(
+            family=r["family"],
+            priority=r["priority"],
+            table=r["table"],
+            src=ip_network(r["src"]) if r.get("src") else None,
+            dst=ip_network(r["dst"]) if r.get("dst") else None,
+            **{k: r[k] for k in ("fwmark", "fwmask", "no_track") if k in r},
+        )
+        for r in spec.get("rules", [])
+    )
+    engine.add_spec(
+        replace(
+            base,
+            vip_options=tuple(options.items()),
+            virtual_routes=routes,
+            virtual_rules=rules,
+            use_vmac=spec.get("use_vmac"),
+            vmac_xmit_base=spec.get("vmac_xmit_base", False),
+        )
     )
 
 

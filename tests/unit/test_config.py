@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from ipaddress import ip_address, ip_interface
+from ipaddress import ip_address, ip_interface, ip_network
 from pathlib import Path
 
 import pytest
@@ -388,3 +388,172 @@ def test_unicast_ttl_keys_with_keepalived_s_defaults() -> None:
     assert any("unicast_ttl, check_unicast_src apply to unicast mode only" in e for e in errs)
     errs = errors_of(base % f"{peers}, unicast_ttl: 0")
     assert any("unicast_ttl" in e and "greater than or equal to 1" in e for e in errs), errs
+
+
+# ---- routes, rules, per-VIP options, VMAC, state -------------------------------------------
+
+ROUTED = """\
+vrrp_instances:
+  - name: VI_GW
+    interface: eth0
+    vrid: 51
+    state: BACKUP
+    use_vmac: true
+    virtual_ipaddresses:
+      - 192.0.2.10/24
+      - {address: 198.51.100.1/24, dev: eth1, scope: global, brd: 198.51.100.255, no_track: true}
+    virtual_ipaddress_excluded: ["2001:db8::10/64"]
+    virtual_routes:
+      - {to: 203.0.113.0/24, via: 192.0.2.254, dev: eth0, metric: 10, table: 100, src: 192.0.2.10}
+      - {to: default, gw: 192.0.2.254, table: 100}
+      - {to: default, via: "2001:db8::fe"}
+      - {type: blackhole, to: 203.0.113.128/25, no_track: true}
+    virtual_rules:
+      - {from: 192.0.2.0/24, table: 100, priority: 100}
+      - {fwmark: "0x7/0xff", table: 100, preference: 200}
+      - {to: "2001:db8:1::/48", table: 100}
+      - {fwmark: 9, table: 101}
+      - {fwmark: 10, table: 101, inet6: true}
+"""
+
+
+def test_routes_rules_vip_options_vmac_and_state_parse_with_keepalived_words() -> None:
+    from hacontrol.desired import vrrp_instances
+    from vrrp.types import AddressOptions, State, VirtualRoute, VirtualRule
+
+    config = parse_config(ROUTED)
+    (inst,) = config.vrrp_instances
+    assert inst.vmac_name == "vrrp.51"  # keepalived's default name
+    (spec,) = vrrp_instances(config)
+    assert spec.use_vmac == "vrrp.51" and not spec.vmac_xmit_base
+    assert spec.params.initial_state is State.BACKUP
+    assert dict(spec.vip_options) == {
+        ip_address("198.51.100.1"): AddressOptions(
+            dev="eth1", scope="global", broadcast=ip_address("198.51.100.255"), no_track=True
+        )
+    }
+    assert spec.virtual_routes == (
+        VirtualRoute(
+            dst=ip_network("203.0.113.0/24"),
+            via=ip_address("192.0.2.254"),
+            dev="eth0",
+            src=ip_address("192.0.2.10"),
+            metric=10,
+            table=100,
+        ),
+        VirtualRoute(dst=ip_network("0.0.0.0/0"), via=ip_address("192.0.2.254"), table=100),
+        VirtualRoute(dst=ip_network("::/0"), via=ip_address("2001:db8::fe")),
+        VirtualRoute(dst=ip_network("203.0.113.128/25"), type="blackhole", no_track=True),
+    )
+    # keepalived's priorities for rules given none: 16384, 16383, ... per family.
+    assert spec.virtual_rules == (
+        VirtualRule(family=4, priority=100, table=100, src=ip_network("192.0.2.0/24")),
+        VirtualRule(family=4, priority=200, table=100, fwmark=7, fwmask=0xFF),
+        VirtualRule(family=6, priority=16384, table=100, dst=ip_network("2001:db8:1::/48")),
+        VirtualRule(family=4, priority=16384, table=101, fwmark=9),
+        VirtualRule(family=6, priority=16383, table=101, fwmark=10),
+    )
+    assert str(spec.virtual_rules[1]) == "200: from all fwmark 0x7/0xff lookup 100"
+    assert str(spec.virtual_routes[0]) == (
+        "203.0.113.0/24 via 192.0.2.254 dev eth0 src 192.0.2.10 table 100 metric 10"
+    )
+
+
+def test_rules_without_priority_and_nopreempt_with_state_master_are_warned() -> None:
+    from hacontrol.config import check_source
+
+    checked = check_source(
+        ROUTED.replace("state: BACKUP", "state: MASTER\n    nopreempt: true"), "r.yaml"
+    )
+    warnings = [str(w) for w in checked.warnings]
+    assert any(
+        w.startswith("r.yaml:5: vrrp_instances[0].state: warning: nopreempt has no effect")
+        for w in warnings
+    ), warnings
+    no_priority = [w for w in warnings if "a rule without a priority gets" in w]
+    assert [w.split(": warning")[0] for w in no_priority] == [
+        "r.yaml:20: vrrp_instances[0].virtual_rules[2]",
+        "r.yaml:21: vrrp_instances[0].virtual_rules[3]",
+        "r.yaml:22: vrrp_instances[0].virtual_rules[4]",
+    ]
+    # keepalived clears nopreempt with state MASTER; so does hacontrol.
+    assert checked.config.vrrp_instances[0].preempt_mode is True
+
+
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        ("virtual_routes: [{to: 203.0.113.1/24}]", "has host bits set"),
+        ("virtual_routes: [{to: 203.0.113.0/24, via: '2001:db8::1'}]", "is not IPv4"),
+        ("virtual_routes: [{to: 203.0.113.0/24, type: blackhole, via: 192.0.2.1}]", "no gateway"),
+        ("virtual_routes: [{to: 203.0.113.0/24, type: anycast}]", "'unicast'"),
+        ("virtual_routes: [{to: 203.0.113.0/24, scope: universe}]", "'global'"),
+        ("virtual_routes: [{to: 203.0.113.0/24, inet6: true}]", "inet6 is set"),
+        ("virtual_rules: [{from: 192.0.2.0/24, to: '2001:db8::/64', table: 1}]", "different"),
+        ("virtual_rules: [{fwmark: 0x/1, table: 1}]", "MARK or MARK/MASK"),
+        ("virtual_rules: [{from: 192.0.2.0/24}]", "required"),
+        ("use_vmac: a/b", "not a valid interface name"),
+        ("use_vmac: eth0", "like the instance's own interface"),
+        ("vmac_xmit_base: true", "applies to use_vmac only"),
+        ("use_vmac: true\n    unicast_peers: [192.0.2.2]", "needs vmac_xmit_base"),
+        ("state: FAULT", "'MASTER' or 'BACKUP'"),
+        (
+            "virtual_ipaddresses: [{address: '2001:db8::1/64', brd: '2001:db8::ff'}]\n"
+            "    version: 3",
+            "IPv4 addresses only",
+        ),
+    ],
+)
+def test_route_rule_vmac_state_errors(snippet: str, expected: str) -> None:
+    vips = "" if "virtual_ipaddresses" in snippet else "virtual_ipaddresses: [192.0.2.10/24]"
+    text = f"""\
+vrrp_instances:
+  - name: VI_1
+    interface: eth0
+    vrid: 1
+    {vips}
+    {snippet}
+"""
+    errs = errors_of(text)
+    assert len(errs) == 1, errs
+    assert expected in errs[0], errs
+
+
+def test_a_route_rule_or_vmac_in_two_instances_is_an_error_at_the_second() -> None:
+    text = """\
+vrrp_instances:
+  - name: A
+    interface: eth0
+    vrid: 51
+    use_vmac: true
+    virtual_ipaddresses: [192.0.2.10/24]
+    virtual_routes: [{to: 203.0.113.0/24, via: 192.0.2.254}]
+    virtual_rules: [{from: 192.0.2.0/24, table: 100, priority: 100}]
+  - name: B
+    interface: eth1
+    vrid: 51
+    use_vmac: true
+    virtual_ipaddresses: [198.51.100.10/24]
+    virtual_routes: [{to: 203.0.113.0/24, via: 198.51.100.254}]
+    virtual_rules: [{from: 192.0.2.0/24, table: 100, priority: 100}]
+"""
+    errs = errors_of(text)
+    assert errs == [
+        "bad.yaml:12: vrrp_instances[1].use_vmac: VMAC vrrp.51 is also instance 'A''s; "
+        "name one of them (use_vmac: NAME)",
+        "bad.yaml:14: vrrp_instances[1].virtual_routes[0]: route to 203.0.113.0/24 (table main) "
+        "is also in instance 'A': one instance holds a route",
+        "bad.yaml:15: vrrp_instances[1].virtual_rules[0]: this rule (priority 100) is also in "
+        "instance 'A'",
+    ], errs
+    # Told apart (a VMAC name, another prefix, another priority), they are fine.
+    fixed = (
+        text.replace(
+            "use_vmac: true\n    virtual_ipaddresses: [198",
+            "use_vmac: vmac51b\n    virtual_ipaddresses: [198",
+        )
+        .replace("203.0.113.0/24, via: 198", "203.0.113.128/25, via: 198")
+        .replace("table: 100, priority: 100}]\n", "table: 100, priority: 101}]\n")
+        .replace("table: 100, priority: 101}]\n", "table: 100, priority: 100}]\n", 1)
+    )
+    assert len(parse_config(fixed).vrrp_instances) == 2

@@ -22,6 +22,7 @@ from vrrp.fsm import Instance, InstanceUsageError
 from vrrp.types import (
     AddAddresses,
     Advertisement,
+    ApplyRoutes,
     AuthType,
     GarpSettings,
     InstanceParams,
@@ -114,6 +115,7 @@ def become_master_actions(p: InstanceParams, old: State, reason: Reason) -> list
         # RFC 5798 §6.4.2: the advert goes out before the VIPs are added.
         SendAdvertisement(own_advert(p)),
         AddAddresses(p.virtual_addresses),
+        ApplyRoutes(True),  # the routes after the VIPs they may use, before the GARP
         SendGratuitousArp(tuple(v.ip for v in p.virtual_addresses), p.garp.master_repeat),
     ]
 
@@ -206,6 +208,7 @@ def test_action_order_and_advert_contents_v2_with_auth_and_mixed_families() -> N
             Advertisement(2, 51, 255, 300, (VIP.ip, VIP2.ip), AuthType.SIMPLE, b"secret")
         ),
         AddAddresses((VIP, v6, VIP2)),
+        ApplyRoutes(True),
         SendGratuitousArp((VIP.ip, v6.ip, VIP2.ip), 5),
     ]
 
@@ -222,6 +225,7 @@ def test_vips_beyond_255_are_held_and_announced_but_not_advertised() -> None:
         StateChanged(State.INITIALIZE, State.MASTER, Reason.ADDRESS_OWNER),
         SendAdvertisement(Advertisement(3, 51, 255, 100, tuple(v.ip for v in vips[:255]))),
         AddAddresses(held),
+        ApplyRoutes(True),
         SendGratuitousArp(tuple(v.ip for v in held), 5),
     ]
     assert p.overflow_addresses == vips[255:]
@@ -300,6 +304,7 @@ def test_priority_zero_means_takeover_after_skew_time_only(version: int, interva
     assert actions == [
         StateChanged(State.MASTER, State.INITIALIZE, Reason.SHUTDOWN),
         SendAdvertisement(own_advert(pa, 0)),
+        ApplyRoutes(False),  # rules and routes go before the VIPs they may use
         RemoveAddresses((VIP,)),
     ]
     assert link.nodes["a"].holds == set()
@@ -957,6 +962,7 @@ def test_interface_down_and_up_on_the_master() -> None:
     last = link.last_advert_time("a")
     assert link.interface_down("a") == [
         StateChanged(State.MASTER, State.FAULT, Reason.INTERFACE_DOWN),
+        ApplyRoutes(False),
         RemoveAddresses((VIP,)),
     ]
     a = link.nodes["a"].instance

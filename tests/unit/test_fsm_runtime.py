@@ -16,6 +16,7 @@ from vrrp.fsm import LINK_DOWN, NO_SOURCE_ADDRESS, NO_SUCH_INTERFACE, Instance, 
 from vrrp.types import (
     AddAddresses,
     Advertisement,
+    ApplyRoutes,
     Reason,
     RemoveAddresses,
     SendAdvertisement,
@@ -73,6 +74,7 @@ def test_a_master_losing_its_address_drops_its_vips() -> None:
     actions = inst.set_fault(NO_SOURCE_ADDRESS, True, 10.0)
     assert actions == [
         StateChanged(State.MASTER, State.FAULT, Reason.NO_SOURCE_ADDRESS),
+        ApplyRoutes(False),
         RemoveAddresses((VIP,)),
     ]
     assert inst.get_timer() is None  # no adverts from nowhere
@@ -107,7 +109,7 @@ def test_step_down_resigns_like_shutdown_and_holds_backup() -> None:
     assert actions[0] == StateChanged(State.MASTER, State.BACKUP, Reason.STEP_DOWN)
     zero = actions[1]
     assert isinstance(zero, SendAdvertisement) and zero.advertisement.priority == 0
-    assert actions[2] == RemoveAddresses((VIP,))
+    assert actions[2:4] == [ApplyRoutes(False), RemoveAddresses((VIP,))]
     assert inst.get_timer() is None  # never takes over while held
     # A lower-priority master speaks: held, we follow it instead of preempting.
     inst.receive(advert(100), ADDR["b"], 11.0)
@@ -254,3 +256,41 @@ def test_after_a_stall_the_schedule_restarts_without_a_burst() -> None:
     actions = inst.handle_timer(0.55)  # the process was stalled for half a second
     assert sum(isinstance(a, SendAdvertisement) for a in actions) == 1
     assert inst.get_timer() == pytest.approx(0.65)  # from now, not 0.2, 0.3, ... at once
+
+
+# ---- keepalived's start hint (state MASTER|BACKUP) -----------------------------------------
+
+
+def test_an_owner_told_state_backup_listens_before_taking_over() -> None:
+    # keepalived 2.2.7: priority 255 with `state BACKUP` enters BACKUP and becomes master
+    # when the master-down timer runs out; without a state (or with MASTER) at once.
+    p = dataclasses.replace(params("a", 255), initial_state=State.BACKUP)
+    inst = Instance(p)
+    assert inst.start(10.0) == [StateChanged(State.INITIALIZE, State.BACKUP, Reason.STARTUP)]
+    takeover = 10.0 + mdi(3, 255, 100)
+    assert inst.get_timer() == takeover
+    assert inst.handle_timer(takeover)[0] == StateChanged(
+        State.BACKUP, State.MASTER, Reason.MASTER_DOWN
+    )
+    for hint in (None, State.MASTER):
+        eager = Instance(dataclasses.replace(params("a", 255), initial_state=hint))
+        assert eager.start(10.0)[0] == StateChanged(
+            State.INITIALIZE, State.MASTER, Reason.ADDRESS_OWNER
+        )
+
+
+def test_the_start_hint_holds_after_a_fault_too() -> None:
+    # Leaving FAULT is §6.4.1 again: the hint decides as it did at start.
+    inst = Instance(dataclasses.replace(params("a", 255), initial_state=State.BACKUP))
+    inst.set_fault(LINK_DOWN, True, 0.0)
+    inst.start(0.0)
+    assert inst.set_fault(LINK_DOWN, False, 1.0) == [
+        StateChanged(State.FAULT, State.BACKUP, Reason.INTERFACE_UP)
+    ]
+
+
+def test_state_master_on_a_non_owner_changes_nothing_at_start() -> None:
+    # keepalived waits like any backup (its other effect, preempting despite nopreempt, is
+    # the config's: preempt is forced on).
+    inst = Instance(dataclasses.replace(params("a", 150), initial_state=State.MASTER))
+    assert inst.start(0.0) == [StateChanged(State.INITIALIZE, State.BACKUP, Reason.STARTUP)]

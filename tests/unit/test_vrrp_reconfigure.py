@@ -92,3 +92,43 @@ def test_a_contradictory_set_refuses_those_instances_and_keeps_them_running() ->
     assert "is not of its family" in plan.errors["C"]
     assert [s.name for s in plan.add] == ["B"]
     assert plan.remove == ()  # A is refused, not removed: it runs on as it was
+
+
+def test_vmac_settings_restart_and_a_vmac_name_is_one_instance_s() -> None:
+    plan = plan_reconfigure(
+        running(spec("A"), spec("B", vrid=52, use_vmac="vrrp.52")),
+        [
+            spec("A", use_vmac="vrrp.51"),  # its sockets and VIPs move to the macvlan
+            spec("B", vrid=52, use_vmac="vrrp.52", vmac_xmit_base=True),
+        ],
+    )
+    assert [s.name for s in plan.restart] == ["A", "B"]
+    plan = plan_reconfigure(
+        {},
+        [
+            spec("A", use_vmac="vmac1"),
+            spec("B", vrid=52, use_vmac="vmac1"),
+            spec("C", vrid=53, use_vmac="eth0"),
+            spec("D", vrid=54, use_vmac="bad/name"),
+        ],
+    )
+    assert [s.name for s in plan.add] == ["A"]
+    assert plan.errors == {
+        "B": "instance 'B': VMAC vmac1 already used by 'A'",
+        "C": "instance 'C': its VMAC cannot be named like its interface",
+        "D": "instance 'D': use_vmac: 'bad/name' is not a valid interface name (no '/', ':' "
+        "or spaces)",
+    }
+
+
+def test_routes_and_rules_are_settings() -> None:
+    from ipaddress import ip_network
+
+    from vrrp.types import VirtualRoute, VirtualRule
+
+    route = VirtualRoute(dst=ip_network("203.0.113.0/24"), via=IPv4Address("192.0.2.254"))
+    rule = VirtualRule(family=4, priority=100, table=100)
+    plan = plan_reconfigure(
+        running(spec("A")), [spec("A", virtual_routes=(route,), virtual_rules=(rule,))]
+    )
+    assert [s.name for s in plan.update] == ["A"]
