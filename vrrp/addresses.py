@@ -41,6 +41,7 @@ from pyroute2.netlink.rtnl import (
     RTMGRP_LINK,
 )
 
+from vrrp.addrbatch import AddressBatcher, AddressChange
 from vrrp.types import SCOPES, IPAddress, IPInterface, IPNetwork, VirtualRoute, VirtualRule
 
 IFF_UP = 0x1
@@ -259,6 +260,7 @@ class Rtnl:
         self._requests: Any = None
         self._monitor: Any = None
         self._routes: Any = None
+        self._batcher = AddressBatcher()
 
     async def open(self) -> None:
         self._requests = AsyncIPRoute()
@@ -275,6 +277,7 @@ class Rtnl:
         for sock in (self._monitor, self._requests, self._routes):
             if sock is not None:
                 sock.close()
+        self._batcher.close()
         self._monitor = self._requests = self._routes = None
 
     def _route_socket(self) -> Any:
@@ -341,6 +344,27 @@ class Rtnl:
                 return False
             raise AddressError(exc.code, f"add {address} ifindex {ifindex}: {exc}") from exc
         return True
+
+    async def change_addresses(self, changes: list[AddressChange]) -> list[bool | AddressError]:
+        """VIPs added or removed in pipelined batches (vrrp/addrbatch.py): per change,
+        True (done), False (nothing to do: already there, or not there) or the kernel's
+        refusal. A failure of the socket itself is the refusal of every change."""
+        try:
+            results = await self._batcher.apply(changes)
+        except OSError as exc:
+            self._batcher.close()  # a fresh socket next time
+            results = [exc] * len(changes)
+        out: list[bool | AddressError] = []
+        for change, result in zip(changes, results, strict=True):
+            if isinstance(result, OSError):
+                verb = "add" if change.add else "del"
+                code = result.errno or 0
+                why = result.strerror or str(result)
+                message = f"{verb} {change.address} ifindex {change.ifindex}: {why}"
+                out.append(AddressError(code, message))
+            else:
+                out.append(result)
+        return out
 
     async def remove_address(self, ifindex: int, address: IPInterface) -> bool:
         """Remove a VIP; False if it was not there. Raises AddressError otherwise."""

@@ -77,9 +77,10 @@ import socket
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, ip_interface, ip_network
-from typing import Protocol
+from typing import Any, Protocol
 
 from vrrp import arp, packet
+from vrrp.addrbatch import AddressChange
 from vrrp.addresses import (
     AddressAdded,
     AddressError,
@@ -1241,9 +1242,14 @@ class VrrpEngine:
     async def _add_addresses(self, runner: _Runner, addresses: tuple[IPInterface, ...]) -> None:
         for address in addresses:
             runner.repairing.discard(address)
-            if runner.fsm.state is not State.MASTER:
-                # Queued while master, performed after a step-down or a FAULT: too late.
-                continue
+        if runner.fsm.state is not State.MASTER:
+            # Queued while master, performed after a step-down or a FAULT: too late.
+            return
+        # All in pipelined netlink batches (vrrp/addrbatch.py): hundreds of VIPs in a few
+        # milliseconds, as keepalived adds them.
+        changes: list[AddressChange] = []
+        targets: list[tuple[IPInterface, str, Link, dict[IPAddress, LinkAddress]]] = []
+        for address in addresses:
             dev = runner.dev_of(address)
             link, table = self._table(dev)
             if link is None:
@@ -1256,21 +1262,28 @@ class VrrpEngine:
                 self._error(runner, "add_address")
                 continue
             options = runner.options(address)
-            try:
-                added = await self._rtnl.add_address(
+            changes.append(
+                AddressChange(
+                    True,
                     link.ifindex,
                     address,
-                    runner.labels.get(address.ip),
+                    label=runner.labels.get(address.ip),
                     scope=options.scope,
                     broadcast=options.broadcast,
                 )
-            except AddressError as exc:
+            )
+            targets.append((address, dev, link, table))
+        if not changes:
+            return
+        results = await self._rtnl.change_addresses(changes)
+        for (address, dev, link, table), result in zip(targets, results, strict=True):
+            if isinstance(result, AddressError):
                 log.error(
                     "vrrp.vip_add_error instance=%s iface=%s address=%s error=%s",
                     runner.name,
                     dev,
                     address,
-                    exc,
+                    result,
                 )
                 self._error(runner, "add_address")
                 continue
@@ -1278,15 +1291,19 @@ class VrrpEngine:
             if address.ip not in table:
                 # Known before the kernel's event arrives: the sweep must not see it missing.
                 table[address.ip] = LinkAddress(link.ifindex, address)
-            log.info(
+            log.log(
+                _vip_log_level(len(changes)),
                 "vrrp.vip_add instance=%s iface=%s address=%s present=%s",
                 runner.name,
                 dev,
                 address,
-                not added,
+                not result,
             )
+        _log_vip_summary("vrrp.vip_add", runner.name, targets, results)
 
     async def _remove_addresses(self, runner: _Runner, addresses: tuple[IPInterface, ...]) -> None:
+        changes: list[AddressChange] = []
+        targets: list[tuple[IPInterface, str, dict[IPAddress, LinkAddress]]] = []
         for address in addresses:
             dev = runner.held_vips.pop(address, None)
             if dev is None:
@@ -1306,26 +1323,32 @@ class VrrpEngine:
                     dev,
                     address,
                 )
-            try:
-                removed = await self._rtnl.remove_address(link.ifindex, address)
-            except AddressError as exc:
+            changes.append(AddressChange(False, link.ifindex, address))
+            targets.append((address, dev, table))
+        if not changes:
+            return
+        results = await self._rtnl.change_addresses(changes)
+        for (address, dev, table), result in zip(targets, results, strict=True):
+            if isinstance(result, AddressError):
                 log.error(
                     "vrrp.vip_del_error instance=%s iface=%s address=%s error=%s",
                     runner.name,
                     dev,
                     address,
-                    exc,
+                    result,
                 )
                 self._error(runner, "remove_address")
                 continue
             table.pop(address.ip, None)
-            log.info(
+            log.log(
+                _vip_log_level(len(changes)),
                 "vrrp.vip_del instance=%s iface=%s address=%s absent=%s",
                 runner.name,
                 dev,
                 address,
-                not removed,
+                not result,
             )
+        _log_vip_summary("vrrp.vip_del", runner.name, targets, results)
 
     def _send_garp(self, runner: _Runner, addresses: tuple[IPAddress, ...], count: int) -> None:
         """Announce each VIP on its own interface, with that interface's MAC (a VMAC's is
@@ -2422,3 +2445,36 @@ def _item_status(state: ItemState) -> TrackedItemStatus:
 
 
 __all__ = ["Drop", "Unicast", "VrrpEngine", "spec_of"]
+
+
+# More VIPs than this in one change are logged as one line (each at debug level): a line
+# per VIP costs about 0.1 ms, and a takeover of hundreds would spend longer logging than
+# adding them.
+VIP_LINES = 8
+
+
+def _vip_log_level(count: int) -> int:
+    return logging.INFO if count <= VIP_LINES else logging.DEBUG
+
+
+def _log_vip_summary(
+    event: str,
+    instance: str,
+    targets: Sequence[tuple[Any, ...]],
+    results: Sequence[bool | AddressError],
+) -> None:
+    if len(targets) <= VIP_LINES:
+        return
+    done = sum(r is True for r in results)
+    failed = sum(isinstance(r, AddressError) for r in results)
+    log.info(
+        "%s instance=%s count=%d changed=%d unchanged=%d failed=%d first=%s last=%s",
+        event,
+        instance,
+        len(targets),
+        done,
+        len(targets) - done - failed,
+        failed,
+        targets[0][0],
+        targets[-1][0],
+    )
