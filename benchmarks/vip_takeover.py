@@ -44,8 +44,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.interop.ka_util import HaDaemon, Instance, Keepalived, Peer, Witness  # noqa: E402
-from tests.netns.netns_util import Lab, Netns, in_netns  # noqa: E402
+from tests.interop.ka_util import HaDaemon, Instance, Keepalived, Peer, Witness
+from tests.netns.netns_util import Lab, Netns, in_netns
 
 VRID = 61
 RTMGRP_IPV4_IFADDR = 0x10
