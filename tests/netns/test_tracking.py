@@ -221,6 +221,13 @@ def test_sync_group_fails_over_together_when_one_link_goes_down(links: TwoLinks)
     b.start()
     wait_single_holder([a, b], "192.0.2.100", "a", timeout=15.0)
     eventually(lambda: a.holds("198.51.100.100", "eth1"), 10.0, "a holds VIP2")
+    # A reload that changes a member in place keeps the group (it once dropped them all).
+    a.instances = (inst(HIGH), inst(HIGH + 10, VIP2, name="VI_2", interface="eth1", vrid=43))
+    a.write_config()
+    out = a.cli("reload")
+    assert out.returncode == 0, out.stderr
+    assert "vrrp instance VI_2: changed in place" in out.stdout, out.stdout
+    assert a.control({"command": "status"})["vrrp_sync_groups"][0]["state"] == "MASTER"
     # Only eth1 goes down on a: VI_2 faults, and the group takes VI_1 (whose link is fine)
     # along; b takes both.
     links.a.ip("link", "set", "eth1", "down")
