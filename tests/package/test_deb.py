@@ -22,6 +22,7 @@ builds one (about two minutes).
 from __future__ import annotations
 
 import grp
+import gzip
 import os
 import pwd
 import re
@@ -178,8 +179,14 @@ def test_installs_the_command_config_unit_and_user(installed: Path) -> None:
         str(DROP_INS / "realtime.conf"),
         str(DROP_INS / "script-users.conf"),
         "/usr/share/doc/hacontrol/README.md",
+        "/usr/share/doc/hacontrol/configuration.md",
+        "/usr/share/man/man8/hacontrol.8.gz",
+        "/usr/share/man/man5/hacontrol.yaml.5.gz",
     ):
         assert path in files, path
+    # The manual pages are the ones generated from the config models (hacontrol/reference.py).
+    with gzip.open("/usr/share/man/man5/hacontrol.yaml.5.gz") as page:
+        assert page.read() == (ROOT / "doc" / "hacontrol.yaml.5").read_bytes()
     conffiles = Path("/var/lib/dpkg/info/hacontrol.conffiles").read_text().split()
     assert conffiles == [str(CONF)]
     assert CONF.read_bytes() == (ROOT / "conf" / "hacontrol.yaml").read_bytes()
