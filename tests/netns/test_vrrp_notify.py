@@ -89,7 +89,10 @@ def test_scripts_on_election_failover_fault_and_stop_in_order(net: Net) -> None:
     # take over for a moment, which would be a transition (and scripts) of its own.
     a = daemon(net, "a", instance(HIGH, advert_int=1.0, hacontrol_extra=scripts(rec_a)))
     b = daemon(net, "b", instance(LOW, advert_int=1.0, hacontrol_extra=scripts(rec_b)))
+    # b starts once a is master: started together, a slow start of a's VRRP process (a
+    # loaded machine) lets b's Master_Down_Timer run out first, a transition of its own.
     a.start()
+    wait_single_holder([a], VIP, "a", timeout=15)
     b.start()
     wait_single_holder([a, b], VIP, "a", timeout=15)
     # Election: both start in BACKUP (keepalived notifies BACKUP at start-up too), a wins.
