@@ -62,11 +62,16 @@ def render(
         f"# by `hacontrol import keepalived` on {datetime.date.today().isoformat()} "
         f"(config id {config_id!r})",
     ]
-    if findings:
-        header.append(f"# {len(findings)} keyword(s) not carried over:")
-        header.extend(f"#   {finding}" for finding in findings)
+    dropped = [f for f in findings if not f.warning]
+    warnings = [f for f in findings if f.warning]
+    if dropped:
+        header.append(f"# {len(dropped)} keyword(s) not carried over:")
+        header.extend(f"#   {finding}" for finding in dropped)
     else:
         header.append("# every keyword was carried over")
+    if warnings:
+        header.append(f"# {len(warnings)} warning(s) about what was carried over:")
+        header.extend(f"#   {finding}" for finding in warnings)
     body = yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=100)
     return "\n".join(header) + "\n" + (body if document else "{}\n")
 
@@ -97,10 +102,11 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     if args.strict and findings:
-        print(
-            f"{args.file}: {len(findings)} keyword(s) not carried over (--strict); nothing written",
-            file=sys.stderr,
+        warnings = sum(1 for f in findings if f.warning)
+        counts = f"{len(findings) - warnings} keyword(s) not carried over" + (
+            f", {warnings} warning(s)" if warnings else ""
         )
+        print(f"{args.file}: {counts} (--strict); nothing written", file=sys.stderr)
         return 1
     if args.output is None:
         sys.stdout.write(text)
