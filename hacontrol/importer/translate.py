@@ -225,9 +225,12 @@ class Translator:
     def argv(self, st: Statement, command: str) -> list[str]:
         """A script command as keepalived splits it (quotes, backslash escapes), never run.
 
-        keepalived 2.x execs the words itself, without a shell, as hacontrol does: shell
-        syntax in the command is passed to the program as arguments. That is carried over
-        unchanged, with a warning, since it is rarely what the operator meant.
+        keepalived 2.2 execs the first word, if it finds it as an executable file, with the
+        other words as its arguments: no shell, as hacontrol. Only when it finds no such
+        program does it hand the whole line to /bin/sh -c (system()). So shell syntax after
+        a program is passed to it as arguments (carried over so, with a warning); a line
+        that starts with shell syntax (`</dev/tcp/...`, `VAR=x cmd`) names no program, and
+        is written as [/bin/sh, -c, LINE], what keepalived runs.
         """
         try:
             words = shlex.split(command, posix=True)
@@ -236,12 +239,21 @@ class Translator:
         if not words:
             raise GrammarError(st.file, st.line, f"{st.keyword}: empty command")
         syntax = shell_syntax(command)
+        if syntax and _NO_PROGRAM.match(command):
+            self.warn(
+                st,
+                f"{command!r} starts with shell syntax ({', '.join(syntax)}), so it names no "
+                "program: keepalived runs it with /bin/sh -c, and so it is written as "
+                "[/bin/sh, -c, ...]; check it works with /bin/sh (dash on Debian: no /dev/tcp)",
+            )
+            return ["/bin/sh", "-c", command.strip()]
         if syntax:
             self.warn(
                 st,
-                f"{command!r} needs a shell ({', '.join(syntax)}): keepalived 2.x and "
-                "hacontrol run the words without one, so the program gets them as arguments; "
-                "put the command in a script, or write [/bin/sh, -c, COMMAND]",
+                f"{command!r} has shell syntax ({', '.join(syntax)}): keepalived execs "
+                f"{words[0]} without a shell when it finds it, as hacontrol does, so the "
+                "program gets those words as arguments; put the command in a script, or "
+                "write [/bin/sh, -c, COMMAND]",
             )
         if signals_zero(words):
             self.warn(
@@ -456,6 +468,10 @@ _SHELL_OPERATORS = {
     "?": "a glob",
     "[": "a glob",
 }
+
+
+# A line that starts so names no program: keepalived runs it with /bin/sh -c.
+_NO_PROGRAM = re.compile(r"\s*([<>(){!]|[A-Za-z_][A-Za-z0-9_]*=)")
 
 
 def shell_syntax(command: str) -> list[str]:

@@ -36,7 +36,7 @@ SAMPLES_DIR = "/usr/share/doc/keepalived/samples"
 SAMPLES = sorted(glob.glob(f"{SAMPLES_DIR}/keepalived.conf.*"))
 ROOT = Path(__file__).resolve().parents[2]
 KILL_0 = "sends signal 0 to a process: hacontrol runs scripts as its own user"
-REDIRECTION = "needs a shell (a redirection)"
+REDIRECTION = "starts with shell syntax (a redirection), so it names no program"
 BARE_MEMBER = "an instance named outside group { }: keepalived 2.x ignores it"
 
 EXPECTED: dict[str, list[tuple[int, str, str]]] = {
@@ -975,8 +975,9 @@ def test_scripts_needing_a_shell_or_signal_0_are_carried_over_with_a_warning(
     conf.write_text(
         'vrrp_script a {\n script "killall -0 haproxy"\n weight 2\n}\n'
         'vrrp_script b {\n script "pidof haproxy > /dev/null"\n}\n'
+        'vrrp_script c {\n script "</dev/tcp/127.0.0.1/80"\n}\n'
         "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n"
-        " track_script { a\n b }\n virtual_ipaddress { 192.0.2.1 }\n}\n"
+        " track_script { a\n b\n c }\n virtual_ipaddress { 192.0.2.1 }\n}\n"
     )
     proc = hacontrol("import", "keepalived", str(conf))
     assert proc.returncode == 0, proc.stderr
@@ -985,17 +986,22 @@ def test_scripts_needing_a_shell_or_signal_0_are_carried_over_with_a_warning(
         "packaged unit, not root), and signalling another user's process fails with EPERM, so "
         "the check fails though the process runs; use pidof NAME, or vrrp_track_process / "
         "track_process",
-        f"{conf}:6: script: warning: 'pidof haproxy > /dev/null' {REDIRECTION}: keepalived 2.x "
-        "and hacontrol run the words without one, so the program gets them as arguments; put "
-        "the command in a script, or write [/bin/sh, -c, COMMAND]",
+        f"{conf}:6: script: warning: 'pidof haproxy > /dev/null' has shell syntax (a "
+        "redirection): keepalived execs pidof without a shell when it finds it, as hacontrol "
+        "does, so the program gets those words as arguments; put the command in a script, or "
+        "write [/bin/sh, -c, COMMAND]",
+        f"{conf}:9: script: warning: '</dev/tcp/127.0.0.1/80' {REDIRECTION}: keepalived runs "
+        "it with /bin/sh -c, and so it is written as [/bin/sh, -c, ...]; check it works with "
+        "/bin/sh (dash on Debian: no /dev/tcp)",
     ]
     lines = proc.stdout.splitlines()
     assert lines[2:4] == [
         "# every keyword was carried over",
-        "# 2 warning(s) about what was carried over:",
+        "# 3 warning(s) about what was carried over:",
     ]
     doc = yaml.safe_load(proc.stdout)
     assert [s["script"] for s in doc["vrrp_scripts"]] == [
         ["killall", "-0", "haproxy"],
-        ["pidof", "haproxy", ">", "/dev/null"],  # as keepalived 2.x execs it
+        ["pidof", "haproxy", ">", "/dev/null"],  # as keepalived execs it
+        ["/bin/sh", "-c", "</dev/tcp/127.0.0.1/80"],  # as keepalived runs it (system())
     ]
