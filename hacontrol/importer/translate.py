@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from hacontrol.config_track import SyncGroupConfig
 from hacontrol.importer.grammar import GrammarError, Statement
 
 # ---- what is reported ------------------------------------------------------------------------
@@ -1679,6 +1680,13 @@ def _vrrp_track_process(t: Translator, st: Statement, target: dict[str, Any]) ->
             )
         )
         return
+    bare = spec.pop("_bare_param_match", None)
+    if bare is not None and len(spec["process"]) == 1:
+        t.unsupported(
+            bare,
+            "not in hacontrol: matching a process that has no parameters (hacontrol matches "
+            "the name whatever the parameters)",
+        )
     t.processes[name] = spec
 
 
@@ -1687,7 +1695,12 @@ def _process(t: Translator, st: Statement, target: dict[str, Any]) -> None:
 
 
 def _param_match(t: Translator, st: Statement, target: dict[str, Any]) -> None:
-    value = t.args(st, 1)[0]
+    words = t.args(st, 0, 1)
+    if not words:
+        # keepalived: param_match alone, with no parameters, says "with no parameters".
+        target["_bare_param_match"] = st
+        return
+    value = words[0]
     if value not in ("exact", "initial", "partial"):
         raise GrammarError(st.file, st.line, f"param_match {value!r}: exact, initial or partial")
     target["param_match"] = value
@@ -1766,11 +1779,11 @@ SYNC_GROUP: dict[str, Entry] = {
     **_TRACKING,
     "sync_group_tracking_weight": _flag("sync_group_tracking_weight"),
     "global_tracking": _flag("global_tracking"),
-    "notify_master": Unsupported(GROUP_NOTIFY),
-    "notify_backup": Unsupported(GROUP_NOTIFY),
-    "notify_fault": Unsupported(GROUP_NOTIFY),
-    "notify_stop": Unsupported(GROUP_NOTIFY),
-    "notify": Unsupported(GROUP_NOTIFY),
+    # Translated as soon as hacontrol's sync groups take the key (written in parallel).
+    **{
+        key: _vrrp_notify(key) if key in SyncGroupConfig.model_fields else Unsupported(GROUP_NOTIFY)
+        for key in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify")
+    },
     "smtp_alert": Unsupported(EMAIL),
 }
 

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from hacontrol.config import check_source
+from hacontrol.config_track import SyncGroupConfig
 from hacontrol.importer.grammar import GrammarError, Statement, parse_text, read_config
 from hacontrol.importer.translate import (
     EMAIL,
@@ -176,6 +177,12 @@ EXPECTED: dict[str, list[tuple[int, str, str]]] = {
         (15, "notify_fault", GROUP_NOTIFY),
     ],
 }
+
+
+# A sync group's notify scripts are translated once hacontrol's sync groups have them.
+GROUP_NOTIFY_KEYS = "notify_master" in SyncGroupConfig.model_fields
+if GROUP_NOTIFY_KEYS:
+    EXPECTED = {name: [e for e in want if e[2] != GROUP_NOTIFY] for name, want in EXPECTED.items()}
 
 
 def imported(path: str, config_id: str = "high") -> tuple[Translator, str]:
@@ -789,14 +796,10 @@ vrrp_sync_group G1 { group { A
     B
     C } }
 vrrp_sync_group G2 { group { B
-    A }
-  notify_master /bin/true
-  notify "/bin/echo x" }
+    A } }
 """
     document, report = translate(parse_text(text, "x"))
     assert [(f.line, f.keyword) for f in report] == [
-        (21, "notify_master"),
-        (22, "notify"),
         (18, "C"),
         (19, "B"),
         (20, "A"),
@@ -812,7 +815,6 @@ vrrp_sync_group G2 { group { B
     assert why["B"] == "B is already in sync group G1: keepalived leaves it out of this one"
     assert why["nope"] == "track_script: no vrrp_script nope (keepalived ignores the reference)"
     assert why["eth1"] == "track_interface: tracked twice (keepalived keeps the first)"
-    assert why["notify_master"] == GROUP_NOTIFY
     a = document["vrrp_instances"][0]
     assert a["track_interface"] == ["eth1"]
     assert not {"track_script", "track_file", "track_process"} & set(a)
@@ -1005,3 +1007,46 @@ def test_scripts_needing_a_shell_or_signal_0_are_carried_over_with_a_warning(
         ["pidof", "haproxy", ">", "/dev/null"],  # as keepalived execs it
         ["/bin/sh", "-c", "</dev/tcp/127.0.0.1/80"],  # as keepalived runs it (system())
     ]
+
+
+def test_track_process_param_match_alone() -> None:
+    text = (
+        "vrrp_track_process p {\n process haproxy\n param_match\n}\n"
+        "vrrp_track_process q {\n process haproxy -f x\n param_match\n}\n"
+        "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n"
+        " track_process { p\n q }\n virtual_ipaddress { 192.0.2.1 }\n}\n"
+    )
+    document, report = translate(parse_text(text, "x"))
+    # keepalived: with no parameters, "the process has none", which hacontrol cannot say;
+    # with parameters, an exact match (hacontrol's default).
+    assert [(f.line, f.keyword) for f in report] == [(3, "param_match")]
+    assert "matching a process that has no parameters" in report[0].why
+    assert document["track_processes"] == [
+        {"name": "p", "process": ["haproxy"]},
+        {"name": "q", "process": ["haproxy", "-f", "x"]},
+    ]
+
+
+def test_sync_group_notify_scripts() -> None:
+    text = (
+        "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n"
+        " virtual_ipaddress { 192.0.2.1 }\n}\n"
+        "vrrp_instance B {\n interface eth0\n virtual_router_id 2\n"
+        " virtual_ipaddress { 192.0.2.2 }\n}\n"
+        'vrrp_sync_group G {\n group { A\n B }\n notify_master "/bin/vrrp.mast arg1 arg2"\n'
+        " notify /bin/every\n}\n"
+    )
+    document, report = translate(parse_text(text, "x"))
+    (group,) = document["vrrp_sync_groups"]
+    if GROUP_NOTIFY_KEYS:
+        assert report == []
+        assert group["notify_master"] == ["/bin/vrrp.mast", "arg1", "arg2"]
+        assert group["notify"] == ["/bin/every"]
+        check_source(yaml.safe_dump(document, sort_keys=False), "t.yaml")
+    else:
+        # hacontrol's sync groups have no notify scripts yet: reported, not written.
+        assert [(f.line, f.keyword, f.why) for f in report] == [
+            (14, "notify_master", GROUP_NOTIFY),
+            (15, "notify", GROUP_NOTIFY),
+        ]
+        assert group == {"name": "G", "group": ["A", "B"]}
