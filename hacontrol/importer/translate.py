@@ -384,8 +384,8 @@ class Translator:
             item: dict[str, Any] = {"name": ref.name}
             if ref.weight is not None:
                 item["weight"] = ref.weight
-            if ref.reverse:
-                item["reverse"] = True
+            if ref.reverse is not None:
+                item["reverse"] = ref.reverse
             items.append(item if len(item) > 1 else ref.name)
             if ref.key == "track_file" and ref.name not in used_files:
                 used_files.append(ref.name)
@@ -1594,7 +1594,7 @@ class TrackRef:
     key: str
     name: str
     weight: int | None
-    reverse: bool
+    reverse: bool | None  # None: the tracked item's own (noreverse: False)
     at: Statement
 
 
@@ -1606,7 +1606,7 @@ def _track(key: str) -> Handler:
         for line in t.value_lines(st):
             words = list(line.args)
             weight: int | None = None
-            reverse = False
+            reverse: bool | None = None
             while words:
                 word = words.pop(0)
                 if word == "weight" and words:

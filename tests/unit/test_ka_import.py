@@ -701,7 +701,7 @@ vrrp_instance A { interface eth0
   track_interface { eth1 weight 10
     eth2 }
   track_script { chk_a weight 5 reverse
-    chk_b }
+    chk_b noreverse }
   track_file { drain }
   track_process { haproxy weight -30 }
   virtual_ipaddress { 192.0.2.1 }
@@ -763,7 +763,11 @@ vrrp_sync_group G { group { A
     a = doc["vrrp_instances"][0]  # type: ignore[index]
     assert a["dont_track_primary"] is True
     assert a["track_interface"] == [{"name": "eth1", "weight": 10}, "eth2"]
-    assert a["track_script"] == [{"name": "chk_a", "weight": 5, "reverse": True}, "chk_b"]
+    # noreverse overrides the script's own reverse
+    assert a["track_script"] == [
+        {"name": "chk_a", "weight": 5, "reverse": True},
+        {"name": "chk_b", "reverse": False},
+    ]
     assert a["track_file"] == ["drain"]
     assert a["track_process"] == [{"name": "haproxy", "weight": -30}]
     assert doc["vrrp_sync_groups"] == [
