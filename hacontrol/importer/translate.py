@@ -13,7 +13,10 @@ sync daemon's `syncid` (the VRRP instance's VRID in keepalived, 0 here), `http_p
 ("1.0" in keepalived), `enable_sni` and `use_ehlo` (off in keepalived), a UDP check's
 `max_reply_length` (255), `accept` (keepalived accepts traffic to VIPs unless
 vrrp_strict), the VRRP version and the garp settings (global_defs defaults), and the
-real servers' ports. Nothing here runs a script the config names.
+real servers' ports; for VRRP scripts, keepalived's interval 1 and weight 0. Scripts
+are split into argv lists as keepalived splits them (see `Translator.argv` for when
+keepalived uses a shell). Nothing here runs a script the config names; warnings
+(`Finding.warning`) flag what is carried over but may not behave as expected.
 """
 
 from __future__ import annotations
@@ -472,15 +475,22 @@ _SHELL_OPERATORS = {
 
 
 # A line that starts so names no program: keepalived runs it with /bin/sh -c.
-_NO_PROGRAM = re.compile(r"\s*([<>(){!]|[A-Za-z_][A-Za-z0-9_]*=)")
+_NO_PROGRAM = re.compile(
+    r"\s*([<>(){!]|[A-Za-z_][A-Za-z0-9_]*=|(if|for|while|until|case|\[\[)(\s|$))"
+)
+# sh(1)'s reserved words that can start a command line.
+_SHELL_KEYWORDS = ("!", "{", "if", "for", "while", "until", "case", "[[")
 
 
 def shell_syntax(command: str) -> list[str]:
     """What in `command` only a shell would interpret: operators, globs and `$` outside
-    single quotes (inside double quotes a shell still expands `$` and backquotes)."""
+    single quotes (inside double quotes a shell still expands `$` and backquotes), and a
+    leading assignment or reserved word."""
     found: list[str] = []
     if re.match(r"\s*[A-Za-z_][A-Za-z0-9_]*=", command):
         found.append("a variable assignment")
+    if command.split()[:1] and command.split()[0] in _SHELL_KEYWORDS:
+        found.append("a shell keyword")
     quote = ""
     escaped = False
     start_of_word = True
@@ -1654,7 +1664,9 @@ def _vrrp_script(t: Translator, st: Statement, target: dict[str, Any]) -> None:
 
 
 def _script_command(t: Translator, st: Statement, target: dict[str, Any]) -> None:
-    target["script"] = t.argv(st, t.args(st, 1)[0])
+    words = t.args(st, 1, 1000)
+    # keepalived: `script "/path arg"` is split; unquoted, the words are the argv.
+    target["script"] = t.argv(st, words[0] if len(words) == 1 else shlex.join(words))
 
 
 VRRP_SCRIPT: dict[str, Entry] = {

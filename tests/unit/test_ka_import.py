@@ -960,6 +960,9 @@ def test_a_route_hacontrol_cannot_hold_is_reported(line: str, why: str) -> None:
         ("ls *.conf ~/x a~b", ["a glob", "~ expansion"]),
         ("FOO=1 /bin/x", ["a variable assignment"]),
         ("echo `date`", ["command substitution"]),
+        ("! pidof x", ["a shell keyword"]),
+        ("if pidof x; then exit 1; fi", ["a shell keyword", "';'"]),
+        ("iffy --flag", []),
     ],
 )
 def test_shell_syntax(command: str, found: list[str]) -> None:
@@ -1054,3 +1057,26 @@ def test_sync_group_notify_scripts() -> None:
             (15, "notify", GROUP_NOTIFY),
         ]
         assert group == {"name": "G", "group": ["A", "B"]}
+
+
+@pytest.mark.parametrize(
+    ("command", "argv"),
+    [
+        ("! pidof haproxy", ["/bin/sh", "-c", "! pidof haproxy"]),
+        ("X=1 /bin/check", ["/bin/sh", "-c", "X=1 /bin/check"]),
+        ("(pidof a || pidof b)", ["/bin/sh", "-c", "(pidof a || pidof b)"]),
+        ("/bin/check a|b", ["/bin/check", "a|b"]),  # keepalived execs /bin/check
+        ("'/opt/my check' x\\ y", ["/opt/my check", "x y"]),
+    ],
+)
+def test_script_lines_as_keepalived_runs_them(command: str, argv: list[str]) -> None:
+    text = f'vrrp_script s {{\n script "{command}"\n}}\n'
+    document, _ = translate(parse_text(text, "x"))
+    assert document["vrrp_scripts"][0]["script"] == argv
+
+
+def test_unquoted_script_words_are_the_argv() -> None:
+    text = "vrrp_script s {\n script /usr/bin/pgrep -x haproxy\n}\n"
+    document, report = translate(parse_text(text, "x"))
+    assert document["vrrp_scripts"][0]["script"] == ["/usr/bin/pgrep", "-x", "haproxy"]
+    assert report == []
