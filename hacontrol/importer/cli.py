@@ -30,8 +30,9 @@ def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="keepalived.conf (with its includes) -> hacontrol YAML",
         description="Translate keepalived.conf, as keepalived reads it (include, "
         "@conditionals, $VARIABLES, ~SEQ), into hacontrol's YAML. What cannot be carried "
-        "over is listed on stderr as FILE:LINE: keyword: why. Scripts named in the "
-        "config are never run.",
+        "over is listed on stderr as FILE:LINE: keyword: why, and what is carried over "
+        "but may not behave as expected (scripts needing a shell, kill -0 checks) as "
+        "FILE:LINE: keyword: warning: why. Scripts named in the config are never run.",
     )
     ka.add_argument("file", help="keepalived.conf")
     ka.add_argument(
@@ -45,7 +46,7 @@ def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     ka.add_argument(
         "--strict",
         action="store_true",
-        help="exit 1 (and write nothing) if anything could not be carried over",
+        help="exit 1 (and write nothing) if anything could not be carried over or has a warning",
     )
 
 
