@@ -30,8 +30,9 @@ def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="keepalived.conf (with its includes) -> hacontrol YAML",
         description="Translate keepalived.conf, as keepalived reads it (include, "
         "@conditionals, $VARIABLES, ~SEQ), into hacontrol's YAML. What cannot be carried "
-        "over is listed on stderr as FILE:LINE: keyword: why. Scripts named in the "
-        "config are never run.",
+        "over is listed on stderr as FILE:LINE: keyword: why, and what is carried over "
+        "but may not behave as expected (scripts needing a shell, kill -0 checks) as "
+        "FILE:LINE: keyword: warning: why. Scripts named in the config are never run.",
     )
     ka.add_argument("file", help="keepalived.conf")
     ka.add_argument(
@@ -45,7 +46,7 @@ def add_subparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     ka.add_argument(
         "--strict",
         action="store_true",
-        help="exit 1 (and write nothing) if anything could not be carried over",
+        help="exit 1 (and write nothing) if anything could not be carried over or has a warning",
     )
 
 
@@ -62,11 +63,16 @@ def render(
         f"# by `hacontrol import keepalived` on {datetime.date.today().isoformat()} "
         f"(config id {config_id!r})",
     ]
-    if findings:
-        header.append(f"# {len(findings)} keyword(s) not carried over:")
-        header.extend(f"#   {finding}" for finding in findings)
+    dropped = [f for f in findings if not f.warning]
+    warnings = [f for f in findings if f.warning]
+    if dropped:
+        header.append(f"# {len(dropped)} keyword(s) not carried over:")
+        header.extend(f"#   {finding}" for finding in dropped)
     else:
         header.append("# every keyword was carried over")
+    if warnings:
+        header.append(f"# {len(warnings)} warning(s) about what was carried over:")
+        header.extend(f"#   {finding}" for finding in warnings)
     body = yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=100)
     return "\n".join(header) + "\n" + (body if document else "{}\n")
 
@@ -97,10 +103,11 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     if args.strict and findings:
-        print(
-            f"{args.file}: {len(findings)} keyword(s) not carried over (--strict); nothing written",
-            file=sys.stderr,
+        warnings = sum(1 for f in findings if f.warning)
+        counts = f"{len(findings) - warnings} keyword(s) not carried over" + (
+            f", {warnings} warning(s)" if warnings else ""
         )
+        print(f"{args.file}: {counts} (--strict); nothing written", file=sys.stderr)
         return 1
     if args.output is None:
         sys.stdout.write(text)

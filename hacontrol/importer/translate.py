@@ -13,17 +13,22 @@ sync daemon's `syncid` (the VRRP instance's VRID in keepalived, 0 here), `http_p
 ("1.0" in keepalived), `enable_sni` and `use_ehlo` (off in keepalived), a UDP check's
 `max_reply_length` (255), `accept` (keepalived accepts traffic to VIPs unless
 vrrp_strict), the VRRP version and the garp settings (global_defs defaults), and the
-real servers' ports. Nothing here runs a script the config names.
+real servers' ports; for VRRP scripts, keepalived's interval 1 and weight 0. Scripts
+are split into argv lists as keepalived splits them (see `Translator.argv` for when
+keepalived uses a shell). Nothing here runs a script the config names; warnings
+(`Finding.warning`) flag what is carried over but may not behave as expected.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from hacontrol.config_track import SyncGroupConfig
 from hacontrol.importer.grammar import GrammarError, Statement
 
 # ---- what is reported ------------------------------------------------------------------------
@@ -37,9 +42,12 @@ class Finding:
     line: int
     keyword: str
     why: str
+    # A warning: carried over, but it may not behave as the operator expects.
+    warning: bool = False
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.keyword}: {self.why}"
+        kind = "warning: " if self.warning else ""
+        return f"{self.file}:{self.line}: {self.keyword}: {kind}{self.why}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,13 +57,17 @@ class Unsupported:
     why: str
 
 
-# Reasons shared by many keywords. The ones naming a branch become handlers when it lands.
-TRACKING = "not translatable yet: tracking (track_*, vrrp_script, sync groups) is not in hacontrol"
-NOTIFY = "not translatable yet: notify scripts and the notify FIFO are not in hacontrol"
-ROUTES = (
-    "not translatable yet: virtual routes/rules, per-VIP dev/scope/brd, VMAC and start-up "
-    "state are not in hacontrol"
+# Reasons shared by many keywords.
+GROUP_NOTIFY = (
+    "not in hacontrol yet: a sync group has no notify scripts (its members' notify "
+    "scripts and the notify FIFO are carried over)"
 )
+FIFO_READER = "hacontrol starts no FIFO reader: run the reader as its own service, reading the FIFO"
+CHECKER_FIFO = (
+    "hacontrol writes no checker lines to a FIFO: use notify_up/notify_down and "
+    "quorum_up/quorum_down"
+)
+PRIORITY_NOTIFY = "not in hacontrol: notify scripts and FIFO lines are for state changes"
 EMAIL = "hacontrol sends no email: alert from its metrics or events instead"
 SNMP = "hacontrol has no SNMP agent: it exports Prometheus metrics"
 PROCESS = "a keepalived process setting with no hacontrol counterpart"
@@ -85,6 +97,11 @@ class Translator:
         self.sync_daemon: dict[str, Any] | None = None
         self.sync_daemon_at: Statement | None = None
         self.strict = False
+        # Tracking, resolved once the whole file is read (keepalived's order does not matter).
+        self.scripts: dict[str, dict[str, Any]] = {}
+        self.processes: dict[str, dict[str, Any]] = {}
+        self.sync_groups: list[tuple[Statement, dict[str, Any]]] = []
+        self.track_refs: list[TrackRef] = []
         # Every statement a handler took (its words and, for value blocks, its lines):
         # with `report`, what the tests check for silent drops.
         self.handled: set[int] = set()
@@ -210,18 +227,55 @@ class Translator:
         raise GrammarError(st.file, st.line, f"{st.keyword}: {st.args[0]!r} is not yes/no")
 
     def argv(self, st: Statement, command: str) -> list[str]:
-        """A script command as keepalived splits it (quotes, backslash escapes), never run."""
+        """A script command as keepalived splits it (quotes, backslash escapes), never run.
+
+        keepalived 2.2 execs the first word, if it finds it as an executable file, with the
+        other words as its arguments: no shell, as hacontrol. Only when it finds no such
+        program does it hand the whole line to /bin/sh -c (system()). So shell syntax after
+        a program is passed to it as arguments (carried over so, with a warning); a line
+        that starts with shell syntax (`</dev/tcp/...`, `VAR=x cmd`) names no program, and
+        is written as [/bin/sh, -c, LINE], what keepalived runs.
+        """
         try:
             words = shlex.split(command, posix=True)
         except ValueError as exc:
             raise GrammarError(st.file, st.line, f"{st.keyword}: {exc}") from None
         if not words:
             raise GrammarError(st.file, st.line, f"{st.keyword}: empty command")
+        syntax = shell_syntax(command)
+        if syntax and _NO_PROGRAM.match(command):
+            self.warn(
+                st,
+                f"{command!r} starts with shell syntax ({', '.join(syntax)}), so it names no "
+                "program: keepalived runs it with /bin/sh -c, and so it is written as "
+                "[/bin/sh, -c, ...]; check it works with /bin/sh (dash on Debian: no /dev/tcp)",
+            )
+            return ["/bin/sh", "-c", command.strip()]
+        if syntax:
+            self.warn(
+                st,
+                f"{command!r} has shell syntax ({', '.join(syntax)}): keepalived execs "
+                f"{words[0]} without a shell when it finds it, as hacontrol does, so the "
+                "program gets those words as arguments; put the command in a script, or "
+                "write [/bin/sh, -c, COMMAND]",
+            )
+        if signals_zero(words):
+            self.warn(
+                st,
+                f"{command!r} sends signal 0 to a process: hacontrol runs scripts as its own "
+                "user (hacontrol under the packaged unit, not root), and signalling another "
+                "user's process fails with EPERM, so the check fails though the process runs; "
+                "use pidof NAME, or vrrp_track_process / track_process",
+            )
         return words
+
+    def warn(self, st: Statement, why: str) -> None:
+        self.report.append(Finding(st.file, st.line, st.keyword, why, warning=True))
 
     # -- the whole document
 
     def finish(self) -> None:
+        self.finish_tracking()
         if self.instances:
             self.out["vrrp_instances"] = self.instances
         if self.sync_daemon is not None:
@@ -245,12 +299,132 @@ class Translator:
                 self.out.setdefault("ipvs", {})["sync_daemon"] = sync
         order = [
             "global",
+            "vrrp_scripts",
+            "track_files",
+            "track_processes",
             "vrrp_instances",
+            "vrrp_sync_groups",
             "virtual_server_groups",
             "virtual_servers",
             "ipvs",
         ]
         self.out = {key: self.out[key] for key in order if key in self.out}
+
+    def finish_tracking(self) -> None:
+        """Sync groups and track_* references, checked as keepalived checks them; what
+        keepalived would ignore (with a warning) is reported and left out, since hacontrol
+        refuses a reference to nothing."""
+        names = set(self.instance_vrids)
+        member_of: dict[str, str] = {}
+        for st, group in self.sync_groups:
+            members: list[str] = []
+            for line in group.pop("_members", []):
+                name = line.keyword
+                if name not in names:
+                    why = f"no vrrp_instance {name}: keepalived leaves it out of the group"
+                elif name in member_of:
+                    why = (
+                        f"{name} is already in sync group {member_of[name]}: keepalived "
+                        "leaves it out of this one"
+                    )
+                else:
+                    member_of[name] = group["name"]
+                    members.append(name)
+                    continue
+                self.report.append(Finding(line.file, line.line, name, why))
+            if len(members) < 2:
+                # keepalived 2.x: "Sync group %s has only %d virtual router(s) - removing".
+                self.report.append(
+                    Finding(
+                        st.file,
+                        st.line,
+                        st.keyword,
+                        f"{group['name']}: {len(members)} instance(s); keepalived removes a "
+                        "sync group of fewer than two, and so does the import",
+                    )
+                )
+                for name in members:
+                    del member_of[name]
+                group["_dropped"] = True
+            group["_group"] = members
+        defined: dict[str, dict[str, Any]] = {
+            "track_script": self.scripts,
+            "track_file": self.track_files,
+            "track_process": self.processes,
+        }
+        kinds = {
+            "track_script": "vrrp_script",
+            "track_file": "track_file",
+            "track_process": "vrrp_track_process",
+        }
+        used_files: list[str] = []
+        for ref in self.track_refs:
+            if ref.owner.get("_dropped"):
+                continue
+            table = defined.get(ref.key)
+            if table is not None and ref.name not in table:
+                self.report.append(
+                    Finding(
+                        ref.at.file,
+                        ref.at.line,
+                        ref.name,
+                        f"{ref.key}: no {kinds[ref.key]} {ref.name} (keepalived ignores the "
+                        "reference)",
+                    )
+                )
+                continue
+            items = ref.owner[ref.key]
+            if any((i if isinstance(i, str) else i["name"]) == ref.name for i in items):
+                self.report.append(
+                    Finding(
+                        ref.at.file,
+                        ref.at.line,
+                        ref.name,
+                        f"{ref.key}: tracked twice (keepalived keeps the first)",
+                    )
+                )
+                continue
+            item: dict[str, Any] = {"name": ref.name}
+            if ref.weight is not None:
+                item["weight"] = ref.weight
+            if ref.reverse is not None:
+                item["reverse"] = ref.reverse
+            items.append(item if len(item) > 1 else ref.name)
+            if ref.key == "track_file" and ref.name not in used_files:
+                used_files.append(ref.name)
+        for owner in [*self.instances, *(g for _, g in self.sync_groups)]:
+            for key in _TRACK_WEIGHTS:
+                if key in owner and not owner[key]:
+                    del owner[key]
+        groups = [
+            {
+                "name": g["name"],
+                "group": g["_group"],
+                **{k: v for k, v in g.items() if not k.startswith("_") and k != "name"},
+            }
+            for _, g in self.sync_groups
+            if not g.get("_dropped")
+        ]
+        if self.scripts:
+            self.out["vrrp_scripts"] = list(self.scripts.values())
+        if used_files:
+            self.out["track_files"] = [self.vrrp_track_file(n) for n in used_files]
+        if self.processes:
+            self.out["track_processes"] = list(self.processes.values())
+        if groups:
+            self.out["vrrp_sync_groups"] = groups
+
+    def vrrp_track_file(self, name: str) -> dict[str, Any]:
+        """A track_file block as VRRP tracking takes it (FILE_CHECK's keys differ)."""
+        spec = self.track_files[name]
+        out: dict[str, Any] = {"name": name, "file": spec["path"], "weight": spec["weight"]}
+        if spec.get("reverse"):
+            out["reverse"] = True
+        if "init_file" in spec:
+            out["init_file"] = spec["init_file"]
+        if spec.get("init_overwrite"):
+            out["init_file_overwrite"] = True
+        return out
 
     def track_file_define(self, st: Statement) -> None:
         (name,) = self.args(st, 1)
@@ -282,6 +456,83 @@ class Translator:
         if "path" not in spec:
             raise GrammarError(st.file, st.line, f"track_file {name}: no file given")
         self.track_files[name] = spec
+
+
+# Unquoted, these make a command shell syntax (keepalived's scripts get no shell).
+_SHELL_OPERATORS = {
+    "|": "a pipe",
+    "&": "& or &&",
+    ";": "';'",
+    "<": "a redirection",
+    ">": "a redirection",
+    "(": "a subshell",
+    ")": "a subshell",
+    "`": "command substitution",
+    "*": "a glob",
+    "?": "a glob",
+    "[": "a glob",
+}
+
+
+# A line that starts so names no program: keepalived runs it with /bin/sh -c.
+_NO_PROGRAM = re.compile(
+    r"\s*([<>(){!]|[A-Za-z_][A-Za-z0-9_]*=|(if|for|while|until|case|\[\[)(\s|$))"
+)
+# sh(1)'s reserved words that can start a command line.
+_SHELL_KEYWORDS = ("!", "{", "if", "for", "while", "until", "case", "[[")
+
+
+def shell_syntax(command: str) -> list[str]:
+    """What in `command` only a shell would interpret: operators, globs and `$` outside
+    single quotes (inside double quotes a shell still expands `$` and backquotes), and a
+    leading assignment or reserved word."""
+    found: list[str] = []
+    if re.match(r"\s*[A-Za-z_][A-Za-z0-9_]*=", command):
+        found.append("a variable assignment")
+    if command.split()[:1] and command.split()[0] in _SHELL_KEYWORDS:
+        found.append("a shell keyword")
+    quote = ""
+    escaped = False
+    start_of_word = True
+    for char in command:
+        what: str | None = None
+        if escaped:
+            escaped = False
+        elif quote == "'":
+            if char == "'":
+                quote = ""
+        elif char == "\\":
+            escaped = True
+        elif quote == '"':
+            if char == '"':
+                quote = ""
+            elif char in "$`":
+                what = "$ expansion" if char == "$" else "command substitution"
+        elif char in "'\"":
+            quote = char
+        elif char == "$":
+            what = "$ expansion"
+        elif char == "~" and start_of_word:
+            what = "~ expansion"
+        elif char in _SHELL_OPERATORS:
+            what = _SHELL_OPERATORS[char]
+        start_of_word = char.isspace() and not quote
+        if what is not None and what not in found:
+            found.append(what)
+    return found
+
+
+def signals_zero(words: list[str]) -> bool:
+    """`kill -0 PID` / `killall -0 NAME` (or -s 0): a check by signalling a process."""
+    if words[0].rsplit("/", 1)[-1] not in ("kill", "killall", "pkill"):
+        return False
+    args = words[1:]
+    if "-0" in args:
+        return True
+    return any(
+        a in ("-s", "--signal") and i + 1 < len(args) and args[i + 1] in ("0", "SIG0")
+        for i, a in enumerate(args)
+    )
 
 
 def _walk(block: tuple[Statement, ...] | None) -> Any:
@@ -453,7 +704,7 @@ _GLOBAL_UNSUPPORTED = {
     "vrrp_skip_check_adv_addr": "not in hacontrol: adverts are always checked",
     "vrrp_strict": "not in hacontrol: no strict RFC mode (no firewall rules, VIPs accept "
     "traffic); each instance's accept is written from it",
-    "vrrp_notify_priority_changes": NOTIFY,
+    "vrrp_notify_priority_changes": PRIORITY_NOTIFY,
     "max_auto_priority": "use global.vrrp_rt_priority",
     "min_auto_priority_delay": "use global.vrrp_rt_priority",
     "checker_priority": PROCESS,
@@ -481,13 +732,12 @@ _GLOBAL_UNSUPPORTED = {
     "dbus_service_name": "hacontrol has no D-Bus interface: use its control socket",
     "script_user": "hacontrol runs check scripts as each check's user (checks: user)",
     "enable_script_security": "hacontrol runs scripts without a shell, as each check's user",
-    "notify_fifo": NOTIFY,
-    "notify_fifo_script": NOTIFY,
-    "vrrp_notify_fifo": NOTIFY,
-    "vrrp_notify_fifo_script": NOTIFY,
-    "lvs_notify_fifo": NOTIFY,
-    "lvs_notify_fifo_script": NOTIFY,
-    "fifo_write_vrrp_states_on_reload": NOTIFY,
+    "notify_fifo_script": FIFO_READER,
+    "vrrp_notify_fifo_script": FIFO_READER,
+    "lvs_notify_fifo": CHECKER_FIFO,
+    "lvs_notify_fifo_script": CHECKER_FIFO,
+    "fifo_write_vrrp_states_on_reload": "not in hacontrol: a reload writes no state lines "
+    "for instances that did not change",
     "dynamic_interfaces": "hacontrol follows interfaces as they come and go",
     "vrrp_netlink_cmd_rcv_bufs": PROCESS,
     "vrrp_netlink_cmd_rcv_bufs_force": PROCESS,
@@ -501,12 +751,12 @@ _GLOBAL_UNSUPPORTED = {
     "process_monitor_rcv_bufs_force": PROCESS,
     "vrrp_rx_bufs_policy": PROCESS,
     "vrrp_rx_bufs_multiplier": PROCESS,
-    "rs_init_notifies": NOTIFY,
+    "rs_init_notifies": "not in hacontrol: real-server notify scripts run on changes only",
     "umask": PROCESS,
     "vrrp_startup_delay": "not in hacontrol",
     "log_unknown_vrids": "hacontrol counts adverts of unknown VRIDs in its metrics",
-    "vmac_prefix": ROUTES,
-    "vmac_addr_prefix": ROUTES,
+    "vmac_prefix": "not in hacontrol: a VMAC is named vrrp.VRID, or by use_vmac",
+    "vmac_addr_prefix": "not in hacontrol: a VMAC is named vrrp.VRID, or by use_vmac",
     "random_seed": PROCESS,
     "reload_check_config": "hacontrol checks a config before every reload",
     "include_check": PROCESS,
@@ -516,11 +766,36 @@ _GLOBAL_UNSUPPORTED = {
     "data_use_instance": PROCESS,
     "lvs_id": "use router_id",
     "linkbeat_use_polling": "hacontrol follows links over netlink",
-    "vrrp_track_process": TRACKING,
+    "vrrp_track_process": PROCESS,
 }
+
+
+def _fifo(key: str) -> Handler:
+    """keepalived's notify_fifo / vrrp_notify_fifo FIFO [USER [GROUP]]."""
+
+    def handler(t: Translator, st: Statement, target: dict[str, Any]) -> None:
+        path, *owner = t.args(st, 1, 3)
+        if not path.startswith("/"):
+            raise GrammarError(st.file, st.line, f"{st.keyword}: {path!r} is not an absolute path")
+        target[key] = path
+        if owner:
+            t.report.append(
+                Finding(
+                    st.file,
+                    st.line,
+                    "user",
+                    f"{' '.join(owner)}: the FIFO is created by hacontrol's own user (its "
+                    "owner is not in hacontrol: change it with a tmpfiles.d or the unit)",
+                )
+            )
+
+    return handler
+
 
 GLOBAL: dict[str, Entry] = {
     "router_id": _router_id,
+    "notify_fifo": _fifo("notify_fifo"),
+    "vrrp_notify_fifo": _fifo("vrrp_notify_fifo"),
     "vrrp_rt_priority": _rt_priority,
     "vrrp_priority": _vrrp_priority,
     "lvs_sync_daemon": _lvs_sync_daemon,
@@ -646,9 +921,8 @@ def _preempt(t: Translator, st: Statement, target: dict[str, Any]) -> None:
     t.args(st, 0)  # keepalived's default; only nopreempt changes it
 
 
-_VIP_OPTIONS_NOT_YET = {"dev", "scope", "brd", "broadcast"}
+_SCOPES = ("global", "site", "link", "host", "nowhere")  # ip-address(8)'s names
 _VIP_OPTIONS_UNSUPPORTED = {
-    "no_track": "not in hacontrol (a VIP's interface going down is not tracked)",
     "preferred_lft": "not in hacontrol",
     "home": "not in hacontrol (IPv6 address flags)",
     "-nodad": "not in hacontrol (IPv6 address flags)",
@@ -690,22 +964,38 @@ def _vip(t: Translator, line: Statement) -> str | dict[str, Any]:
     except ValueError:
         raise GrammarError(line.file, line.line, f"{text!r} is not an IP address") from None
     address = f"{iface.ip}/{iface.network.prefixlen}"
-    label: str | None = None
+    vip: dict[str, Any] = {"address": address}
     words = list(line.words[1:])
     while words:
         option = words.pop(0)
-        if option == "label" and words:
-            label = words.pop(0)
-        elif option in _VIP_OPTIONS_NOT_YET:
-            value = words.pop(0) if words else ""
-            t.report.append(Finding(line.file, line.line, option, f"{value}: {ROUTES}"))
+        if option in ("label", "dev", "scope", "brd", "broadcast") and not words:
+            raise GrammarError(line.file, line.line, f"{text}: {option} without a value")
+        if option in ("label", "dev"):
+            vip[option] = words.pop(0)
+        elif option == "scope":
+            scope = words.pop(0)
+            if scope not in _SCOPES:
+                raise GrammarError(
+                    line.file, line.line, f"{text}: scope {scope!r}: one of {', '.join(_SCOPES)}"
+                )
+            vip["scope"] = scope
+        elif option in ("brd", "broadcast"):
+            value = words.pop(0)
+            if iface.version != 4:
+                raise GrammarError(line.file, line.line, f"{text}: brd is for IPv4 addresses")
+            if value == "+":  # ip-address(8): the prefix's broadcast address
+                vip["brd"] = str(ipaddress.ip_interface(address).network.broadcast_address)
+            elif value != "-":
+                vip["brd"] = t.address(line, value)
+        elif option == "no_track":
+            vip["no_track"] = True
         elif option in _VIP_OPTIONS_UNSUPPORTED:
             if option == "preferred_lft" and words:
                 words.pop(0)
             t.report.append(Finding(line.file, line.line, option, _VIP_OPTIONS_UNSUPPORTED[option]))
         else:
             raise GrammarError(line.file, line.line, f"unknown virtual_ipaddress option {option!r}")
-    return {"address": address, "label": label} if label else address
+    return vip if len(vip) > 1 else address
 
 
 def _authentication(t: Translator, st: Statement, target: dict[str, Any]) -> None:
@@ -751,77 +1041,6 @@ def _sync_daemon_interface(t: Translator, st: Statement, target: dict[str, Any])
     # keepalived 1.x's spelling of lvs_sync_daemon, inside the instance it follows.
     (interface,) = t.args(st, 1)
     _set_sync_daemon(t, st, {"interface": interface, "vrrp_instance": target["name"]})
-
-
-_INSTANCE_UNSUPPORTED = {
-    "vrf": "not in hacontrol",
-    "use_ipvlan": "not in hacontrol",
-    "native_ipv6": "hacontrol makes an instance IPv6 by its VIPs",
-    "mcast_src_ip": "hacontrol sends multicast adverts from the interface's primary address",
-    "mcast_dst_ip": "hacontrol sends adverts to the RFC's groups (224.0.0.18, ff02::12)",
-    "track_src_ip": TRACKING,
-    "unicast_fault_no_peer": "not in hacontrol",
-    "old_unicast_checksum": "not in hacontrol",
-    "garp_lower_prio_delay": "not in hacontrol (garp_lower_prio_repeat is)",
-    "garp_extra_if": "not in hacontrol",
-    "down_timer_adverts": "not in hacontrol: the master-down timer is RFC 5798's",
-    "lower_prio_no_advert": "not in hacontrol",
-    "higher_prio_send_advert": "not in hacontrol",
-    "promote_secondaries": "not in hacontrol",
-    "skip_check_adv_addr": "not in hacontrol: adverts are always checked",
-    "strict_mode": "not in hacontrol: no strict RFC mode",
-    "debug": "use hacontrol run --log-level debug",
-    "smtp_alert": EMAIL,
-    "kernel_rx_buf_size": PROCESS,
-    "linkbeat_use_polling": "hacontrol follows links over netlink",
-    "dont_track_primary": TRACKING,
-    "track_interface": TRACKING,
-    "track_script": TRACKING,
-    "track_file": TRACKING,
-    "track_process": TRACKING,
-    "track_bfd": TRACKING,
-    "notify_master": NOTIFY,
-    "notify_backup": NOTIFY,
-    "notify_fault": NOTIFY,
-    "notify_stop": NOTIFY,
-    "notify_deleted": NOTIFY,
-    "notify": NOTIFY,
-    "notify_master_rx_lower_pri": NOTIFY,
-    "notify_priority_changes": NOTIFY,
-    "state": ROUTES,
-    "use_vmac": ROUTES,
-    "use_vmac_addr": ROUTES,
-    "vmac_xmit_base": ROUTES,
-    "virtual_routes": ROUTES,
-    "virtual_rules": ROUTES,
-}
-
-INSTANCE: dict[str, Entry] = {
-    "interface": _simple("interface", "str"),
-    "virtual_router_id": _simple("vrid", "int", 1, 255),
-    "priority": _simple("priority", "int", 1, 255),
-    "advert_int": _advert_int,
-    "version": _simple("version", "int", 2, 3),
-    "virtual_ipaddress": _vips("virtual_ipaddresses"),
-    "virtual_ipaddress_excluded": _vips("virtual_ipaddresses_excluded"),
-    "authentication": _authentication,
-    "nopreempt": _nopreempt,
-    "preempt": _preempt,
-    "preempt_delay": _simple("preempt_delay", "seconds"),
-    "accept": _flag("accept"),
-    "no_accept": _flag("accept", value=False),
-    "unicast_src_ip": _simple("unicast_src_ip", "address"),
-    "unicast_peer": _unicast_peer,
-    "unicast_ttl": _simple("unicast_ttl", "int", 1, 255),
-    "check_unicast_src": _flag("check_unicast_src"),
-    "garp_master_delay": _simple("garp_master_delay", "seconds"),
-    "garp_master_repeat": _simple("garp_master_repeat", "int", 1, 255),
-    "garp_master_refresh": _simple("garp_master_refresh", "seconds"),
-    "garp_master_refresh_repeat": _simple("garp_master_refresh_repeat", "int", 1, 255),
-    "garp_lower_prio_repeat": _simple("garp_lower_prio_repeat", "int", 0, 255),
-    "lvs_sync_daemon_interface": _sync_daemon_interface,
-    **{k: Unsupported(v) for k, v in _INSTANCE_UNSUPPORTED.items()},
-}
 
 
 # ---- virtual_server_group ------------------------------------------------------------------
@@ -1366,6 +1585,463 @@ SSL_BLOCK: dict[str, Entry] = {
 }
 
 
+# ---- tracking: track_* references, vrrp_script, vrrp_track_process, vrrp_sync_group ---------
+
+# keepalived's weight ranges: interfaces and scripts -253..253, files and processes -254..254.
+_TRACK_WEIGHTS = {
+    "track_interface": 253,
+    "track_script": 253,
+    "track_file": 254,
+    "track_process": 254,
+}
+
+
+@dataclass(slots=True)
+class TrackRef:
+    """A `NAME [weight W] [reverse]` line of a track_* block, resolved in finish()."""
+
+    owner: dict[str, Any]
+    key: str
+    name: str
+    weight: int | None
+    reverse: bool | None  # None: the tracked item's own (noreverse: False)
+    at: Statement
+
+
+def _track(key: str) -> Handler:
+    """An instance's or a sync group's track_* block: one reference per line."""
+
+    def handler(t: Translator, st: Statement, target: dict[str, Any]) -> None:
+        limit = _TRACK_WEIGHTS[key]
+        for line in t.value_lines(st):
+            words = list(line.args)
+            weight: int | None = None
+            reverse: bool | None = None
+            while words:
+                word = words.pop(0)
+                if word == "weight" and words:
+                    weight = t.integer(line, words.pop(0), -limit, limit)
+                elif word in ("reverse", "noreverse"):
+                    reverse = word == "reverse"
+                else:
+                    raise GrammarError(
+                        line.file, line.line, f"{key} {line.keyword}: unexpected {word!r}"
+                    )
+            t.track_refs.append(TrackRef(target, key, line.keyword, weight, reverse, line))
+        target.setdefault(key, [])
+
+    return handler
+
+
+def _script_weight(t: Translator, st: Statement, target: dict[str, Any], limit: int) -> None:
+    weight, *rest = t.args(st, 1, 2)
+    target["weight"] = t.integer(st, weight, -limit, limit)
+    if rest:
+        if rest[0] not in ("reverse", "noreverse"):
+            raise GrammarError(st.file, st.line, "weight: only 'reverse' may follow")
+        target["reverse"] = rest[0] == "reverse"
+
+
+def _vrrp_script(t: Translator, st: Statement, target: dict[str, Any]) -> None:
+    (name,) = t.args(st, 1)
+    spec: dict[str, Any] = {"name": name}
+    t.dispatch(st, spec, VRRP_SCRIPT)
+    if "script" not in spec:
+        t.report.append(
+            Finding(
+                st.file, st.line, st.keyword, f"{name}: no script given (keepalived ignores it)"
+            )
+        )
+        return
+    # keepalived's defaults, written out: every second, weight 0 (FAULT while failing).
+    t.scripts[name] = {
+        "name": name,
+        "script": spec.pop("script"),
+        "interval": spec.pop("interval", 1),
+        "weight": spec.pop("weight", 0),
+        **{k: v for k, v in spec.items() if k != "name"},
+    }
+
+
+def _script_command(t: Translator, st: Statement, target: dict[str, Any]) -> None:
+    words = t.args(st, 1, 1000)
+    # keepalived: `script "/path arg"` is split; unquoted, the words are the argv.
+    target["script"] = t.argv(st, words[0] if len(words) == 1 else shlex.join(words))
+
+
+VRRP_SCRIPT: dict[str, Entry] = {
+    "script": _script_command,
+    "interval": _timer("interval"),
+    "timeout": _timer("timeout"),
+    "weight": lambda t, st, target: _script_weight(t, st, target, 253),
+    "rise": _simple("rise", "int", 1, 1000),
+    "fall": _simple("fall", "int", 1, 1000),
+    "user": _user,
+    "init_fail": _flag("init_fail"),
+}
+
+
+def _vrrp_track_process(t: Translator, st: Statement, target: dict[str, Any]) -> None:
+    (name,) = t.args(st, 1)
+    spec: dict[str, Any] = {"name": name}
+    t.dispatch(st, spec, TRACK_PROCESS)
+    if "process" not in spec:
+        t.report.append(
+            Finding(
+                st.file, st.line, st.keyword, f"{name}: no process given (keepalived ignores it)"
+            )
+        )
+        return
+    bare = spec.pop("_bare_param_match", None)
+    if bare is not None and len(spec["process"]) == 1:
+        t.unsupported(
+            bare,
+            "not in hacontrol: matching a process that has no parameters (hacontrol matches "
+            "the name whatever the parameters)",
+        )
+    t.processes[name] = spec
+
+
+def _process(t: Translator, st: Statement, target: dict[str, Any]) -> None:
+    target["process"] = list(t.args(st, 1, 1000))
+
+
+def _param_match(t: Translator, st: Statement, target: dict[str, Any]) -> None:
+    words = t.args(st, 0, 1)
+    if not words:
+        # keepalived: param_match alone, with no parameters, says "with no parameters".
+        target["_bare_param_match"] = st
+        return
+    value = words[0]
+    if value not in ("exact", "initial", "partial"):
+        raise GrammarError(st.file, st.line, f"param_match {value!r}: exact, initial or partial")
+    target["param_match"] = value
+
+
+TRACK_PROCESS: dict[str, Entry] = {
+    "process": _process,
+    "param_match": _param_match,
+    "full_command": _flag("full_command"),
+    "weight": lambda t, st, target: _script_weight(t, st, target, 254),
+    "quorum": _simple("quorum", "int", 0, 65535),
+    "quorum_max": _simple("quorum_max", "int", 0, 65535),
+    "delay": _simple("delay", "seconds"),
+    "fork_delay": _simple("fork_delay", "seconds"),
+    "terminate_delay": _simple("terminate_delay", "seconds"),
+}
+
+
+def _vrrp_sync_group(t: Translator, st: Statement, target: dict[str, Any]) -> None:
+    (name,) = t.args(st, 1)
+    group: dict[str, Any] = {"name": name}
+    known = tuple(c for c in t.need_block(st) if c.keyword in SYNC_GROUP)
+    for child in t.need_block(st):
+        if child.keyword not in SYNC_GROUP and not child.args and child.block is None:
+            # keepalived 1.x listed the instances bare; 2.x takes them only in group { }
+            # and logs the bare names as unknown keywords.
+            t.unsupported(
+                child,
+                "an instance named outside group { }: keepalived 2.x ignores it (write "
+                "group { NAME ... })",
+            )
+    t.dispatch_block(known, group, SYNC_GROUP, st.keyword)
+    t.sync_groups.append((st, group))
+
+
+def _group_members(t: Translator, st: Statement, target: dict[str, Any]) -> None:
+    members = target.setdefault("_members", [])
+    for line in t.value_lines(st):
+        t.args(line, 0)
+        members.append(line)
+
+
+def _vrrp_notify(key: str) -> Handler:
+    """keepalived's notify_* SCRIPT [USER [GROUP]]: an argv (hacontrol runs no shell)."""
+
+    def handler(t: Translator, st: Statement, target: dict[str, Any]) -> None:
+        words = t.args(st, 0 if key == "notify_deleted" else 1, 3)
+        if not words:
+            target[key] = True  # notify_deleted alone: say DELETED instead of FAULT
+            return
+        target[key] = t.argv(st, words[0])
+        if len(words) > 1:
+            t.report.append(
+                Finding(
+                    st.file,
+                    st.line,
+                    "user",
+                    f"{' '.join(words[1:])}: notify scripts run as hacontrol's own user "
+                    "(running one as another user is not in hacontrol)",
+                )
+            )
+
+    return handler
+
+
+_TRACKING: dict[str, Entry] = {
+    "track_interface": _track("track_interface"),
+    "track_script": _track("track_script"),
+    "track_file": _track("track_file"),
+    "track_process": _track("track_process"),
+    "track_bfd": Unsupported(BFD),
+}
+
+SYNC_GROUP: dict[str, Entry] = {
+    "group": _group_members,
+    **_TRACKING,
+    "sync_group_tracking_weight": _flag("sync_group_tracking_weight"),
+    "global_tracking": _flag("global_tracking"),
+    # Translated as soon as hacontrol's sync groups take the key (written in parallel).
+    **{
+        key: _vrrp_notify(key) if key in SyncGroupConfig.model_fields else Unsupported(GROUP_NOTIFY)
+        for key in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify")
+    },
+    "smtp_alert": Unsupported(EMAIL),
+}
+
+
+# ---- routes, rules, VMAC, the start hint -----------------------------------------------------
+
+_TABLES = {"main": 254, "local": 255, "default": 253}
+_ROUTE_TYPES = ("unicast", "blackhole", "unreachable", "prohibit")
+
+
+class _Skip(Exception):
+    """A route or rule line hacontrol cannot hold as keepalived would: reported, not written."""
+
+
+def _prefix(text: str) -> str:
+    if text == "default":
+        return text
+    try:
+        return str(ipaddress.ip_network(text, strict=True))
+    except ValueError:
+        raise _Skip(f"{text!r} is not a prefix (keepalived refuses the line too)") from None
+
+
+def _table(text: str) -> int:
+    if text in _TABLES:
+        return _TABLES[text]
+    if not text.isdigit() or not 1 <= int(text) <= 2**32 - 1:
+        raise _Skip(f"table {text!r}: a number 1..{2**32 - 1}, main, local or default")
+    return int(text)
+
+
+def _route(words: list[str]) -> dict[str, Any]:
+    route: dict[str, Any] = {}
+    if words and words[0] in _ROUTE_TYPES:
+        route["type"] = words.pop(0)
+    while words:
+        word = words.pop(0)
+        value = words.pop(0) if words and word not in ("no_track", "inet6") else None
+        if word in ("no_track", "inet6"):
+            route[word] = True
+        elif value is None and word in ("src", "to", "via", "gw", "dev", "scope", "table"):
+            raise _Skip(f"{word} without a value")
+        elif word == "src" and value is not None:
+            route["src"] = _address(value)
+        elif word == "to" and value is not None:
+            route["to"] = _prefix(value)
+        elif word in ("via", "gw") and value is not None:
+            route["via"] = _address(value)
+        elif word == "dev" and value is not None:
+            route["dev"] = value
+        elif word == "scope" and value is not None:
+            if value not in _SCOPES:
+                raise _Skip(f"scope {value!r}: one of {', '.join(_SCOPES)}")
+            route["scope"] = value
+        elif word == "table" and value is not None:
+            route["table"] = _table(value)
+        elif word in ("metric", "preference", "priority") and value is not None:
+            if not value.isdigit():
+                raise _Skip(f"{word} {value!r} is not a number")
+            route["metric"] = int(value)
+        elif word == "or":
+            raise _Skip("alternative gateways (or GATEWAY) are not in hacontrol")
+        elif "to" not in route and word not in _ROUTE_OPTIONS:
+            route["to"] = _prefix(word)
+            if value is not None:
+                words.insert(0, value)
+        else:
+            raise _Skip(f"the route option {word!r} is not in hacontrol")
+    if "to" not in route:
+        raise _Skip("no destination")
+    return route
+
+
+# ip-route(8)'s options keepalived takes that hacontrol's routes have not.
+_ROUTE_OPTIONS = {
+    "nexthop",
+    "onlink",
+    "mtu",
+    "advmss",
+    "rtt",
+    "rttvar",
+    "reordering",
+    "window",
+    "cwnd",
+    "ssthresh",
+    "realms",
+    "rto_min",
+    "initcwnd",
+    "initrwnd",
+    "features",
+    "quickack",
+    "congctl",
+    "pref",
+    "proto",
+    "protocol",
+    "tos",
+    "dsfield",
+    "expires",
+    "fastopen_no_cookie",
+    "hoplimit",
+    "encap",
+    "throw",
+    "local",
+    "broadcast",
+    "anycast",
+    "multicast",
+    "nat",
+    "weight",
+}
+
+
+def _rule(words: list[str]) -> dict[str, Any]:
+    rule: dict[str, Any] = {}
+    while words:
+        word = words.pop(0)
+        if word in ("no_track", "inet6"):
+            rule[word] = True
+            continue
+        if not words:
+            raise _Skip(f"{word} without a value")
+        value = words.pop(0)
+        if word in ("from", "to"):
+            rule[word] = _prefix(value)
+        elif word in ("table", "lookup"):
+            rule["table"] = _table(value)
+        elif word in ("priority", "preference", "pref"):
+            if not value.isdigit():
+                raise _Skip(f"{word} {value!r} is not a number")
+            rule["priority"] = int(value)
+        elif word == "fwmark":
+            rule["fwmark"] = int(value) if value.isdigit() else value
+        else:
+            raise _Skip(f"the rule option {word!r} is not in hacontrol")
+    if "table" not in rule:
+        raise _Skip("no table: hacontrol's rules look up a table")
+    return rule
+
+
+def _address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise _Skip(f"{text!r} is not an IP address") from None
+
+
+def _routes(key: str, parse: Callable[[list[str]], dict[str, Any]]) -> Handler:
+    def handler(t: Translator, st: Statement, target: dict[str, Any]) -> None:
+        out = target.setdefault(key, [])
+        for line in t.value_lines(st):
+            try:
+                out.append(parse(list(line.words)))
+            except _Skip as why:
+                t.report.append(
+                    Finding(line.file, line.line, line.keyword, f"not carried over: {why}")
+                )
+        if not out:
+            del target[key]
+
+    return handler
+
+
+def _state(t: Translator, st: Statement, target: dict[str, Any]) -> None:
+    value = t.args(st, 1)[0].upper()
+    if value not in ("MASTER", "BACKUP"):
+        raise GrammarError(st.file, st.line, f"state {value!r}: MASTER or BACKUP")
+    target["state"] = value
+
+
+def _use_vmac(t: Translator, st: Statement, target: dict[str, Any]) -> None:
+    words = t.args(st, 0, 1)
+    target["use_vmac"] = words[0] if words else True
+
+
+_VRRP_OPS: dict[str, Entry] = {
+    **_TRACKING,
+    "dont_track_primary": _flag("dont_track_primary"),
+    "notify_master": _vrrp_notify("notify_master"),
+    "notify_backup": _vrrp_notify("notify_backup"),
+    "notify_fault": _vrrp_notify("notify_fault"),
+    "notify_stop": _vrrp_notify("notify_stop"),
+    "notify_deleted": _vrrp_notify("notify_deleted"),
+    "notify": _vrrp_notify("notify"),
+    "state": _state,
+    "use_vmac": _use_vmac,
+    "vmac_xmit_base": _flag("vmac_xmit_base"),
+    "virtual_routes": _routes("virtual_routes", _route),
+    "virtual_rules": _routes("virtual_rules", _rule),
+}
+
+
+_INSTANCE_UNSUPPORTED = {
+    "vrf": "not in hacontrol",
+    "use_ipvlan": "not in hacontrol",
+    "native_ipv6": "hacontrol makes an instance IPv6 by its VIPs",
+    "mcast_src_ip": "hacontrol sends multicast adverts from the interface's primary address",
+    "mcast_dst_ip": "hacontrol sends adverts to the RFC's groups (224.0.0.18, ff02::12)",
+    "track_src_ip": "not in hacontrol: a change of the interface's address is not tracked",
+    "unicast_fault_no_peer": "not in hacontrol",
+    "old_unicast_checksum": "not in hacontrol",
+    "garp_lower_prio_delay": "not in hacontrol (garp_lower_prio_repeat is)",
+    "garp_extra_if": "not in hacontrol",
+    "down_timer_adverts": "not in hacontrol: the master-down timer is RFC 5798's",
+    "lower_prio_no_advert": "not in hacontrol",
+    "higher_prio_send_advert": "not in hacontrol",
+    "promote_secondaries": "not in hacontrol",
+    "skip_check_adv_addr": "not in hacontrol: adverts are always checked",
+    "strict_mode": "not in hacontrol: no strict RFC mode",
+    "debug": "use hacontrol run --log-level debug",
+    "smtp_alert": EMAIL,
+    "kernel_rx_buf_size": PROCESS,
+    "linkbeat_use_polling": "hacontrol follows links over netlink",
+    "notify_master_rx_lower_pri": "not in hacontrol: no script runs when a master hears "
+    "a lower priority",
+    "notify_priority_changes": PRIORITY_NOTIFY,
+    "use_vmac_addr": "not in hacontrol: a VMAC is a macvlan of the interface (use_vmac)",
+}
+
+INSTANCE: dict[str, Entry] = {
+    "interface": _simple("interface", "str"),
+    "virtual_router_id": _simple("vrid", "int", 1, 255),
+    "priority": _simple("priority", "int", 1, 255),
+    "advert_int": _advert_int,
+    "version": _simple("version", "int", 2, 3),
+    "virtual_ipaddress": _vips("virtual_ipaddresses"),
+    "virtual_ipaddress_excluded": _vips("virtual_ipaddresses_excluded"),
+    "authentication": _authentication,
+    "nopreempt": _nopreempt,
+    "preempt": _preempt,
+    "preempt_delay": _simple("preempt_delay", "seconds"),
+    "accept": _flag("accept"),
+    "no_accept": _flag("accept", value=False),
+    "unicast_src_ip": _simple("unicast_src_ip", "address"),
+    "unicast_peer": _unicast_peer,
+    "unicast_ttl": _simple("unicast_ttl", "int", 1, 255),
+    "check_unicast_src": _flag("check_unicast_src"),
+    "garp_master_delay": _simple("garp_master_delay", "seconds"),
+    "garp_master_repeat": _simple("garp_master_repeat", "int", 1, 255),
+    "garp_master_refresh": _simple("garp_master_refresh", "seconds"),
+    "garp_master_refresh_repeat": _simple("garp_master_refresh_repeat", "int", 1, 255),
+    "garp_lower_prio_repeat": _simple("garp_lower_prio_repeat", "int", 0, 255),
+    "lvs_sync_daemon_interface": _sync_daemon_interface,
+    **_VRRP_OPS,
+    **{k: Unsupported(v) for k, v in _INSTANCE_UNSUPPORTED.items()},
+}
+
+
 # ---- the top level -------------------------------------------------------------------------
 
 TOP: dict[str, Entry] = {
@@ -1376,10 +2052,10 @@ TOP: dict[str, Entry] = {
     "track_file": _track_file_top,
     "vrrp_track_file": _track_file_top,
     "SSL": _ssl_top,
-    "vrrp_sync_group": Unsupported(TRACKING),
-    "vrrp_script": Unsupported(TRACKING),
-    "vrrp_track_process": Unsupported(TRACKING),
-    "track_group": Unsupported(TRACKING),
+    "vrrp_sync_group": _vrrp_sync_group,
+    "vrrp_script": _vrrp_script,
+    "vrrp_track_process": _vrrp_track_process,
+    "track_group": Unsupported("not in hacontrol"),
     "bfd_instance": Unsupported(BFD),
     "garp_group": Unsupported("not in hacontrol"),
     "static_ipaddress": Unsupported(STATIC),

@@ -20,21 +20,25 @@ import pytest
 import yaml
 
 from hacontrol.config import check_source
+from hacontrol.config_track import SyncGroupConfig
 from hacontrol.importer.grammar import GrammarError, Statement, parse_text, read_config
 from hacontrol.importer.translate import (
     EMAIL,
-    NOTIFY,
-    ROUTES,
+    GROUP_NOTIFY,
     STATIC,
-    TRACKING,
     Translator,
     hex_bytes,
+    shell_syntax,
+    signals_zero,
     translate,
 )
 
 SAMPLES_DIR = "/usr/share/doc/keepalived/samples"
 SAMPLES = sorted(glob.glob(f"{SAMPLES_DIR}/keepalived.conf.*"))
 ROOT = Path(__file__).resolve().parents[2]
+KILL_0 = "sends signal 0 to a process: hacontrol runs scripts as its own user"
+REDIRECTION = "starts with shell syntax (a redirection), so it names no program"
+BARE_MEMBER = "an instance named outside group { }: keepalived 2.x ignores it"
 
 EXPECTED: dict[str, list[tuple[int, str, str]]] = {
     "keepalived.conf.HTTP_GET.port": [
@@ -61,7 +65,6 @@ EXPECTED: dict[str, list[tuple[int, str, str]]] = {
         (7, "notification_email_from", EMAIL),
         (8, "smtp_server", EMAIL),
         (9, "smtp_connect_timeout", EMAIL),
-        (14, "state", ROUTES),
         (
             19,
             "authentication",
@@ -76,11 +79,6 @@ EXPECTED: dict[str, list[tuple[int, str, str]]] = {
     ],
     "keepalived.conf.conditional_conf": [
         (3, "net_namespace", "run hacontrol itself in the namespace (ip netns exec)"),
-        (6, "vrrp_script", TRACKING),
-        (16, "state", ROUTES),
-        (23, "use_vmac", ROUTES),
-        (24, "track_script", TRACKING),
-        (27, "track_interface", TRACKING),
     ],
     "keepalived.conf.fwmark": [],
     "keepalived.conf.inhibit": [
@@ -116,11 +114,6 @@ EXPECTED: dict[str, list[tuple[int, str, str]]] = {
     ],
     "keepalived.conf.track_interface": [
         (7, "static_routes", STATIC),
-        (15, "state", ROUTES),
-        (17, "track_interface", TRACKING),
-        (25, "dev", ROUTES),
-        (26, "dev", ROUTES),
-        (28, "virtual_routes", ROUTES),
     ],
     "keepalived.conf.virtual_server_group": [
         (4, "notification_email", EMAIL),
@@ -139,7 +132,6 @@ EXPECTED: dict[str, list[tuple[int, str, str]]] = {
         (7, "notification_email_from", EMAIL),
         (8, "smtp_server", EMAIL),
         (9, "smtp_connect_timeout", EMAIL),
-        (14, "state", ROUTES),
         (17, "smtp_alert", EMAIL),
         (
             32,
@@ -147,73 +139,50 @@ EXPECTED: dict[str, list[tuple[int, str, str]]] = {
             "given twice in the instance: hacontrol holds and advertises it once",
         ),
         (38, "smtp_alert", EMAIL),
-        (50, "state", ROUTES),
         (52, "smtp_alert", EMAIL),
         (69, "smtp_alert", EMAIL),
     ],
     "keepalived.conf.vrrp.localcheck": [
-        (11, "vrrp_script", TRACKING),
-        (19, "vrrp_script", TRACKING),
-        (24, "vrrp_script", TRACKING),
-        (30, "vrrp_script", TRACKING),
-        (36, "vrrp_script", TRACKING),
-        (44, "state", ROUTES),
-        (50, "track_interface", TRACKING),
-        (55, "track_script", TRACKING),
-        (66, "state", ROUTES),
-        (72, "track_interface", TRACKING),
-        (77, "track_script", TRACKING),
-        (104, "state", ROUTES),
-        (115, "state", ROUTES),
-        (125, "state", ROUTES),
-        (135, "state", ROUTES),
-        (145, "state", ROUTES),
+        (12, "script", KILL_0),
+        (20, "script", KILL_0),
+        (25, "script", REDIRECTION),
+        (31, "script", REDIRECTION),
+        (37, "script", REDIRECTION),
     ],
     "keepalived.conf.vrrp.lvs_syncd": [
-        (3, "vrrp_sync_group", TRACKING),
-        (9, "state", ROUTES),
+        (4, "VI_2", BARE_MEMBER),
+        (5, "VI_3", BARE_MEMBER),
+        (3, "vrrp_sync_group", "VG1: 0 instance(s); keepalived removes a sync group of fewer"),
     ],
     "keepalived.conf.vrrp.routes": [
         (7, "static_routes", STATIC),
-        (16, "state", ROUTES),
-        (22, "dev", ROUTES),
-        (23, "dev", ROUTES),
-        (25, "virtual_routes", ROUTES),
+        (30, "192.168.113.0/24", "alternative gateways (or GATEWAY) are not in hacontrol"),
     ],
     "keepalived.conf.vrrp.rules": [
         (9, "static_rules", STATIC),
-        (15, "state", ROUTES),
-        (21, "dev", ROUTES),
-        (22, "dev", ROUTES),
-        (24, "virtual_rules", ROUTES),
+        (26, "to", "'192.168.200./24' is not a prefix (keepalived refuses the line too)"),
     ],
     "keepalived.conf.vrrp.scripts": [
-        (6, "vrrp_sync_group", TRACKING),
-        (17, "state", ROUTES),
+        (11, "notify_backup", GROUP_NOTIFY),
+        (12, "notify_master", GROUP_NOTIFY),
+        (13, "notify_fault", GROUP_NOTIFY),
         (19, "smtp_alert", EMAIL),
-        (32, "notify_backup", NOTIFY),
-        (33, "notify_master", NOTIFY),
-        (34, "notify_fault", NOTIFY),
-        (40, "state", ROUTES),
-        (50, "state", ROUTES),
     ],
     "keepalived.conf.vrrp.static_ipaddress": [
         (7, "static_ipaddress", STATIC),
-        (14, "state", ROUTES),
-        (21, "virtual_routes", ROUTES),
     ],
     "keepalived.conf.vrrp.sync": [
-        (3, "vrrp_sync_group", TRACKING),
-        (18, "vrrp_sync_group", TRACKING),
-        (27, "state", ROUTES),
-        (37, "state", ROUTES),
-        (64, "state", ROUTES),
-        (74, "state", ROUTES),
-        (84, "state", ROUTES),
-        (94, "state", ROUTES),
-        (104, "state", ROUTES),
+        (13, "notify_backup", GROUP_NOTIFY),
+        (14, "notify_master", GROUP_NOTIFY),
+        (15, "notify_fault", GROUP_NOTIFY),
     ],
 }
+
+
+# A sync group's notify scripts are translated once hacontrol's sync groups have them.
+GROUP_NOTIFY_KEYS = "notify_master" in SyncGroupConfig.model_fields
+if GROUP_NOTIFY_KEYS:
+    EXPECTED = {name: [e for e in want if e[2] != GROUP_NOTIFY] for name, want in EXPECTED.items()}
 
 
 def imported(path: str, config_id: str = "high") -> tuple[Translator, str]:
@@ -563,9 +532,12 @@ def test_command_prints_yaml_with_header_and_report(tmp_path: Path) -> None:
         r"# by `hacontrol import keepalived` on \d{4}-\d\d-\d\d \(config id 'x'\)", lines[1]
     )
     assert proc.stderr.splitlines() == [
-        f"{sample}:3: vrrp_sync_group: {TRACKING} (2 lines in its block not carried over)",
-        f"{sample}:9: state: {ROUTES}",
+        f"{sample}:4: VI_2: {BARE_MEMBER} (write group {{ NAME ... }})",
+        f"{sample}:5: VI_3: {BARE_MEMBER} (write group {{ NAME ... }})",
+        f"{sample}:3: vrrp_sync_group: VG1: 0 instance(s); keepalived removes a sync group of "
+        "fewer than two, and so does the import",
     ]
+    assert lines[2] == "# 3 keyword(s) not carried over:"
     out = tmp_path / "imported.yaml"
     out.write_text(proc.stdout)
     check = hacontrol("check", "-c", str(out))
@@ -583,7 +555,18 @@ def test_strict_and_output_file(tmp_path: Path) -> None:
     out = tmp_path / "out.yaml"
     strict = hacontrol("import", "keepalived", "--strict", "-o", str(out), sample)
     assert strict.returncode == 1
-    assert "2 keyword(s) not carried over (--strict); nothing written" in strict.stderr
+    assert "3 keyword(s) not carried over (--strict); nothing written" in strict.stderr
+    assert not out.exists()
+    warned = hacontrol(
+        "import",
+        "keepalived",
+        "--strict",
+        "-o",
+        str(out),
+        f"{SAMPLES_DIR}/keepalived.conf.vrrp.localcheck",
+    )
+    assert warned.returncode == 1
+    assert "0 keyword(s) not carried over, 5 warning(s) (--strict)" in warned.stderr
     assert not out.exists()
     clean = f"{SAMPLES_DIR}/keepalived.conf.fwmark"
     ok = hacontrol("import", "keepalived", "--strict", "-o", str(out), clean)
@@ -682,3 +665,418 @@ def test_include_with_glob_and_definitions_end_to_end(tmp_path: Path) -> None:
             ("198.51.100.2", 2),
             ("198.51.100.3", 3),
         ]
+
+
+# ---- VRRP operator features: tracking, sync groups, notify, routes ------------------------------
+
+
+def test_tracking_with_keepalived_defaults_and_weights() -> None:
+    doc = one(
+        """
+vrrp_script chk_a {
+  script "/usr/local/bin/check 'two words' x"
+}
+vrrp_script chk_b { script /bin/true
+  interval 2.5
+  timeout 1
+  weight -20 reverse
+  rise 3
+  fall 4
+  user nobody nogroup
+  init_fail }
+track_file drain { file /run/drain
+  weight -1
+  init_file 0 overwrite }
+track_file unused_by_vrrp { file /run/other }
+vrrp_track_process haproxy { process haproxy -f /etc/haproxy.cfg
+  param_match initial
+  weight 20
+  quorum 2
+  quorum_max 4
+  delay 1.5
+  terminate_delay 3 }
+vrrp_instance A { interface eth0
+  virtual_router_id 1
+  dont_track_primary
+  track_interface { eth1 weight 10
+    eth2 }
+  track_script { chk_a weight 5 reverse
+    chk_b noreverse }
+  track_file { drain }
+  track_process { haproxy weight -30 }
+  virtual_ipaddress { 192.0.2.1 }
+}
+vrrp_instance B { interface eth0
+  virtual_router_id 2
+  virtual_ipaddress { 192.0.2.2 }
+}
+vrrp_sync_group G { group { A
+    B }
+  track_script { chk_b }
+  sync_group_tracking_weight }
+"""
+    )
+    assert doc["vrrp_scripts"] == [
+        # keepalived's defaults written out: every second, weight 0 (FAULT while failing)
+        {
+            "name": "chk_a",
+            "script": ["/usr/local/bin/check", "two words", "x"],
+            "interval": 1,
+            "weight": 0,
+        },
+        {
+            "name": "chk_b",
+            "script": ["/bin/true"],
+            "interval": 2.5,
+            "weight": -20,
+            "timeout": 1,
+            "reverse": True,
+            "rise": 3,
+            "fall": 4,
+            "user": "nobody",
+            "group": "nogroup",
+            "init_fail": True,
+        },
+    ]
+    # Only the track files VRRP tracks (FILE_CHECK reads the same blocks).
+    assert doc["track_files"] == [
+        {
+            "name": "drain",
+            "file": "/run/drain",
+            "weight": -1,
+            "init_file": 0,
+            "init_file_overwrite": True,
+        }
+    ]
+    assert doc["track_processes"] == [
+        {
+            "name": "haproxy",
+            "process": ["haproxy", "-f", "/etc/haproxy.cfg"],
+            "param_match": "initial",
+            "weight": 20,
+            "quorum": 2,
+            "quorum_max": 4,
+            "delay": 1.5,
+            "terminate_delay": 3,
+        }
+    ]
+    a = doc["vrrp_instances"][0]  # type: ignore[index]
+    assert a["dont_track_primary"] is True
+    assert a["track_interface"] == [{"name": "eth1", "weight": 10}, "eth2"]
+    # noreverse overrides the script's own reverse
+    assert a["track_script"] == [
+        {"name": "chk_a", "weight": 5, "reverse": True},
+        {"name": "chk_b", "reverse": False},
+    ]
+    assert a["track_file"] == ["drain"]
+    assert a["track_process"] == [{"name": "haproxy", "weight": -30}]
+    assert doc["vrrp_sync_groups"] == [
+        {
+            "name": "G",
+            "group": ["A", "B"],
+            "track_script": ["chk_b"],
+            "sync_group_tracking_weight": True,
+        }
+    ]
+
+
+def test_what_keepalived_ignores_in_tracking_is_reported_and_left_out() -> None:
+    text = """
+vrrp_instance A { interface eth0
+  virtual_router_id 1
+  track_script { nope
+    nope2 weight 3 }
+  track_file { missing }
+  track_process { gone }
+  track_interface { eth1
+    eth1 weight 2 }
+  virtual_ipaddress { 192.0.2.1 }
+}
+vrrp_instance B { interface eth0
+  virtual_router_id 2
+  virtual_ipaddress { 192.0.2.2 }
+}
+vrrp_sync_group G1 { group { A
+    B
+    C } }
+vrrp_sync_group G2 { group { B
+    A } }
+"""
+    document, report = translate(parse_text(text, "x"))
+    assert [(f.line, f.keyword) for f in report] == [
+        (18, "C"),
+        (19, "B"),
+        (20, "A"),
+        (19, "vrrp_sync_group"),
+        (4, "nope"),
+        (5, "nope2"),
+        (6, "missing"),
+        (7, "gone"),
+        (9, "eth1"),
+    ]
+    why = {f.keyword: f.why for f in report}
+    assert why["C"] == "no vrrp_instance C: keepalived leaves it out of the group"
+    assert why["B"] == "B is already in sync group G1: keepalived leaves it out of this one"
+    assert why["nope"] == "track_script: no vrrp_script nope (keepalived ignores the reference)"
+    assert why["eth1"] == "track_interface: tracked twice (keepalived keeps the first)"
+    a = document["vrrp_instances"][0]
+    assert a["track_interface"] == ["eth1"]
+    assert not {"track_script", "track_file", "track_process"} & set(a)
+    assert document["vrrp_sync_groups"] == [{"name": "G1", "group": ["A", "B"]}]
+    check_source(yaml.safe_dump(document, sort_keys=False), "t.yaml")
+
+
+def test_notify_scripts_are_argv_and_fifos_are_global() -> None:
+    text = """
+global_defs { notify_fifo /run/ka.fifo
+  vrrp_notify_fifo /run/vrrp.fifo root root }
+vrrp_instance A { interface eth0
+  virtual_router_id 1
+  notify_master "/usr/local/bin/vrrp.sh  MASTER  'VI 1'"
+  notify_backup /usr/local/bin/backup.sh
+  notify_fault "/usr/local/bin/fault.sh x" nobody
+  notify_stop /usr/local/bin/stop.sh
+  notify /usr/local/bin/every.sh
+  notify_deleted
+  virtual_ipaddress { 192.0.2.1 }
+}
+vrrp_instance B { interface eth0
+  virtual_router_id 2
+  notify_deleted "/usr/local/bin/deleted.sh B"
+  virtual_ipaddress { 192.0.2.2 }
+}
+"""
+    document, report = translate(parse_text(text, "x"))
+    assert [(f.line, f.keyword, f.why.split(":")[0]) for f in report] == [
+        (3, "user", "root root"),
+        (8, "user", "nobody"),
+    ]
+    assert "running one as another user is not in hacontrol" in report[1].why
+    assert document["global"] == {
+        "notify_fifo": "/run/ka.fifo",
+        "vrrp_notify_fifo": "/run/vrrp.fifo",
+    }
+    a, b = document["vrrp_instances"]
+    assert a["notify_master"] == ["/usr/local/bin/vrrp.sh", "MASTER", "VI 1"]
+    assert a["notify_backup"] == ["/usr/local/bin/backup.sh"]
+    assert a["notify_fault"] == ["/usr/local/bin/fault.sh", "x"]
+    assert a["notify_stop"] == ["/usr/local/bin/stop.sh"]
+    assert a["notify"] == ["/usr/local/bin/every.sh"]
+    assert a["notify_deleted"] is True
+    assert b["notify_deleted"] == ["/usr/local/bin/deleted.sh", "B"]
+    check_source(yaml.safe_dump(document, sort_keys=False), "t.yaml")
+
+
+def test_routes_rules_vip_options_vmac_and_state() -> None:
+    doc = one(
+        """
+vrrp_instance A { interface eth0
+  virtual_router_id 1
+  state BACKUP
+  use_vmac vrrp.a
+  virtual_ipaddress { 192.0.2.1/24 dev eth1 scope link brd + label eth1:a
+    192.0.2.2/24 brd 192.0.2.255 no_track }
+  virtual_routes { src 192.0.2.1 198.51.100.0/24 via 192.0.2.254 dev eth1
+    blackhole 203.0.113.0/24
+    0.0.0.0/0 gw 192.0.2.253 table 100 metric 5 no_track
+    default via 192.0.2.252 table main }
+  virtual_rules { from 192.0.2.0/24 table 2 priority 100
+    to 198.51.100.0/24 lookup 3 pref 101 fwmark 0x10/0xff no_track }
+}
+vrrp_instance B { interface eth0
+  virtual_router_id 2
+  state master
+  use_vmac
+  vmac_xmit_base
+  virtual_ipaddress { 192.0.2.9 }
+}
+"""
+    )
+    a, b = doc["vrrp_instances"]  # type: ignore[misc]
+    assert (a["state"], a["use_vmac"], b["state"], b["use_vmac"], b["vmac_xmit_base"]) == (
+        "BACKUP",
+        "vrrp.a",
+        "MASTER",
+        True,
+        True,
+    )
+    assert a["virtual_ipaddresses"] == [
+        {
+            "address": "192.0.2.1/24",
+            "dev": "eth1",
+            "scope": "link",
+            "brd": "192.0.2.255",
+            "label": "eth1:a",
+        },
+        {"address": "192.0.2.2/24", "brd": "192.0.2.255", "no_track": True},
+    ]
+    assert a["virtual_routes"] == [
+        {"src": "192.0.2.1", "to": "198.51.100.0/24", "via": "192.0.2.254", "dev": "eth1"},
+        {"type": "blackhole", "to": "203.0.113.0/24"},
+        {"to": "0.0.0.0/0", "via": "192.0.2.253", "table": 100, "metric": 5, "no_track": True},
+        {"to": "default", "via": "192.0.2.252", "table": 254},
+    ]
+    assert a["virtual_rules"] == [
+        {"from": "192.0.2.0/24", "table": 2, "priority": 100},
+        {
+            "to": "198.51.100.0/24",
+            "table": 3,
+            "priority": 101,
+            "fwmark": "0x10/0xff",
+            "no_track": True,
+        },
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        ("198.51.100.0/24 via 192.0.2.1 or 192.0.2.2", "alternative gateways (or GATEWAY)"),
+        ("198.51.100.0/24 via 192.0.2.1 mtu 1400", "the route option 'mtu' is not in hacontrol"),
+        ("198.51.100.1/24 dev eth0", "'198.51.100.1/24' is not a prefix"),
+        ("198.51.100.0/24 table nope", "table 'nope'"),
+    ],
+)
+def test_a_route_hacontrol_cannot_hold_is_reported(line: str, why: str) -> None:
+    text = (
+        "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n"
+        f" virtual_ipaddress {{ 192.0.2.1 }}\n virtual_routes {{\n {line}\n }}\n}}\n"
+    )
+    document, report = translate(parse_text(text, "x"))
+    assert [(f.line, f.keyword) for f in report] == [(6, line.split()[0])]
+    assert why in report[0].why
+    assert "virtual_routes" not in document["vrrp_instances"][0]
+
+
+@pytest.mark.parametrize(
+    ("command", "found"),
+    [
+        ("/usr/bin/check --quick", []),
+        ("/bin/check 'a|b' \"c;d\" e\\&f", []),
+        ("</dev/tcp/127.0.0.1/80", ["a redirection"]),
+        ("pidof haproxy > /dev/null", ["a redirection"]),
+        ("a | b && c; d", ["a pipe", "& or &&", "';'"]),
+        ("echo $HOME \"$X\" '$Y'", ["$ expansion"]),
+        ("ls *.conf ~/x a~b", ["a glob", "~ expansion"]),
+        ("FOO=1 /bin/x", ["a variable assignment"]),
+        ("echo `date`", ["command substitution"]),
+        ("! pidof x", ["a shell keyword"]),
+        ("if pidof x; then exit 1; fi", ["a shell keyword", "';'"]),
+        ("iffy --flag", []),
+    ],
+)
+def test_shell_syntax(command: str, found: list[str]) -> None:
+    assert shell_syntax(command) == found
+
+
+def test_signal_zero_checks() -> None:
+    assert signals_zero(["killall", "-0", "haproxy"])
+    assert signals_zero(["/bin/kill", "-0", "123"])
+    assert signals_zero(["kill", "-s", "0", "123"])
+    assert not signals_zero(["kill", "-TERM", "123"])
+    assert not signals_zero(["pidof", "-0"])
+
+
+def test_scripts_needing_a_shell_or_signal_0_are_carried_over_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    conf = tmp_path / "k.conf"
+    conf.write_text(
+        'vrrp_script a {\n script "killall -0 haproxy"\n weight 2\n}\n'
+        'vrrp_script b {\n script "pidof haproxy > /dev/null"\n}\n'
+        'vrrp_script c {\n script "</dev/tcp/127.0.0.1/80"\n}\n'
+        "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n"
+        " track_script { a\n b\n c }\n virtual_ipaddress { 192.0.2.1 }\n}\n"
+    )
+    proc = hacontrol("import", "keepalived", str(conf))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"{conf}:2: script: warning: 'killall -0 haproxy' {KILL_0} (hacontrol under the "
+        "packaged unit, not root), and signalling another user's process fails with EPERM, so "
+        "the check fails though the process runs; use pidof NAME, or vrrp_track_process / "
+        "track_process",
+        f"{conf}:6: script: warning: 'pidof haproxy > /dev/null' has shell syntax (a "
+        "redirection): keepalived execs pidof without a shell when it finds it, as hacontrol "
+        "does, so the program gets those words as arguments; put the command in a script, or "
+        "write [/bin/sh, -c, COMMAND]",
+        f"{conf}:9: script: warning: '</dev/tcp/127.0.0.1/80' {REDIRECTION}: keepalived runs "
+        "it with /bin/sh -c, and so it is written as [/bin/sh, -c, ...]; check it works with "
+        "/bin/sh (dash on Debian: no /dev/tcp)",
+    ]
+    lines = proc.stdout.splitlines()
+    assert lines[2:4] == [
+        "# every keyword was carried over",
+        "# 3 warning(s) about what was carried over:",
+    ]
+    doc = yaml.safe_load(proc.stdout)
+    assert [s["script"] for s in doc["vrrp_scripts"]] == [
+        ["killall", "-0", "haproxy"],
+        ["pidof", "haproxy", ">", "/dev/null"],  # as keepalived execs it
+        ["/bin/sh", "-c", "</dev/tcp/127.0.0.1/80"],  # as keepalived runs it (system())
+    ]
+
+
+def test_track_process_param_match_alone() -> None:
+    text = (
+        "vrrp_track_process p {\n process haproxy\n param_match\n}\n"
+        "vrrp_track_process q {\n process haproxy -f x\n param_match\n}\n"
+        "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n"
+        " track_process { p\n q }\n virtual_ipaddress { 192.0.2.1 }\n}\n"
+    )
+    document, report = translate(parse_text(text, "x"))
+    # keepalived: with no parameters, "the process has none", which hacontrol cannot say;
+    # with parameters, an exact match (hacontrol's default).
+    assert [(f.line, f.keyword) for f in report] == [(3, "param_match")]
+    assert "matching a process that has no parameters" in report[0].why
+    assert document["track_processes"] == [
+        {"name": "p", "process": ["haproxy"]},
+        {"name": "q", "process": ["haproxy", "-f", "x"]},
+    ]
+
+
+def test_sync_group_notify_scripts() -> None:
+    text = (
+        "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n"
+        " virtual_ipaddress { 192.0.2.1 }\n}\n"
+        "vrrp_instance B {\n interface eth0\n virtual_router_id 2\n"
+        " virtual_ipaddress { 192.0.2.2 }\n}\n"
+        'vrrp_sync_group G {\n group { A\n B }\n notify_master "/bin/vrrp.mast arg1 arg2"\n'
+        " notify /bin/every\n}\n"
+    )
+    document, report = translate(parse_text(text, "x"))
+    (group,) = document["vrrp_sync_groups"]
+    if GROUP_NOTIFY_KEYS:
+        assert report == []
+        assert group["notify_master"] == ["/bin/vrrp.mast", "arg1", "arg2"]
+        assert group["notify"] == ["/bin/every"]
+        check_source(yaml.safe_dump(document, sort_keys=False), "t.yaml")
+    else:
+        # hacontrol's sync groups have no notify scripts yet: reported, not written.
+        assert [(f.line, f.keyword, f.why) for f in report] == [
+            (14, "notify_master", GROUP_NOTIFY),
+            (15, "notify", GROUP_NOTIFY),
+        ]
+        assert group == {"name": "G", "group": ["A", "B"]}
+
+
+@pytest.mark.parametrize(
+    ("command", "argv"),
+    [
+        ("! pidof haproxy", ["/bin/sh", "-c", "! pidof haproxy"]),
+        ("X=1 /bin/check", ["/bin/sh", "-c", "X=1 /bin/check"]),
+        ("(pidof a || pidof b)", ["/bin/sh", "-c", "(pidof a || pidof b)"]),
+        ("/bin/check a|b", ["/bin/check", "a|b"]),  # keepalived execs /bin/check
+        ("'/opt/my check' x\\ y", ["/opt/my check", "x y"]),
+    ],
+)
+def test_script_lines_as_keepalived_runs_them(command: str, argv: list[str]) -> None:
+    text = f'vrrp_script s {{\n script "{command}"\n}}\n'
+    document, _ = translate(parse_text(text, "x"))
+    assert document["vrrp_scripts"][0]["script"] == argv
+
+
+def test_unquoted_script_words_are_the_argv() -> None:
+    text = "vrrp_script s {\n script /usr/bin/pgrep -x haproxy\n}\n"
+    document, report = translate(parse_text(text, "x"))
+    assert document["vrrp_scripts"][0]["script"] == ["/usr/bin/pgrep", "-x", "haproxy"]
+    assert report == []
