@@ -152,9 +152,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             vrrp_inline=args.vrrp_inline,
         )
-        return asyncio.run(daemon.run())
+        code = asyncio.run(daemon.run())
     finally:
         lock.release()
+    if daemon.restart_requested:
+        _execute_again()
+    return code
+
+
+def _execute_again() -> None:
+    """`hacontrol restart`: the same command line, run by the same interpreter, in this
+    process (systemd keeps following the same pid; the pid lock was released above). The
+    installed code is read again, so an upgrade takes effect."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    argv = [sys.executable, "-m", "hacontrol", *sys.argv[1:]]
+    os.execv(sys.executable, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from hacontrol.runtime.readmodel import format_status
 DEFAULT_SOCKET = DEFAULT_RUN_DIR / CONTROL_SOCKET
 EXIT_REFUSED = 1
 EXIT_NO_DAEMON = 3
-COMMANDS = ("status", "reload", "drain", "undrain", "step-down", "release")
+COMMANDS = ("status", "reload", "drain", "undrain", "step-down", "release", "restart")
 
 
 def add_subparsers(sub: Any) -> None:
@@ -63,6 +63,13 @@ def add_subparsers(sub: Any) -> None:
     ):
         p = with_socket(sub.add_parser(name, help=text))
         p.add_argument("instances", nargs="*", help="VRRP instance names (default: all)")
+    with_socket(
+        sub.add_parser(
+            "restart",
+            help="restart the daemon in place (new code or settings) without a failover: "
+            "masters stay MASTER, VIPs, IPVS and the sync daemon stay",
+        )
+    )
 
 
 def run(args: argparse.Namespace) -> int:

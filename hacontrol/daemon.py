@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from hacontrol.desired import service_keys, sync_groups, vrrp_instances
 from hacontrol.gcpace import GcPacer
 from hacontrol.lvs import LvsRuntime
 from hacontrol.metrics import Metrics
+from hacontrol.runtime import resume
 from hacontrol.runtime.bus import Bus
 from hacontrol.runtime.control import (
     CONTROL_SOCKET,
@@ -145,6 +147,10 @@ class Daemon:
         self.tracking = TrackingRuntime(config, self.vrrp.set_tracked)
         self.metrics.watch_tracking(self.tracking.stats)
         self.control = ControlServer(run_dir / CONTROL_SOCKET, self._handle)
+        self.run_dir = run_dir
+        # `hacontrol restart`: run() ends without resigning, and the caller executes the
+        # daemon again (runtime/resume.py).
+        self.restart_requested = False
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
         self._reload_lock = asyncio.Lock()
@@ -170,6 +176,15 @@ class Daemon:
             log.error("control.listen_failed path=%s error=%s", self.control.path, exc)
         self.bus.publish(topology(self.config, self.config_path))
         self._publish_overrides()
+        # After `hacontrol restart`: the instances this director was MASTER of resume as
+        # MASTER if in time (their VIPs never left).
+        configured = {i.name for i in self.config.vrrp_instances}
+        resuming = {
+            n: left for n, left in resume.take(self.run_dir, time.time()).items() if n in configured
+        }
+        if resuming:
+            log.info("daemon.resuming masters=%s", ",".join(sorted(resuming)))
+            self.lvs.assume_vrrp_states(dict.fromkeys(resuming, State.MASTER))
         # IPVS first: a VIP that arrives before its virtual service would take traffic the
         # kernel then drops.
         await self.lvs.start()
@@ -185,6 +200,7 @@ class Daemon:
                 vrrp_instances(self.config),
                 self._holds(self.config),
                 sync_groups(self.config),
+                resume=resuming,
             )
         )
         stopping = asyncio.ensure_future(self._stop.wait())
@@ -236,22 +252,48 @@ class Daemon:
         try:
             await self._wait_for_stop()
         finally:
-            sdnotify.notify("STOPPING=1")
             watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
-            await self.tracking.stop()
-            # Instances that stop from now on say STOP (notify_stop), not deleted.
-            self.vrrp_notify.begin_shutdown()
-            await self.vrrp.stop()
-            await self.vrrp_notify.stop()
-            await self.lvs.stop()
-            await self.control.stop()
-            self._stop_metrics()
-            self.gc_pacer.uninstall()
-            self.metrics.gc_interval.set(0)
-            log.info("daemon.stopped")
+        if self.restart_requested:
+            await self._end_for_restart()
+            return 0
+        sdnotify.notify("STOPPING=1")
+        await self.tracking.stop()
+        # Instances that stop from now on say STOP (notify_stop), not deleted.
+        self.vrrp_notify.begin_shutdown()
+        await self.vrrp.stop()
+        await self.vrrp_notify.stop()
+        await self.lvs.stop()
+        await self.control.stop()
+        self._stop_metrics()
+        self.gc_pacer.uninstall()
+        self.metrics.gc_interval.set(0)
+        log.info("daemon.stopped")
         return 0
+
+    async def _end_for_restart(self) -> None:
+        """`hacontrol restart`: end without resigning; what this director holds stays."""
+        sdnotify.notify("RELOADING=1\nSTATUS=restarting in place")
+        deadlines = self.vrrp.resume_deadlines(time.monotonic())
+        await self.vrrp.abandon()
+        wall = time.time() - time.monotonic()  # the wall clock's offset, now
+        saved = resume.save(self.run_dir, {n: d + wall for n, d in deadlines.items()})
+        await self.tracking.stop()
+        await self.vrrp_notify.stop()
+        await self.lvs.stop(restarting=True)
+        await self.control.stop()
+        self._stop_metrics()
+        self.gc_pacer.uninstall()
+        log.info(
+            "daemon.restarting masters=%s resume_saved=%s",
+            ",".join(sorted(deadlines)) or "-",
+            saved,
+        )
+
+    def _request_restart(self) -> None:
+        self.restart_requested = True
+        self._stop.set()
 
     async def _wait_for_stop(self) -> None:
         while not self._stop.is_set():
@@ -426,6 +468,20 @@ class Daemon:
             return ok_response({"messages": self._drain(request, command == "drain")})
         if command in ("step-down", "release"):
             return ok_response({"messages": self._step_down(request, command == "step-down")})
+        if command == "restart":
+            if self.restart_requested:
+                return ok_response({"messages": ["a restart is already under way"]})
+            masters = sorted(self.vrrp.resume_deadlines(time.monotonic()))
+            # After this answer has gone out: the control socket closes on the way.
+            asyncio.get_running_loop().call_later(0.2, self._request_restart)
+            return ok_response(
+                {
+                    "messages": [
+                        "restarting in place: no resignation, VIPs, IPVS and the sync daemon "
+                        "stay; masters resume as MASTER: " + (", ".join(masters) or "none")
+                    ]
+                }
+            )
         raise RequestError(f"unknown command {command!r}")
 
     def _drain(self, request: Request, drain: bool) -> list[str]:

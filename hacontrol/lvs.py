@@ -262,7 +262,25 @@ class LvsRuntime:
             len(self.runner),
         )
 
-    async def stop(self) -> None:
+    def assume_vrrp_states(self, states: dict[str, State]) -> None:
+        """Before start(): the VRRP states a restarted daemon resumes (`hacontrol restart`),
+        so the sync daemon it finds running as master is not first turned into a backup."""
+        self._vrrp_states.update(states)
+        sync = self.config.ipvs.sync_daemon
+        if sync is None:
+            return
+        if sync.vrrp_instance is not None and sync.vrrp_instance in states:
+            self._sync_state = states[sync.vrrp_instance]
+        elif sync.vrrp_sync_group is not None:
+            group = next(
+                (g for g in self.config.vrrp_sync_groups if g.name == sync.vrrp_sync_group), None
+            )
+            if group is not None and all(states.get(m) is State.MASTER for m in group.group):
+                self._sync_state = State.MASTER
+
+    async def stop(self, *, restarting: bool = False) -> None:
+        """Stop checks and convergers; the kernel's table and sync daemon stay as they are.
+        `restarting` (`hacontrol restart`): not a shutdown, so no quorum_down hooks."""
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         if self._recompute_handle is not None:
@@ -270,7 +288,7 @@ class LvsRuntime:
         if not self._started:
             return
         await self.runner.stop()
-        if self.decision is not None:  # only a runtime that ran has hooks to fire
+        if self.decision is not None and not restarting:  # only one that ran has hooks
             for event in shutdown_events(self._policies):
                 self._quorum_hook(event)
         await self.reconciler.stop()

@@ -48,6 +48,7 @@ _ARGS: dict[str, tuple[dict[str, type], dict[str, type]]] = {
     "undrain": ({"virtual_server": str, "real_server": str}, {}),
     "step-down": ({}, {"instances": list}),
     "release": ({}, {"instances": list}),
+    "restart": ({}, {}),
 }
 COMMANDS = tuple(_ARGS)
 

@@ -24,7 +24,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from hacontrol.runtime.events import VrrpProcessChanged
@@ -108,19 +108,24 @@ class VrrpSupervisor:
         instances: Sequence[InstanceSpec],
         holds: Iterable[str] = (),
         groups: Sequence[SyncGroupSpec] = (),
+        resume: Mapping[str, float] | None = None,
     ) -> ReconfigureResult:
+        """Start the engine with `instances`. `resume` (name -> seconds left) starts those
+        instances as MASTER while in time: `hacontrol restart` (runtime/resume.py)."""
         self._instances = tuple(instances)
         self._holds = frozenset(holds)
         self._groups = tuple(groups)
+        now = self._clock()
+        resume_until = {name: now + left for name, left in (resume or {}).items()}
         if self.inline:
             self._engine = VrrpEngine(publish=self._on_event)
             await self._engine.start()
             self.pid = os.getpid()
-            return self._engine_configure()
+            return self._engine_configure(resume_until)
         if not self._instances:
             return ReconfigureResult()  # an LVS-only director: no VRRP process until needed
         await self._spawn(restart=False)
-        return await self._send_configure({})
+        return await self._send_configure(resume_until)
 
     async def configure(
         self,
@@ -142,10 +147,11 @@ class VrrpSupervisor:
             await self._spawn(restart=False)  # the first instances of an LVS-only director
         return await self._send_configure({})
 
-    def _engine_configure(self) -> ReconfigureResult:
+    def _engine_configure(self, resume_until: dict[str, float] | None = None) -> ReconfigureResult:
         assert self._engine is not None
         return self._engine.configure(
             self._instances,
+            resume_until=resume_until,
             holds=self._holds,
             groups=self._groups,
             verdicts=dict(self.verdicts),
@@ -200,6 +206,37 @@ class VrrpSupervisor:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._reader_task, 2.0)
         self._publish(VrrpProcessChanged("exited", None, "stopped"))
+
+    def resume_deadlines(self, now: float) -> dict[str, float]:
+        """For `hacontrol restart`: per instance that is MASTER, until when (on the clock
+        that gave `now`) a restarted daemon may resume it: its lowest-priority backup's
+        Master_Down_Interval, less one advert interval (the last advert may be that old)."""
+        return {
+            spec.name: now + _master_down_interval(spec) - spec.params.advert_int / 100
+            for spec in self._instances
+            if self.states.get(spec.name) is State.MASTER
+        }
+
+    async def abandon(self) -> None:
+        """End the VRRP engine without resigning, for `hacontrol restart`: the VIPs, routes
+        and mastership stay for the next daemon to take over. The process is killed: a
+        killed process removes nothing. Inline, the engine goes with this process."""
+        self._stopping = True
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader_task
+        self._publish(VrrpProcessChanged("exited", None, "restart"))
 
     # ---- the process -------------------------------------------------------------------
 

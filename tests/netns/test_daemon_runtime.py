@@ -442,6 +442,39 @@ def test_a_killed_vrrp_process_is_restarted_and_the_vip_stays(net: Net) -> None:
     assert "vrrp.process_exited" in a.log_text() and "killed by SIGKILL" in a.log_text()
 
 
+def test_hacontrol_restart_keeps_mastership_without_a_failover(net: Net) -> None:
+    # `hacontrol restart`: the daemon executes itself again without resigning; the master
+    # resumes before its backup's Master_Down_Interval (7.2 s at 2 s adverts, room for a
+    # loaded machine's interpreter start), so the backup never takes over and the VIP
+    # never leaves. `systemctl restart` would resign: two failovers.
+    a, b = start_pair(net, advert_int=2.0)
+    mac_a = net.a.mac("eth0")
+    assert a.proc is not None
+    pid = a.proc.pid
+    vrrp_pid = a.control({"command": "status"})["vrrp_process"]["pid"]
+    transitions_b = len(transitions(b))
+    asked_at = time.time()
+    out = a.cli("restart")
+    assert out.returncode == 0, out.stderr
+    assert "masters resume as MASTER: VI_1" in out.stdout, out.stdout
+    wait_until(lambda: "daemon.resuming masters=VI_1" in a.log_text(), timeout=30)
+    wait_until(lambda: a.log_text().count("daemon.started") == 2, timeout=30)
+    assert sample_single_holder([a, b], "192.0.2.100", duration=master_down(LOW, 2.0)) >= 3
+    assert holders_now(a, b) == ["a"]
+    assert len(transitions(b)) == transitions_b, b.tail()  # the backup never took over
+    assert a.proc.pid == pid and a.running  # the same process (systemd follows it)
+    snap = a.control({"command": "status"})
+    (vi,) = snap["vrrp_instances"]
+    assert (vi["state"], vi["reason"]) == ("MASTER", "resume")
+    assert snap["vrrp_process"]["pid"] not in (None, vrrp_pid)
+    adverts = [x for x in net.adverts(asked_at) if x.src_mac == mac_a]
+    assert adverts and all(x.priority == HIGH for x in adverts)  # no resigning advert
+    assert max(gaps([x.at for x in adverts])) < master_down(LOW, 2.0)
+    # A plain stop still resigns: the backup takes over.
+    assert a.stop() == 0
+    wait_single_holder([a, b], "192.0.2.100", "b", timeout=10.0)
+
+
 def test_a_master_at_10_ms_sends_one_advert_per_interval(net: Net) -> None:
     # The schedule is kept from each advert's deadline (vrrp/fsm.py), so timers that fire
     # a little late do not add up: a correctness property of the schedule, counted over
