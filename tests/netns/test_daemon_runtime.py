@@ -131,6 +131,14 @@ def test_a_second_daemon_is_refused_and_the_vip_untouched(net: Net) -> None:
     mac_a = net.a.mac("eth0")
     pid_file = a.run_dir / "hacontrol.pid"
     pid = int(pid_file.read_text())
+    transitions_b = len(transitions(b))
+    # Every address change on a while the second daemon runs (the bug deleted the VIP,
+    # which the master's repair then put back: only the event shows it).
+    monitor = subprocess.Popen(
+        net.a.argv("ip", "monitor", "address"), stdout=subprocess.PIPE, text=True
+    )
+    net.lab.on_cleanup(monitor.kill)
+    time.sleep(0.2)  # subscribed before the second daemon starts
     started = time.time()
     second = subprocess.run(
         net.a.argv(
@@ -156,11 +164,17 @@ def test_a_second_daemon_is_refused_and_the_vip_untouched(net: Net) -> None:
     assert f"hacontrol is already running (pid {pid}" in second.stderr, second.stderr
     assert "Traceback" not in second.stderr
     net.witness.collect(1.0)
-    # The master never noticed: its VIP stayed, its adverts kept their rhythm.
+    monitor.terminate()
+    events, _ = monitor.communicate(timeout=5)
+    assert "Deleted" not in events, events
+    # The master never noticed: its VIP stayed, it kept advertising at its priority (no
+    # resignation), and the backup never took over. (How evenly it advertised is the
+    # machine's load, measured by the benchmarks, not asserted here.)
     assert net.a.has_address("eth0", "192.0.2.100")
     assert holders_now(a, b) == ["a"]
-    window = [x.at for x in net.adverts(started - 0.5) if x.src_mac == mac_a]
-    assert window and max(gaps(window)) < ADVERT_INT * 1.5, gaps(window)
+    window = [x for x in net.adverts(started - 0.5) if x.src_mac == mac_a]
+    assert window and all(x.priority == HIGH for x in window)
+    assert len(transitions(b)) == transitions_b, b.tail()
     assert int(pid_file.read_text()) == pid  # the pid file is the running daemon's still
 
 
