@@ -108,6 +108,7 @@ def test_reload_changes_a_running_master_in_place_and_a_bad_file_changes_nothing
     window = [x for x in net.adverts(reloaded_at - 1.0) if x.src_mac == mac_a]
     # Never resigned (no priority 0): the instance was changed, not restarted.
     assert all(x.priority in (HIGH, HIGH + 10) for x in window), [x.priority for x in window]
+    assert max(gaps([x.at for x in window])) < master_down(LOW, ADVERT_INT)
     after = [x for x in window if x.at > applied_at]
     assert after and all(x.priority == HIGH + 10 for x in after)
     # No failover, no transition at all.
@@ -175,6 +176,8 @@ def test_a_second_daemon_is_refused_and_the_vip_untouched(net: Net) -> None:
     assert holders_now(a, b) == ["a"]
     window = [x for x in net.adverts(started - 0.5) if x.src_mac == mac_a]
     assert window and all(x.priority == HIGH for x in window)
+    # No gap the backup could take for the master's death.
+    assert max(gaps([x.at for x in window])) < master_down(LOW, ADVERT_INT)
     assert len(transitions(b)) == transitions_b, b.tail()
     assert int(pid_file.read_text()) == pid  # the pid file is the running daemon's still
 
