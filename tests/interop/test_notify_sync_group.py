@@ -7,9 +7,12 @@ priority). The subject has a sync group G of two instances on two links (VI_1 on
 VI_2 on eth1) with every group notify script (notify_master, notify_backup, notify_fault,
 notify_stop and the generic notify), and writes its notify FIFO.
 
-Scenario: start alone (group BACKUP, then MASTER); the peer starts and preempts (BACKUP);
-the peer stops (MASTER); eth1 goes down on the subject (FAULT: VI_2's link, VI_1 held by
-the group); eth1 comes back (BACKUP, MASTER); the subject stops (STOP).
+Scenarios: (1) start alone (group BACKUP, then MASTER); the peer starts and preempts
+(BACKUP); the peer stops (MASTER); eth1 goes down on the subject (FAULT: VI_2's link, VI_1
+held by the group); eth1 comes back (BACKUP, MASTER); the subject stops (STOP). (2) Both
+members MASTER, then a reload that removes the group (its members stay) or one of its
+members, then stop: keepalived says nothing for a removed group and forgets it (no STOP at
+exit); a removed member says FAULT and its group nothing.
 
 Compared, byte for byte: the GROUP lines of the FIFO, in order, and where they fall among
 the INSTANCE lines (after the members' lines of the same transition; first at start-up);
@@ -19,6 +22,8 @@ two members' lines within one transition is not compared: keepalived gives none.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -28,7 +33,7 @@ from typing import Any
 import pytest
 
 from tests.interop.ka_util import HaDaemon, Instance, Keepalived, Peer, SyncGroup
-from tests.netns.netns_util import Lab, Netns, require_root
+from tests.netns.netns_util import Lab, Netns, require_root, wait_until
 from tests.netns.notify_util import FifoReader, Recorder
 from tests.support import require_tool
 
@@ -226,3 +231,85 @@ def test_sync_group_notify_scripts_and_fifo_lines_match_keepalived(
         for s in states
         for c in (words.get(s, ("gstop",)), ("gnotify", "x", "GROUP", "G", s, "0"))
     ]
+
+
+def run_reload(kind: str, tmp_path: Path, change: str) -> Run:
+    """Both members MASTER, then a reload that removes the group (`group`: its members
+    stay) or one of its members (`member`), then stop."""
+    workdir = tmp_path / kind
+    workdir.mkdir()
+    rec = Recorder(workdir, SCRIPTS)
+    fifo = workdir / "notify.fifo"
+    with Lab("kn") as lab, FifoReader(fifo) as reader:
+        n = net(lab)
+        g = group(rec)
+        subject = subject_daemon(kind, n, workdir, instances(SUBJECT), g, fifo)
+        subject.start()
+        holder_of_both([subject], "subject", timeout=20)
+        reader.wait_for(
+            lambda got: group_lines(got) == ['GROUP "G" BACKUP 0', 'GROUP "G" MASTER 0'],
+            timeout=20,
+            what=f"{kind}: the group MASTER",
+        )
+        rec.wait_calls(4, timeout=10)
+        before = len(reader.poll())
+        if change == "group":
+            groups: tuple[SyncGroup, ...] = ()
+            members = instances(SUBJECT)
+        else:
+            groups = (replace(g, members=("VI_1",)),)
+            members = instances(SUBJECT)[:1]
+        if isinstance(subject, Keepalived):
+            subject.groups, subject.instances = groups, members
+            subject.conf_path.write_text(subject.render())
+        else:
+            subject.instances = members
+            subject.extra = {"vrrp_sync_groups": [x.hacontrol() for x in groups]}
+            subject.write_config()
+        assert subject.proc is not None
+        os.kill(subject.proc.pid, signal.SIGHUP)
+        if change == "member":
+            reader.wait_lines(before + 1, timeout=20)  # VI_2 removed: FAULT
+            wait_until(
+                lambda: not n.subject.has_address("eth1", VIP2), timeout=10, message="VI_2 gone"
+            )
+        else:
+            time.sleep(3)  # a reload takes keepalived about a second; nothing is said
+        assert subject.stop() == 0
+        reader.wait_for(lambda got: reader.eofs >= 1, timeout=10, what="end of file")
+        time.sleep(0.5)  # nothing else comes
+        return Run(list(reader.poll()), rec.calls())
+
+
+@pytest.mark.parametrize("change", ["group", "member"])
+def test_reload_removing_a_group_or_a_member_matches_keepalived(
+    tmp_path: Path, keepalived_tool: None, change: str
+) -> None:
+    ka = run_reload("keepalived", tmp_path, change)
+    ha = run_reload("hacontrol", tmp_path, change)
+    if change == "group":
+        # The group is forgotten: no line, no script, no STOP at exit.
+        assert group_lines(ka.lines) == ['GROUP "G" BACKUP 0', 'GROUP "G" MASTER 0']
+        assert blocks(ka.lines[:-2])[-1][1] == 'GROUP "G" MASTER 0'
+        assert sorted(ka.lines[-2:]) == ['INSTANCE "VI_1" STOP 150', 'INSTANCE "VI_2" STOP 150']
+        assert len(ka.calls) == 4
+    else:
+        # The removed member says FAULT; the group (now VI_1 alone) says nothing until
+        # its STOP at exit, after VI_1's.
+        assert group_lines(ka.lines) == [f'GROUP "G" {s} 0' for s in ("BACKUP", "MASTER", "STOP")]
+        assert ka.lines[-3:] == [
+            'INSTANCE "VI_2" FAULT 150',
+            'INSTANCE "VI_1" STOP 150',
+            'GROUP "G" STOP 0',
+        ]
+        assert sorted(ka.calls[-2:]) == [("gnotify", "x", "GROUP", "G", "STOP", "0"), ("gstop",)]
+    # hacontrol, the same: lines, their order around the GROUP lines, scripts.
+    assert group_lines(ha.lines) == group_lines(ka.lines)
+    if change == "group":
+        assert blocks(ha.lines[:-2]) == blocks(ka.lines[:-2])
+        assert sorted(ha.lines[-2:]) == sorted(ka.lines[-2:])
+    else:
+        assert blocks(ha.lines) == blocks(ka.lines)
+        assert ha.lines[-3:] == ka.lines[-3:]
+    for script in SCRIPTS:
+        assert [c for c in ha.calls if c[0] == script] == [c for c in ka.calls if c[0] == script]
