@@ -3,7 +3,8 @@
 For every state an instance or a sync group enters, keepalived runs the state's own
 script, then the generic `notify` script with four more arguments, and writes one line to
 its notify FIFOs. The rules below were checked against Debian's keepalived 2.2.7 (its
-keepalived.conf(5) and the daemon itself, tests/interop/test_keepalived_notify.py):
+keepalived.conf(5) and the daemon itself, tests/interop/test_keepalived_notify.py and
+test_notify_sync_group.py):
 
 | the instance enters                  | script                 | generic `notify` / FIFO word |
 |--------------------------------------|------------------------|------------------------------|
@@ -42,6 +43,8 @@ Where hacontrol differs from keepalived, deliberately:
   restarts and resumes as MASTER (its VIPs never moved) runs no second notify_master.
 - An instance restarted by a reload (its interface, family or VRID changed) is not
   reported as deleted: its new life reports its states as usual.
+- A sync group added by a reload says its state at once; keepalived 2.2.7 says nothing
+  until the group's next transition (and yet its STOP at exit).
 
 No asyncio, no I/O: the subscriber in hacontrol/vrrp_notify.py runs the commands and
 writes the lines; the buffer policy of a FIFO writer is here too (`FifoBuffer`).
