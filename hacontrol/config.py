@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import re
-import shlex
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,8 @@ from hacontrol.config_lvs import (
     VirtualServerGroupConfig,
 )
 from hacontrol.config_track import (
+    DEFAULT_NOTIFY_TIMEOUT,
+    ScriptArgv,
     SyncGroupConfig,
     TrackFileConfig,
     TrackFileRef,
@@ -50,6 +51,8 @@ from hacontrol.config_track import (
     TrackProcessRef,
     TrackScriptRef,
     VrrpScriptConfig,
+    one_word_name,
+    script_argv,
 )
 from hacontrol.iptypes import IPAddress, IPInterface, IPNetwork
 from hacontrol.yamlinclude import IncludedYaml, resolve_includes
@@ -60,35 +63,9 @@ from vrrp.vmac import default_vmac_name, vmac_name_problem
 # keepalived's defaults, so an imported config behaves the same.
 DEFAULT_PRIORITY = 100
 DEFAULT_ADVERT_INT = 1.0
-# keepalived has no timeout for notify scripts (it forks them and forgets them, except
-# notify_stop: 1 s); hacontrol runs them one at a time, so a hung one must end. The same
-# default as the real-server hooks (hacontrol/lvs.py).
-DEFAULT_NOTIFY_TIMEOUT = 10.0
 # Lines kept for a notify FIFO whose reader is absent or slow (keepalived leaves them in
 # the pipe, 64 KiB: about as many lines).
 DEFAULT_NOTIFY_FIFO_BUFFER = 1024
-
-# A notify script: the program and its arguments, exec'd without a shell.
-ScriptArgv = Annotated[
-    tuple[Annotated[str, Field(min_length=1)], ...], Field(strict=False, min_length=1)
-]
-
-
-def _script_argv(value: Any) -> Any:
-    """keepalived writes `notify_master /path/to_master.sh`: a bare path is taken as the
-    program alone; a command line with arguments must be a list (no shell splits it)."""
-    if not isinstance(value, str):
-        return value
-    if value.strip() and not any(c.isspace() for c in value.strip()):
-        return (value.strip(),)
-    try:
-        words = shlex.split(value)
-    except ValueError:
-        words = value.split()
-    hint = "[" + ", ".join(words) + "]" if words else "[/path/to/program, arg, ...]"
-    raise ValueError(
-        f"a script is a list: the program and its arguments, run without a shell (write {hint})"
-    )
 
 
 def _fifo_path(value: str | None) -> str | None:
@@ -346,7 +323,7 @@ class VrrpInstanceConfig(Frozen):
 
     _script_argv = field_validator(
         "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify", mode="before"
-    )(_script_argv)
+    )(script_argv)
 
     @field_validator("notify_deleted", mode="before")
     @classmethod
@@ -354,7 +331,7 @@ class VrrpInstanceConfig(Frozen):
         if isinstance(value, bool | list | tuple):
             return value
         if isinstance(value, str):
-            return _script_argv(value)
+            return script_argv(value)
         raise ValueError(
             f"true, false, or a script (a list: the program and its arguments), not {value!r}"
         )
@@ -362,15 +339,7 @@ class VrrpInstanceConfig(Frozen):
     @field_validator("name")
     @classmethod
     def _one_word(cls, value: str) -> str:
-        # keepalived's names are single words; hacontrol's go into notify FIFO lines
-        # (`INSTANCE "VI_1" MASTER 150`) and script arguments, which a space, a quote or a
-        # line break would garble for every consumer.
-        if any(c.isspace() or not c.isprintable() or c == '"' for c in value):
-            raise ValueError(
-                f"an instance name is one word without quotes (got {value!r}): it is "
-                "written into notify FIFO lines and notify script arguments"
-            )
-        return value
+        return one_word_name("an instance", value)
 
     @model_validator(mode="after")
     def _consistent(self) -> VrrpInstanceConfig:

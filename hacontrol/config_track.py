@@ -16,6 +16,16 @@ from pydantic import Field, field_validator, model_validator
 
 from hacontrol.config_lvs import Frozen
 
+# keepalived has no timeout for notify scripts (it forks them and forgets them, except
+# notify_stop: 1 s); hacontrol runs them one at a time, so a hung one must end. The same
+# default as the real-server hooks (hacontrol/lvs.py).
+DEFAULT_NOTIFY_TIMEOUT = 10.0
+
+# A notify script: the program and its arguments, exec'd without a shell.
+ScriptArgv = Annotated[
+    tuple[Annotated[str, Field(min_length=1)], ...], Field(strict=False, min_length=1)
+]
+
 # keepalived's ranges: interfaces and scripts -253..253, files and processes -254..254 (a
 # file's value may be negative, so 254 can still make a change of 253).
 ScriptWeight = Annotated[int, Field(ge=-253, le=253)]
@@ -31,6 +41,35 @@ def _argv(value: Any) -> Any:
             return tuple(shlex.split(value))
         except ValueError as exc:
             raise ValueError(f"cannot split {value!r} into words: {exc}") from None
+    return value
+
+
+def script_argv(value: Any) -> Any:
+    """keepalived writes `notify_master /path/to_master.sh`: a bare path is taken as the
+    program alone; a command line with arguments must be a list (no shell splits it)."""
+    if not isinstance(value, str):
+        return value
+    if value.strip() and not any(c.isspace() for c in value.strip()):
+        return (value.strip(),)
+    try:
+        words = shlex.split(value)
+    except ValueError:
+        words = value.split()
+    hint = "[" + ", ".join(words) + "]" if words else "[/path/to/program, arg, ...]"
+    raise ValueError(
+        f"a script is a list: the program and its arguments, run without a shell (write {hint})"
+    )
+
+
+def one_word_name(what: str, value: str) -> str:
+    """keepalived's names are single words; hacontrol's go into notify FIFO lines
+    (`INSTANCE "VI_1" MASTER 150`, `GROUP "G" MASTER 0`) and script arguments, which a
+    space, a quote or a line break would garble for every consumer."""
+    if any(c.isspace() or not c.isprintable() or c == '"' for c in value):
+        raise ValueError(
+            f"{what} name is one word without quotes (got {value!r}): it is "
+            "written into notify FIFO lines and notify script arguments"
+        )
     return value
 
 
@@ -229,6 +268,24 @@ class SyncGroupConfig(Tracking):
     sync_group_tracking_weight: bool = False
     # keepalived's global_tracking (deprecated there): the same as sync_group_tracking_weight.
     global_tracking: bool = False
+    # keepalived's group notify scripts (hacontrol/notify_plan.py says which run when),
+    # exec'd without a shell in the same queue as the instances' scripts. The generic
+    # `notify` gets GROUP NAME STATE 0 appended (a group has no priority).
+    notify_master: ScriptArgv | None = None
+    notify_backup: ScriptArgv | None = None
+    notify_fault: ScriptArgv | None = None
+    notify_stop: ScriptArgv | None = None
+    notify: ScriptArgv | None = None
+    notify_timeout: float = Field(default=DEFAULT_NOTIFY_TIMEOUT, gt=0, le=3600)
+
+    _script_argv = field_validator(
+        "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify", mode="before"
+    )(script_argv)
+
+    @field_validator("name")
+    @classmethod
+    def _one_word(cls, value: str) -> str:
+        return one_word_name("a sync group", value)
 
     @field_validator("group")
     @classmethod
@@ -244,6 +301,8 @@ class SyncGroupConfig(Tracking):
 
 
 __all__ = [
+    "DEFAULT_NOTIFY_TIMEOUT",
+    "ScriptArgv",
     "SyncGroupConfig",
     "TrackFileConfig",
     "TrackFileRef",
@@ -253,4 +312,6 @@ __all__ = [
     "TrackScriptRef",
     "Tracking",
     "VrrpScriptConfig",
+    "one_word_name",
+    "script_argv",
 ]

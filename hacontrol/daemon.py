@@ -348,14 +348,14 @@ class Daemon:
         self.lvs.set_drained(self.persistent.drained)
         applied.extend(self.lvs.reload(new))
         self.tracking.reload(new)
+        applied.extend(_describe_tracking_changes(old, new))
         # Before the VRRP process hears of it: an instance the new config drops then stops
         # as a removed one (FAULT or DELETED to its scripts), and new scripts apply from the
-        # next transition.
+        # next transition. Its stop may arrive before its answer to the Configure.
         applied.extend(self.vrrp_notify.reload(new))
         vrrp_result = await self.vrrp.configure(
             vrrp_instances(new), self._holds(new), sync_groups(new)
         )
-        applied.extend(_describe_tracking_changes(old, new))
         applied.extend(f"vrrp instance {n}: added" for n in vrrp_result.added)
         applied.extend(f"vrrp instance {n}: removed" for n in vrrp_result.removed)
         applied.extend(f"vrrp instance {n}: changed in place" for n in vrrp_result.updated)

@@ -1,9 +1,10 @@
 """What a VRRP transition tells the outside world: keepalived's notify rules, as pure values.
 
-For every state an instance (later: a sync group) enters, keepalived runs the state's own
+For every state an instance or a sync group enters, keepalived runs the state's own
 script, then the generic `notify` script with four more arguments, and writes one line to
 its notify FIFOs. The rules below were checked against Debian's keepalived 2.2.7 (its
-keepalived.conf(5) and the daemon itself, tests/interop/test_keepalived_notify.py):
+keepalived.conf(5) and the daemon itself, tests/interop/test_keepalived_notify.py and
+test_notify_sync_group.py):
 
 | the instance enters                  | script                 | generic `notify` / FIFO word |
 |--------------------------------------|------------------------|------------------------------|
@@ -17,8 +18,21 @@ keepalived.conf(5) and the daemon itself, tests/interop/test_keepalived_notify.p
 Leaving FAULT is entering BACKUP (or MASTER for an address owner): nothing is said about
 the FAULT ending as such. The generic script gets `INSTANCE NAME STATE PRIORITY` after its
 own arguments, the FIFO gets `INSTANCE "NAME" STATE PRIORITY\\n`; PRIORITY is the effective
-priority (what adverts carry; at STOP the priority before the resigning advert's 0). A
-group gets `GROUP "NAME" STATE 0` and its own scripts.
+priority (what adverts carry; at STOP the priority before the resigning advert's 0).
+
+A sync group (vrrp_sync_group) has the same scripts but notify_deleted, and says
+`GROUP NAME STATE 0` to its generic script and `GROUP "NAME" STATE 0\\n` to the FIFOs (a
+group has no priority: keepalived writes 0). Its state is the engine's
+(`SyncGroupStateChanged`, vrrp/syncgroup.py `group_state`). Checked against 2.2.7:
+
+| the group enters                                 | script         | `notify` / FIFO word |
+|--------------------------------------------------|----------------|----------------------|
+| BACKUP (at start-up, once a member is BACKUP)    | notify_backup  | BACKUP               |
+| MASTER (every member is MASTER)                  | notify_master  | MASTER               |
+| FAULT (a member is in FAULT)                     | notify_fault   | FAULT                |
+| stopped (the daemon shuts down), after the       | notify_stop    | STOP                 |
+| members' own STOPs                               |                |                      |
+| removed from the config by a reload              | nothing is said, and no STOP at exit  |
 
 Where hacontrol differs from keepalived, deliberately:
 
@@ -29,6 +43,8 @@ Where hacontrol differs from keepalived, deliberately:
   restarts and resumes as MASTER (its VIPs never moved) runs no second notify_master.
 - An instance restarted by a reload (its interface, family or VRID changed) is not
   reported as deleted: its new life reports its states as usual.
+- A sync group added by a reload says its state at once; keepalived 2.2.7 says nothing
+  until the group's next transition (and yet its STOP at exit).
 
 No asyncio, no I/O: the subscriber in hacontrol/vrrp_notify.py runs the commands and
 writes the lines; the buffer policy of a FIFO writer is here too (`FifoBuffer`).
@@ -165,6 +181,11 @@ class VrrpNotifyPlanner:
             self._retiring.pop(name, None)
         self._scripts = dict(instances)
         self._groups = dict(groups or {})
+        # keepalived 2.2.7 says nothing about a sync group a reload removes, and forgets
+        # it (no STOP at exit); one that comes back later starts afresh.
+        for name in list(self._group_said):
+            if name not in self._groups:
+                del self._group_said[name]
 
     def begin_shutdown(self) -> None:
         """From now on an instance that stops is STOP (the daemon is exiting)."""
@@ -215,7 +236,9 @@ class VrrpNotifyPlanner:
 
     def shutdown_remaining(self) -> list[Notification]:
         """STOP for every instance that was told a state but not yet STOP (the VRRP process
-        died or did not answer while stopping): keepalived says STOP for every instance."""
+        died or did not answer while stopping), then for every sync group: keepalived says
+        STOP for every instance, then for every group (notify_shutdown), and the engine
+        reports no group stopping (its groups stop with it)."""
         out: list[Notification] = []
         for instance, scripts in self._scripts.items():
             said = self._said.get(instance)
@@ -224,19 +247,38 @@ class VrrpNotifyPlanner:
             self._said[instance] = STOP
             priority = self._priority.get(instance, 0)
             out.append(notification("INSTANCE", instance, STOP, priority, scripts))
+        for group, scripts in self._groups.items():
+            note = self._group_stopped(group, scripts)
+            if note is not None:
+                out.append(note)
         return out
 
     def group_state_changed(self, group: str, new: State) -> Notification | None:
-        """A sync group entering `new` (for when sync groups exist): its own scripts, the
-        generic one with `GROUP NAME STATE 0`, and `GROUP "NAME" STATE 0` on the FIFO."""
+        """A sync group entering `new`: its own script, the generic one with
+        `GROUP NAME STATE 0`, and `GROUP "NAME" STATE 0` on the FIFO.
+
+        INIT (every member stopped or not started yet) is STOP while the daemon stops and
+        nothing otherwise: members restarted by a reload report their group's new states
+        as they come, and keepalived has no word for a group between lives."""
         scripts = self._groups.get(group)
         if scripts is None:
             return None
-        word = STOP if new is State.INITIALIZE else _WORDS[new]
+        if new is State.INITIALIZE:
+            return self._group_stopped(group, scripts) if self.stopping else None
+        word = _WORDS[new]
         if self._group_said.get(group) == word:
             return None
         self._group_said[group] = word
         return notification("GROUP", group, word, 0, scripts)
+
+    def _group_stopped(self, group: str, scripts: NotifyScripts) -> Notification | None:
+        # A group never told a state (the daemon stopped before its members started) has
+        # nothing to take back.
+        said = self._group_said.get(group)
+        if said is None or said == STOP:
+            return None
+        self._group_said[group] = STOP
+        return notification("GROUP", group, STOP, 0, scripts)
 
 
 # ---- the FIFO writer's buffer ----------------------------------------------------------------
@@ -387,6 +429,20 @@ def scripts_of(
     )
 
 
+def group_scripts_of(
+    master: tuple[str, ...] | None,
+    backup: tuple[str, ...] | None,
+    fault: tuple[str, ...] | None,
+    stop: tuple[str, ...] | None,
+    notify: tuple[str, ...] | None,
+    timeout: float,
+) -> NotifyScripts:
+    """NotifyScripts from a sync group's keys (a group has no notify_deleted)."""
+    return NotifyScripts(
+        master=master, backup=backup, fault=fault, stop=stop, notify=notify, timeout=timeout
+    )
+
+
 def fifo_paths(notify_fifo: str | None, vrrp_notify_fifo: str | None) -> tuple[str, ...]:
     """The FIFOs that get VRRP lines; one path named twice is written once (keepalived
     ignores vrrp_notify_fifo when it is notify_fifo)."""
@@ -407,6 +463,7 @@ __all__ = [
     "VrrpNotifyPlanner",
     "fifo_line",
     "fifo_paths",
+    "group_scripts_of",
     "notification",
     "scripts_of",
 ]

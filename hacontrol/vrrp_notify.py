@@ -7,15 +7,17 @@ InstanceStateChanged (bus) ──> VrrpNotifyPlanner (pure, notify_plan.py) ─�
     Notification.fifo_line ──> one FifoWriter per FIFO (notify_fifo.py: never blocks)
 ```
 
+SyncGroupStateChanged (bus) takes the same way through `planner.group_state_changed()`.
+
 A script never delays a FIFO line (they are separate channels) and a FIFO never delays a
-script. All VRRP scripts share one queue, so they run in the order the transitions
-happened across instances (sync groups need that), each bounded by its instance's
-`notify_timeout`.
+script. All VRRP scripts, the instances' and the sync groups', share one queue, so they
+run in the order the transitions happened (a group's after its members' that moved it),
+each bounded by its instance's or group's `notify_timeout`.
 
 The daemon says when it begins to stop (`begin_shutdown`, before the VRRP process resigns
 its instances), so that the stops that follow are STOP; any other stop of an instance is
-its removal by a reload. Sync groups plug in here when their event exists: subscribe to
-it and feed `planner.group_state_changed()`.
+its removal by a reload. The engine reports no group stopping: `stop()` says STOP for
+every group after the instances' STOPs, as keepalived does.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import logging
 from collections.abc import Callable
 
 from hacontrol.config import Config, GlobalConfig, VrrpInstanceConfig
+from hacontrol.config_track import SyncGroupConfig
 from hacontrol.notify_fifo import FifoWriter
 from hacontrol.notify_plan import (
     FifoStats,
@@ -32,11 +35,12 @@ from hacontrol.notify_plan import (
     NotifyScripts,
     VrrpNotifyPlanner,
     fifo_paths,
+    group_scripts_of,
     scripts_of,
 )
 from hacontrol.runtime.bus import Bus
 from healthcheck.notify import Notifier, NotifyCommand
-from vrrp.events import InstanceStateChanged
+from vrrp.events import InstanceStateChanged, SyncGroupStateChanged
 
 log = logging.getLogger("hacontrol.vrrp_notify")
 
@@ -50,6 +54,16 @@ FIFO_FLUSH_AT_STOP = 1.0  # seconds for the STOP lines to reach a slow reader
 
 def instance_scripts(config: Config) -> dict[str, NotifyScripts]:
     return {i.name: _scripts(i) for i in config.vrrp_instances}
+
+
+def group_scripts(config: Config) -> dict[str, NotifyScripts]:
+    return {g.name: _group_scripts(g) for g in config.vrrp_sync_groups}
+
+
+def _group_scripts(g: SyncGroupConfig) -> NotifyScripts:
+    return group_scripts_of(
+        g.notify_master, g.notify_backup, g.notify_fault, g.notify_stop, g.notify, g.notify_timeout
+    )
 
 
 def _scripts(i: VrrpInstanceConfig) -> NotifyScripts:
@@ -71,7 +85,8 @@ class VrrpNotify:
         self._bus = bus
         self._global = config.global_
         self.notifier = notifier or Notifier()
-        self.planner = VrrpNotifyPlanner(instance_scripts(config))
+        self.planner = VrrpNotifyPlanner()
+        self.planner.configure(instance_scripts(config), group_scripts(config))
         self.writers: dict[str, FifoWriter] = {}
         self._unsubscribe: Callable[[], None] | None = None
         self._started = False
@@ -83,7 +98,7 @@ class VrrpNotify:
             return
         self._started = True
         self._unsubscribe = self._bus.subscribe(
-            InstanceStateChanged, self._on_state_changed, name="vrrp_notify"
+            (InstanceStateChanged, SyncGroupStateChanged), self._on_event, name="vrrp_notify"
         )
         await self.notifier.start()
         self._set_fifos(self._global)
@@ -92,7 +107,7 @@ class VrrpNotify:
         """New scripts apply from the next transition; FIFOs are opened and closed as the
         config says (an unchanged FIFO stays open: its reader sees no end of file, unlike
         keepalived's, which recreates it on every reload)."""
-        self.planner.configure(instance_scripts(config))
+        self.planner.configure(instance_scripts(config), group_scripts(config))
         old, self._global = self._global, config.global_
         new = config.global_
         before = (fifo_paths(old.notify_fifo, old.vrrp_notify_fifo), old.notify_fifo_buffer)
@@ -108,8 +123,8 @@ class VrrpNotify:
         self.planner.begin_shutdown()
 
     async def stop(self) -> None:
-        """STOP for instances the VRRP process did not report stopped, then let the
-        scripts and lines drain (bounded) and close."""
+        """STOP for instances the VRRP process did not report stopped, then for every
+        sync group; then let the scripts and lines drain (bounded) and close."""
         self.planner.begin_shutdown()
         for note in self.planner.shutdown_remaining():
             self._perform(note)
@@ -126,8 +141,11 @@ class VrrpNotify:
 
     # ---- events ------------------------------------------------------------------------
 
-    def _on_state_changed(self, event: InstanceStateChanged) -> None:
-        note = self.planner.state_changed(event.instance, event.new, event.effective_priority)
+    def _on_event(self, event: InstanceStateChanged | SyncGroupStateChanged) -> None:
+        if isinstance(event, SyncGroupStateChanged):
+            note = self.planner.group_state_changed(event.group, event.new)
+        else:
+            note = self.planner.state_changed(event.instance, event.new, event.effective_priority)
         if note is not None:
             self._perform(note)
 
@@ -166,4 +184,4 @@ class VrrpNotify:
         task.add_done_callback(self._closing.discard)
 
 
-__all__ = ["VrrpNotify", "instance_scripts"]
+__all__ = ["VrrpNotify", "group_scripts", "instance_scripts"]

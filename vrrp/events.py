@@ -104,7 +104,8 @@ class SyncGroupStateChanged:
     `new` is FAULT while any member is in FAULT, MASTER when every member is MASTER, INIT
     before any has started, BACKUP otherwise. `reason` names the member transition that
     moved the group, `MEMBER:REASON` (`VI_2:interface_down`), or `configured` when a reload
-    changed the group itself. Published in order after that member's own state change.
+    changed the group itself. Published after the state changes every member made in the
+    same round (keepalived's order: a group's notify line follows its members' lines).
     """
 
     group: str

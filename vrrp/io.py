@@ -209,6 +209,19 @@ class _RemoveStaleRoutes:
     """At start, as a backup: remove our routes and rules an earlier run left behind."""
 
 
+@dataclass(eq=False, slots=True)
+class _PublishAfterAll:
+    """A sync group's event, queued to every member and published when the last of their
+    workers reaches it: after the state changes every member made in the same round, as
+    keepalived writes a group's notify line after its members' lines."""
+
+    event: object
+    waiting: set[str]
+
+
+_Queued = Action | _Publish | _RepairRoutes | _RemoveStaleRoutes | _PublishAfterAll
+
+
 @dataclass(frozen=True, slots=True)
 class Unicast:
     """keepalived's unicast_src_ip / unicast_peer: adverts go to each peer, not the group.
@@ -264,9 +277,7 @@ class _Runner:
     depends_on: frozenset[str] = frozenset()
     timer: asyncio.TimerHandle | None = None
     deadline: float | None = None
-    queue: asyncio.Queue[Action | _Publish | _RepairRoutes | _RemoveStaleRoutes] = field(
-        default_factory=asyncio.Queue
-    )
+    queue: asyncio.Queue[_Queued] = field(default_factory=asyncio.Queue)
     worker: asyncio.Task[None] | None = None
     mismatch_logged: bool = False
     send_failing: bool = False  # log the first failure of a run at warning, the rest at debug
@@ -1115,11 +1126,13 @@ class VrrpEngine:
             finally:
                 runner.queue.task_done()
 
-    async def _perform(
-        self, runner: _Runner, action: Action | _Publish | _RepairRoutes | _RemoveStaleRoutes
-    ) -> None:
+    async def _perform(self, runner: _Runner, action: _Queued) -> None:
         if isinstance(action, _Publish):
             self._publish(action.event)
+        elif isinstance(action, _PublishAfterAll):
+            action.waiting.discard(runner.name)
+            if not action.waiting:
+                self._publish(action.event)
         elif isinstance(action, ApplyRoutes):
             runner.routes_active = action.active
             runner.route_retry.clear()
@@ -2197,10 +2210,14 @@ class VrrpEngine:
             reason,
         )
         event = SyncGroupStateChanged(group.name, old, new, reason, group.members)
-        if cause is not None and not cause.retired:
-            cause.queue.put_nowait(_Publish(event))  # after the member's own state change
-        else:
+        if old is State.INITIALIZE:
+            # The group's first state is said before its members say theirs, as keepalived
+            # does at start-up (it sets the group's state before its instances start).
             self._publish(event)
+            return
+        barrier = _PublishAfterAll(event, set(runners))
+        for runner in runners.values():
+            runner.queue.put_nowait(barrier)
 
     def _sync_input(self, runner: _Runner, what: Input, now: float) -> None:
         fsm = runner.fsm

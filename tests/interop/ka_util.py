@@ -455,13 +455,18 @@ class Script:
 class SyncGroup:
     name: str
     members: tuple[str, ...]
+    # Anything else, as each side spells it (notify_master, ...): keys of hacontrol's
+    # group, lines inside keepalived's vrrp_sync_group block.
+    hacontrol_extra: tuple[tuple[str, Any], ...] = ()
+    keepalived_extra: tuple[str, ...] = ()
 
     def hacontrol(self) -> dict[str, Any]:
-        return {"name": self.name, "group": list(self.members)}
+        return {"name": self.name, "group": list(self.members), **dict(self.hacontrol_extra)}
 
     def keepalived(self) -> str:
         body = "".join(f"        {m}\n" for m in self.members)
-        return f"vrrp_sync_group {self.name} {{\n    group {{\n{body}    }}\n}}\n"
+        more = "".join(f"    {line}\n" for line in self.keepalived_extra)
+        return f"vrrp_sync_group {self.name} {{\n    group {{\n{body}    }}\n{more}}}\n"
 
 
 class HaDaemon(Peer):

@@ -7,7 +7,8 @@ down) and back, and stop, in order and one at a time; a hanging script killed at
 timeout with its process group, the later ones still run in order; a FIFO nobody reads
 (the daemon goes on, keeps the newest lines, counts drops), a late reader, a reader that
 goes away and another that comes; a slow reader that gets every line; a reload that
-removes instances (FAULT / DELETED as keepalived says) and changes scripts.
+removes instances (FAULT / DELETED as keepalived says) and changes scripts; sync-group
+scripts in the same queue, after their members', and groups a reload removes or adds.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import itertools
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -348,3 +350,63 @@ def test_reload_removed_instances_say_fault_or_deleted_and_new_scripts_apply(net
         ]
         link(net, "a", up=True)
         assert a.stop(signal.SIGTERM) == 0
+
+
+def test_sync_group_scripts_share_the_queue_and_a_reload_adds_and_removes_groups(
+    net: Net,
+) -> None:
+    """A group's scripts run in the instances' queue, after its members' of the same
+    transition (its first BACKUP before them, as keepalived at start-up); a group a reload
+    removes says nothing, not even STOP at exit; one it adds says its state at once."""
+    rec = Recorder(net.tmp / "a", ("notify", "gmaster", "gnotify", "gstop"))
+    fifo = net.tmp / "notify.fifo"
+    members = (
+        instance(HIGH, "192.0.2.60/24", vrid=60, name="VI_1", advert_int=1.0),
+        instance(HIGH, "192.0.2.61/24", vrid=61, name="VI_2", advert_int=1.0),
+    )
+    members = tuple(
+        replace(m, hacontrol_extra=(("notify", [rec.path("notify")]),)) for m in members
+    )
+
+    def group(name: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "group": ["VI_1", "VI_2"],
+            "notify_master": [rec.path("gmaster"), name],
+            "notify_stop": [rec.path("gstop"), name],
+            "notify": [rec.path("gnotify")],
+        }
+
+    def inst(name: str, state: str) -> tuple[str, ...]:
+        return ("notify", "INSTANCE", name, state, str(HIGH))
+
+    def grp(name: str, state: str) -> tuple[str, ...]:
+        return ("gnotify", "GROUP", name, state, "0")
+
+    with FifoReader(fifo) as reader:
+        a = daemon(net, "a", *members, notify_fifo=str(fifo))
+        a.extra = {"vrrp_sync_groups": [group("G")]}
+        a.write_config()
+        a.start()
+        calls = rec.wait_calls(7, timeout=20)
+        assert calls[0] == grp("G", "BACKUP")
+        assert sorted(calls[1:3]) == [inst("VI_1", "BACKUP"), inst("VI_2", "BACKUP")]
+        assert sorted(calls[3:5]) == [inst("VI_1", "MASTER"), inst("VI_2", "MASTER")]
+        assert calls[5:] == [("gmaster", "G"), grp("G", "MASTER")]
+        assert reader.wait_lines(6, timeout=10)[-1] == 'GROUP "G" MASTER 0'
+
+        a.extra = {"vrrp_sync_groups": [group("H")]}
+        a.write_config()
+        result = a.control({"command": "reload"})
+        assert result["result"] == "applied", result
+        assert rec.wait_calls(9, timeout=10)[7:] == [("gmaster", "H"), grp("H", "MASTER")]
+        assert reader.wait_lines(7, timeout=10)[6:] == ['GROUP "H" MASTER 0']
+
+        assert a.stop(signal.SIGTERM) == 0
+        calls = rec.wait_calls(13, timeout=10)
+        assert sorted(calls[9:11]) == [inst("VI_1", "STOP"), inst("VI_2", "STOP")]
+        assert calls[11:] == [("gstop", "H"), grp("H", "STOP")]  # none for G, removed
+        got = reader.wait_for(lambda _: reader.eofs >= 1, timeout=10, what="end of file")
+        assert got[-1] == 'GROUP "H" STOP 0'
+        assert not any('"G"' in line for line in got[7:])
+    one_at_a_time(rec)

@@ -859,6 +859,8 @@ def test_run_logs_warnings_before_starting(
     started: list[Config] = []
 
     class NoDaemon:  # the daemon itself needs sockets: the netns tier runs it
+        restart_requested = False
+
         def __init__(self, config: Config, path: object, **options: object) -> None:
             started.append(config)
 

@@ -99,3 +99,67 @@ def test_notify_fifo_with_virtual_servers_warns_that_checker_lines_are_not_writt
         "global.notify_fifo: warning: hacontrol writes VRRP lines" in str(w)
         for w in checked.warnings
     )
+
+
+GROUPED = (
+    BASE
+    + """\
+vrrp_sync_groups:
+  - name: G
+    group: [VI_1]
+"""
+)
+
+
+def test_sync_group_notify_keys_parse_like_the_instance_ones() -> None:
+    config = parse_config(
+        GROUPED
+        + """\
+    notify_master: [/usr/local/bin/promote, --group]
+    notify_backup: /usr/local/bin/demote
+    notify_fault: [/usr/local/bin/page, "G fault"]
+    notify_stop: [/usr/local/bin/stopped]
+    notify: [/usr/local/bin/vrrp-event]
+    notify_timeout: 3
+"""
+    )
+    g = config.vrrp_sync_groups[0]
+    assert g.notify_master == ("/usr/local/bin/promote", "--group")
+    assert g.notify_backup == ("/usr/local/bin/demote",)
+    assert g.notify_fault == ("/usr/local/bin/page", "G fault")
+    assert g.notify_stop == ("/usr/local/bin/stopped",)
+    assert g.notify == ("/usr/local/bin/vrrp-event",)
+    assert g.notify_timeout == 3.0
+    bare = parse_config(GROUPED).vrrp_sync_groups[0]
+    assert (bare.notify_master, bare.notify, bare.notify_timeout) == (None, None, 10.0)
+
+
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        (
+            "    notify_master: /usr/bin/logger -t ha\n",
+            "n.yaml:12: vrrp_sync_groups[0].notify_master: a script is a list: the program "
+            "and its arguments, run without a shell (write [/usr/bin/logger, -t, ha])",
+        ),
+        ("    notify: []\n", "n.yaml:12: vrrp_sync_groups[0].notify:"),
+        ("    notify_timeout: 0\n", "n.yaml:12: vrrp_sync_groups[0].notify_timeout:"),
+        # keepalived's vrrp_sync_group has no notify_deleted.
+        (
+            "    notify_deleted: true\n",
+            "n.yaml:12: vrrp_sync_groups[0].notify_deleted: unknown key",
+        ),
+    ],
+)
+def test_bad_sync_group_notify_values_are_clear_errors_on_their_line(
+    snippet: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(GROUPED + snippet, "n.yaml")
+    assert expected in str(info.value)
+
+
+def test_sync_group_names_are_one_word_for_fifo_lines_and_arguments() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(GROUPED.replace("name: G", 'name: "G 1"'), "n.yaml")
+    assert "n.yaml:10: vrrp_sync_groups[0].name: a sync group name is one word" in str(info.value)

@@ -23,6 +23,7 @@ from hacontrol.notify_plan import (
     VrrpNotifyPlanner,
     fifo_line,
     fifo_paths,
+    group_scripts_of,
     scripts_of,
 )
 from vrrp.types import State
@@ -218,19 +219,129 @@ def test_a_removed_instance_still_stopping_at_shutdown_says_stop() -> None:
     assert note is not None and note.state == "STOP"
 
 
+GROUP = NotifyScripts(
+    master=("/bin/gmaster", "m1"),
+    backup=("/bin/gbackup",),
+    fault=("/bin/gfault",),
+    stop=("/bin/gstop",),
+    notify=("/bin/gnotify", "x"),
+    timeout=4.0,
+)
+
+
 def test_sync_group_lines_and_scripts_priority_zero() -> None:
     planner = VrrpNotifyPlanner({})
     planner.configure({}, {"G1": FULL})
     note = planner.group_state_changed("G1", State.MASTER)
     assert note is not None and note.fifo_line == 'GROUP "G1" MASTER 0\n'
+    assert note.kind == "GROUP" and note.priority == 0
     assert argvs(note) == [
         ("/bin/master", "a1", "b 2"),
         ("/bin/notify", "x", "GROUP", "G1", "MASTER", "0"),
     ]
     assert planner.group_state_changed("G1", State.MASTER) is None
-    stop = planner.group_state_changed("G1", State.INITIALIZE)
-    assert stop is not None and stop.fifo_line == 'GROUP "G1" STOP 0\n'
     assert planner.group_state_changed("G9", State.MASTER) is None
+
+
+def test_a_sync_group_whole_life_as_keepalived_2_2_7_says_it() -> None:
+    # tests/interop/test_notify_sync_group.py: start-up, preempted by a higher priority,
+    # the peer stops, a member's link down and up, the daemon stops.
+    planner = VrrpNotifyPlanner({})
+    planner.configure({}, {"G": GROUP})
+    life = [State.BACKUP, State.MASTER, State.BACKUP, State.MASTER, State.FAULT]
+    life += [State.BACKUP, State.MASTER]
+    notes = [planner.group_state_changed("G", state) for state in life]
+    planner.begin_shutdown()
+    notes.extend(planner.shutdown_remaining())
+    words = ["BACKUP", "MASTER", "BACKUP", "MASTER", "FAULT", "BACKUP", "MASTER", "STOP"]
+    assert [n.fifo_line if n else None for n in notes] == [f'GROUP "G" {w} 0\n' for w in words]
+    own = {
+        "MASTER": ("/bin/gmaster", "m1"),
+        "BACKUP": ("/bin/gbackup",),
+        "FAULT": ("/bin/gfault",),
+        "STOP": ("/bin/gstop",),
+    }
+    keyword = {"MASTER": "master", "BACKUP": "backup", "FAULT": "fault", "STOP": "stop"}
+    for note, word in zip(notes, words, strict=True):
+        assert note is not None
+        # The state's own script, then the generic one with GROUP NAME STATE 0.
+        assert note.commands == (
+            Command(own[word], 4.0, f"notify_{keyword[word]} G"),
+            Command(("/bin/gnotify", "x", "GROUP", "G", word, "0"), 4.0, f"notify G {word}"),
+        )
+
+
+def test_a_group_at_init_says_nothing_unless_the_daemon_stops() -> None:
+    # Every member restarted by a reload: the group passes INIT between two lives, which
+    # keepalived has no word for; while stopping, INIT is the group's STOP, said once.
+    planner = VrrpNotifyPlanner({})
+    planner.configure({}, {"G": GROUP})
+    assert planner.group_state_changed("G", State.MASTER) is not None
+    assert planner.group_state_changed("G", State.INITIALIZE) is None
+    assert planner.group_state_changed("G", State.MASTER) is None  # nothing new to say
+    planner.begin_shutdown()
+    stop = planner.group_state_changed("G", State.INITIALIZE)
+    assert stop is not None and stop.fifo_line == 'GROUP "G" STOP 0\n'
+    assert planner.group_state_changed("G", State.INITIALIZE) is None
+    assert planner.shutdown_remaining() == []
+
+
+def test_at_shutdown_groups_say_stop_after_every_instance() -> None:
+    # keepalived's notify_shutdown: every instance's STOP, then every group's.
+    planner = VrrpNotifyPlanner({})
+    planner.configure({"VI_1": FULL, "VI_2": FULL}, {"G": GROUP, "H": GROUP, "never": GROUP})
+    for name in ("VI_1", "VI_2"):
+        planner.state_changed(name, State.MASTER, 150)
+    planner.group_state_changed("G", State.MASTER)
+    planner.group_state_changed("H", State.FAULT)
+    planner.begin_shutdown()
+    first = planner.state_changed("VI_1", State.INITIALIZE, 150)  # the engine reported it
+    assert first is not None and first.fifo_line == 'INSTANCE "VI_1" STOP 150\n'
+    rest = planner.shutdown_remaining()
+    assert [n.fifo_line for n in rest] == [
+        'INSTANCE "VI_2" STOP 150\n',
+        'GROUP "G" STOP 0\n',
+        'GROUP "H" STOP 0\n',
+    ]  # "never" was never told a state: nothing to take back
+    assert argvs(rest[1]) == [("/bin/gstop",), ("/bin/gnotify", "x", "GROUP", "G", "STOP", "0")]
+    assert planner.shutdown_remaining() == []
+
+
+def test_a_group_removed_by_a_reload_says_nothing_and_no_stop_at_exit() -> None:
+    # keepalived 2.2.7: no GROUP line and no script when a reload removes a sync group
+    # (its members kept or not), and no STOP for it at exit.
+    planner = VrrpNotifyPlanner({})
+    planner.configure({"VI_1": FULL}, {"G": GROUP, "H": GROUP})
+    planner.group_state_changed("G", State.MASTER)
+    planner.group_state_changed("H", State.MASTER)
+    planner.configure({"VI_1": FULL}, {"H": GROUP})
+    assert planner.group_state_changed("G", State.BACKUP) is None  # a late event of it
+    planner.begin_shutdown()
+    assert [n.fifo_line for n in planner.shutdown_remaining() if n.kind == "GROUP"] == [
+        'GROUP "H" STOP 0\n'
+    ]
+
+
+def test_a_group_added_again_starts_afresh_and_new_scripts_apply_next() -> None:
+    planner = VrrpNotifyPlanner({})
+    planner.configure({}, {"G": GROUP})
+    planner.group_state_changed("G", State.MASTER)
+    planner.configure({}, {})
+    other = NotifyScripts(master=("/bin/other",), timeout=1.0)
+    planner.configure({}, {"G": other})
+    again = planner.group_state_changed("G", State.MASTER)  # forgotten: said again
+    assert again is not None and argvs(again) == [("/bin/other",)]
+    planner.configure({}, {"G": GROUP})
+    backup = planner.group_state_changed("G", State.BACKUP)
+    assert backup is not None and argvs(backup)[0] == ("/bin/gbackup",)
+
+
+def test_group_scripts_of_has_no_deleted() -> None:
+    s = group_scripts_of(("/m",), ("/b",), ("/f",), ("/s",), ("/n",), 2.0)
+    assert s == NotifyScripts(
+        master=("/m",), backup=("/b",), fault=("/f",), stop=("/s",), notify=("/n",), timeout=2.0
+    )
+    assert s.say_deleted is False and s.deleted is None
 
 
 def test_scripts_of_reads_notify_deleted_as_flag_or_script() -> None:
