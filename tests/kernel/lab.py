@@ -974,6 +974,25 @@ class Lab:
                 run(["bridge", "-n", self.ns["sw"], "link", "set", "dev", f"{d}-{link}",
                      "isolated", "on" if on else "off"])  # fmt: skip
 
+    def gateway_macs(self) -> dict[str, str]:
+        """Real server -> the director whose MAC its neighbour entry for the gateway VIP
+        holds ("?" for another MAC, "" for no entry): where its NAT replies go."""
+        owner = {
+            json.loads(run(["ip", "-n", self.ns[d], "-j", "link", "show", "in0"]))[0]["address"]: d
+            for d in DIRECTORS
+        }
+        out = {}
+        for rs in REALS:
+            entries = json.loads(run(["ip", "-n", self.ns[rs], "-j", "neigh", "show", GATEWAY]))
+            mac = entries[0].get("lladdr", "") if entries else ""
+            out[rs] = owner.get(mac, "?") if mac else ""
+        return out
+
+    def flush_neighbours(self) -> None:
+        """Forget the real servers' neighbour entries on the inside network."""
+        for rs in REALS:
+            run(["ip", "-n", self.ns[rs], "neigh", "flush", "dev", "in0"])
+
     def ipvsadm(self, d: str, *args: str) -> str:
         return run(["ip", "netns", "exec", self.ns[d], "ipvsadm", *args])
 
@@ -1253,6 +1272,16 @@ def _split(c: Ctx) -> None:
     step.notes.append(f"{both}/{len(during)} samples while cut had both directors holding {VIP_DR}")
     back = c.step("restore the paths", lambda: c.lab.isolate(False))
     c.converge(back)
+    # d1 stayed MASTER throughout, so it re-announces the gateway VIP only if it hears a
+    # lower-priority advert of VI_IN from d2 before d2 steps down (keepalived's rule too).
+    # If it does not, a real server's neighbour entry for the gateway keeps d2's MAC
+    # (every TCP ACK it receives confirms it) and its NAT replies go through the backup,
+    # which forwards them un-NATed for connections it has not learnt: new NAT connections
+    # fail. Recorded here, then the lab's caches are reset so later scenarios start clean.
+    stale = {rs: d for rs, d in c.lab.gateway_macs().items() if d != "d1"}
+    back.notes.append(f"real servers whose gateway entry is not d1 after the heal: {stale}")
+    c.result.extra["gateway_entries_after_heal"] = stale
+    c.lab.flush_neighbours()
 
 
 def _tamper(c: Ctx) -> None:
@@ -1307,12 +1336,20 @@ def run_scenario(lab: Lab, name: str, budget: float = 1500.0) -> ScenarioResult:
         raise LabError(f"{name}: the pair is not in its steady state: {lab.describe()}")
     started = time.monotonic()
     opened: list[dict[str, Any]] = []
-    for service in scenario.services:
-        opened += client.open(service, opt.long_per_service, "before")
-        client.stream(service, opt.new_rate)
-    failed_open = [c for c in opened if c["state"] == "lost"]
-    if failed_open:
-        raise LabError(f"{name}: {len(failed_open)} connections failed to open: {failed_open[:3]}")
+    try:
+        for service in scenario.services:
+            opened += client.open(service, opt.long_per_service, "before")
+            client.stream(service, opt.new_rate)
+        failed_open = [c for c in opened if c["state"] == "lost"]
+        if failed_open:
+            raise LabError(
+                f"{name}: {len(failed_open)} connections failed to open: {failed_open[:3]}"
+            )
+    except BaseException:
+        # Close what did open, so the next scenario's report is its own.
+        with contextlib.suppress(LabError):
+            client.stop(timeout=opt.new_timeout + 60)
+        raise
     # Faults come once the backup knows the connections (what the sync daemon is for).
     synced = _wait_synced(lab, "d2", {c["port"] for c in opened}, 60.0)
     result.extra["sync_wait_s"] = None if synced is None else round(synced, 2)

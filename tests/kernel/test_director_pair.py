@@ -9,8 +9,8 @@ asserts what must hold, not how fast:
 
 - no established connection is lost in a failover while the sync daemon ran (kill -9,
   the LAN link alone down, for NAT too: the sync group moves the inside gateway VIP with
-  the LAN VIPs, both links down, a rolling upgrade whose master step is a SIGTERM handover
-  followed by a daemon restart, the sync daemon stopped by hand and restarted by
+  the LAN VIPs, both links down, the master step of a rolling upgrade (a SIGTERM handover
+  followed by a daemon restart), the sync daemon stopped by hand and restarted by
   hacontrol, a split brain that heals);
 - afterwards exactly one director holds the VIPs and both IPVS tables equal the desired
   table (`converged`);
@@ -18,9 +18,9 @@ asserts what must hold, not how fast:
 - a killed real server loses its own connections and nobody else's, goes to weight 0 and
   comes back.
 
-Left out here, measured in benchmarks/director_pair.py: separate SIGTERM / restart /
-backup-restart runs (the rolling upgrade does each once), a real server that stalls,
-kill -9 during a reload, and keepalived.
+Left out here (each daemon start costs minutes under emulation), measured in
+benchmarks/director_pair.py: SIGTERM and a later start, the backup's restart and the whole
+rolling upgrade, a real server that stalls, kill -9 during a reload, and keepalived.
 """
 
 from __future__ import annotations
@@ -145,17 +145,19 @@ def test_master_kill9(pair: Lab) -> None:
     assert_no_loss(pair, result)
 
 
-def test_rolling_upgrade(pair: Lab) -> None:
-    """Backup restarted, then the master: its SIGTERM hands over (priority 0), the restarted
-    daemon adopts its table (nothing flushed) and takes the VIPs back (preempt)."""
+def test_master_restart(pair: Lab) -> None:
+    """The master step of a rolling upgrade: its SIGTERM hands over (priority 0), the
+    restarted daemon adopts its table (nothing flushed) and takes the VIPs back (preempt).
+    (The backup's step, and the two in a row, run in the benchmark: each daemon start
+    costs minutes under emulation.)"""
     assert pair.observer is not None
-    result = run_scenario(pair, "rolling")
-    backup, master = result.steps
-    assert backup.converged_s is not None and master.converged_s is not None, explain(pair, result)
+    result = run_scenario(pair, "restart")
+    (master,) = result.steps
+    assert master.converged_s is not None, explain(pair, result)
     assert_no_loss(pair, result)
-    # The backup's restart moved nothing; during the master's, d1's table stayed whole.
-    during_backup = pair.observer.since(backup.at)
-    during_backup = [s for s in during_backup if s.t < master.at]
-    assert all(s.sole_holder(VIPS) == "d1" for s in during_backup), explain(pair, result)
-    during_master = [s for s in pair.observer.since(master.at) if not s.views["d1"].error]
-    assert all(s.views["d1"].table == desired_table() for s in during_master), explain(pair, result)
+    # d2 held the VIPs while d1 was away (a handover happened, not a blink)...
+    during = pair.observer.since(master.at)
+    assert any(s.sole_holder(VIPS) == "d2" for s in during), explain(pair, result)
+    # ...and d1's table stayed whole throughout: a restart does not flush IPVS.
+    during = [s for s in during if not s.views["d1"].error]
+    assert all(s.views["d1"].table == desired_table() for s in during), explain(pair, result)
