@@ -32,7 +32,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv6Interface
 
-from vrrp.types import SCOPES, IPAddress, IPInterface
+from vrrp.types import SCOPE_NUMBERS, IPAddress, IPInterface
 
 # <linux/netlink.h>, <linux/rtnetlink.h>, <linux/if_addr.h>
 NLMSG_ERROR = 2
@@ -49,7 +49,6 @@ NETLINK_CAP_ACK = 10  # acknowledgements without a copy of the request: 36 bytes
 BATCH = 64
 RCVBUF = 1 << 20
 ACK_TIMEOUT = 2.0  # seconds: the kernel answered in send(); this only bounds a lost answer
-_SCOPE_NUMBERS = dict(zip(SCOPES, (0, 200, 253, 254, 255), strict=True))
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port
 _ERROR = struct.Struct("=i")
 _IFADDRMSG = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, interface index
@@ -82,7 +81,7 @@ def encode(change: AddressChange, sequence: int) -> bytes:
         socket.AF_INET6 if v6 else socket.AF_INET,
         change.address.network.prefixlen,
         IFA_F_NODAD if v6 and change.add else 0,
-        _SCOPE_NUMBERS[change.scope] if change.scope is not None else 0,
+        SCOPE_NUMBERS[change.scope] if change.scope is not None else 0,
         change.ifindex,
     )
     kind, flags = (RTM_NEWADDR, _ADD_FLAGS) if change.add else (RTM_DELADDR, _DEL_FLAGS)

@@ -41,12 +41,11 @@ from pyroute2.netlink.rtnl import (
     RTMGRP_LINK,
 )
 
-from vrrp.addrbatch import AddressBatcher, AddressChange
-from vrrp.types import SCOPES, IPAddress, IPInterface, IPNetwork, VirtualRoute, VirtualRule
+from vrrp.addrbatch import IFA_F_NODAD, AddressBatcher, AddressChange
+from vrrp.types import SCOPE_NUMBERS, IPAddress, IPInterface, IPNetwork, VirtualRoute, VirtualRule
 
 IFF_UP = 0x1
 IFF_RUNNING = 0x40  # carrier: a veth whose peer is down, or a cable pulled, clears it
-IFA_F_NODAD = 0x02
 
 
 class RtnlError(Exception):
@@ -73,7 +72,6 @@ RTPROT_KEEPALIVED = 18  # the routes and rules that follow mastership, as keepal
 MAIN_TABLE = 254
 IP6_RT_PRIO_USER = 1024  # the kernel's metric for an IPv6 route added without one
 IN6_ADDR_GEN_MODE_NONE = 1
-_SCOPE_NUMBERS = dict(zip(SCOPES, (0, 200, 253, 254, 255), strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +329,7 @@ class Rtnl:
         elif label:
             request["label"] = label
         if scope is not None:
-            request["scope"] = _SCOPE_NUMBERS[scope]
+            request["scope"] = SCOPE_NUMBERS[scope]
         if broadcast is not None:
             request["broadcast"] = str(broadcast)
         if deprecated:
@@ -389,9 +387,9 @@ class Rtnl:
         """Add a route with our protocol; False if one with its key exists (anyone's)."""
         request = self._route_request(route, oif)
         if route.scope is not None:
-            request["scope"] = _SCOPE_NUMBERS[route.scope]
+            request["scope"] = SCOPE_NUMBERS[route.scope]
         elif route.type == "unicast" and route.via is None:
-            request["scope"] = _SCOPE_NUMBERS["link"]  # iproute2's default for a dev route
+            request["scope"] = SCOPE_NUMBERS["link"]  # iproute2's default for a dev route
         if route.src is not None:
             request["prefsrc"] = str(route.src)
         try:

@@ -212,6 +212,7 @@ class InstanceParams:
 
 ROUTE_TYPES = ("unicast", "blackhole", "unreachable", "prohibit")
 SCOPES = ("global", "site", "link", "host", "nowhere")  # ip-address(8)/ip-route(8) names
+SCOPE_NUMBERS = dict(zip(SCOPES, (0, 200, 253, 254, 255), strict=True))  # the kernel's rt_scope
 
 
 @dataclass(frozen=True, slots=True)
