@@ -147,6 +147,7 @@ def test_the_imported_sample_programs_keepalived_s_table(
             proc.kill()
             proc.wait()
         log.close()
+    assert any(line.startswith("-a ") for line in theirs), theirs  # real servers too
     ipvsadm("-C", netns=ns)
     assert saved(ipvsadm, ns) == set()
     with IpvsNetlink(netns=ns) as link:
