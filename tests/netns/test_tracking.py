@@ -221,7 +221,7 @@ def test_sync_group_fails_over_together_when_one_link_goes_down(links: TwoLinks)
     b.start()
     wait_single_holder([a, b], "192.0.2.100", "a", timeout=15.0)
     eventually(lambda: a.holds("198.51.100.100", "eth1"), 10.0, "a holds VIP2")
-    # A reload that changes a member in place keeps the group (it once dropped them all).
+    # A reload that changes a member in place says so and keeps the group.
     a.instances = (inst(HIGH), inst(HIGH + 10, VIP2, name="VI_2", interface="eth1", vrid=43))
     a.write_config()
     out = a.cli("reload")
