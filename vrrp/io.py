@@ -76,11 +76,11 @@ import logging
 import socket
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address, ip_interface, ip_network
+from ipaddress import IPv4Address, IPv6Address, ip_interface, ip_network
 from typing import Any, Protocol
 
 from vrrp import arp, packet
-from vrrp.addrbatch import AddressChange
+from vrrp.addrbatch import IFA_F_NODAD, AddressChange
 from vrrp.addresses import (
     AddressAdded,
     AddressError,
@@ -430,6 +430,29 @@ def _primary(
         if best is None:
             best = ip
     return best
+
+
+def _could_be_a_left_vip(
+    entry: LinkAddress,
+    addresses: Mapping[IPAddress, LinkAddress],
+    vips: Iterable[IPAddress],
+) -> bool:
+    """Whether an address found at start that equals a configured VIP can be one an earlier
+    run added (and so ours to take back), rather than the interface's own address.
+
+    IPv6 VIPs always go on with IFA_F_NODAD (as keepalived's do), which an administrator's
+    or SLAAC's address lacks. An IPv4 VIP could only have been added by a master, and a
+    master sends from an address of the interface's own: if no other IPv4 address is left,
+    this one is the interface's own, and taking it would cut the director off (keepalived
+    2.2.7 does take it).
+    """
+    ip = entry.address.ip
+    if isinstance(ip, IPv6Address):
+        return bool(entry.flags & IFA_F_NODAD)
+    ours = set(vips)
+    return any(
+        isinstance(other, IPv4Address) and other != ip and other not in ours for other in addresses
+    )
 
 
 def _family(address: IPAddress) -> socket.AddressFamily:
@@ -1036,9 +1059,22 @@ class VrrpEngine:
         """
         if runner.fsm.state is State.MASTER:
             return
-        stale = tuple(
-            v for v in runner.spec.params.held_addresses if v.ip in self._table(runner.dev_of(v))[1]
-        )
+        stale = []
+        for v in runner.spec.params.held_addresses:
+            table = self._table(runner.dev_of(v))[1]
+            entry = table.get(v.ip)
+            if entry is None:
+                continue
+            if not _could_be_a_left_vip(entry, table, self._interface(runner.dev_of(v)).vips):
+                log.error(
+                    "vrrp.vip_is_own_address instance=%s iface=%s address=%s: left in place; "
+                    "a VIP must not be the interface's own address",
+                    runner.name,
+                    runner.dev_of(v),
+                    v,
+                )
+                continue
+            stale.append(v)
         if stale:
             log.warning(
                 "vrrp.stale_vip instance=%s iface=%s addresses=%s",
@@ -1048,7 +1084,7 @@ class VrrpEngine:
             )
             for vip in stale:  # ours: an earlier run of ours added them
                 runner.held_vips[vip] = runner.dev_of(vip)
-            runner.queue.put_nowait(RemoveAddresses(stale))
+            runner.queue.put_nowait(RemoveAddresses(tuple(stale)))
 
     # ---- feeding the state machine -------------------------------------------
 
@@ -1262,6 +1298,7 @@ class VrrpEngine:
         # milliseconds, as keepalived adds them.
         changes: list[AddressChange] = []
         targets: list[tuple[IPInterface, str, Link, dict[IPAddress, LinkAddress]]] = []
+        own: set[IPInterface] = set()  # the interface's own addresses, configured as VIPs
         for address in addresses:
             dev = runner.dev_of(address)
             link, table = self._table(dev)
@@ -1286,6 +1323,13 @@ class VrrpEngine:
                 )
             )
             targets.append((address, dev, link, table))
+            before = table.get(address.ip)
+            if (
+                address not in runner.held_vips
+                and before is not None
+                and not _could_be_a_left_vip(before, table, self._interface(dev).vips)
+            ):
+                own.add(address)
         if not changes:
             return
         results = await self._rtnl.change_addresses(changes)
@@ -1299,6 +1343,16 @@ class VrrpEngine:
                     result,
                 )
                 self._error(runner, "add_address")
+                continue
+            if not result and address in own:
+                # Held, but never ours to remove: a step-down or a stop leaves it in place.
+                log.error(
+                    "vrrp.vip_is_own_address instance=%s iface=%s address=%s: left in place; "
+                    "a VIP must not be the interface's own address",
+                    runner.name,
+                    dev,
+                    address,
+                )
                 continue
             runner.held_vips[address] = dev
             if address.ip not in table:

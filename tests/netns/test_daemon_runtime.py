@@ -433,6 +433,38 @@ def test_stopping_never_takes_the_administrators_address(net: Net) -> None:
     assert "vrrp.promote_secondaries iface=eth0" in a.log_text(), a.tail()
 
 
+def test_a_vip_that_is_the_interfaces_own_address_is_never_taken(net: Net) -> None:
+    # An operator configured the director's own addresses as VIPs (RFC 5798's address
+    # owner, or a slip). At start they look like VIPs an earlier run left behind, which a
+    # backup takes back; taking these would cut the director off (keepalived 2.2.7 does).
+    # IPv4: no other IPv4 address is left; IPv6: it lacks the IFA_F_NODAD a VIP goes on with.
+    # The IPv6 instance has a link-local address to send from: it becomes master, finds
+    # its VIP there already, and must still leave it when it stops. The lab adds its
+    # addresses with nodad; an administrator's goes through DAD.
+    net.a.ip("addr", "del", "2001:db8::1/64", "dev", "eth0")
+    net.a.ip("addr", "add", "2001:db8::1/64", "dev", "eth0")
+    wait_until(
+        lambda: "tentative" not in net.a.ip("-6", "addr", "show", "dev", "eth0"),
+        timeout=10,
+        message="DAD of 2001:db8::1",
+    )
+    a = net.daemon(
+        net.a,
+        "a",
+        instance(HIGH, vip="192.0.2.1/24"),
+        instance(HIGH, vip="2001:db8::1/64", name="VI_6", vrid=VRID + 1),
+    )
+    a.start()
+    try:
+        wait_until(lambda: a.log_text().count("vrrp.vip_is_own_address") >= 2, timeout=30)
+    except AssertionError:
+        raise AssertionError(a.tail(80)) from None
+    assert net.a.has_address("eth0", "192.0.2.1") and net.a.has_address("eth0", "2001:db8::1")
+    assert a.stop(signal.SIGTERM) == 0, a.tail()
+    assert net.a.has_address("eth0", "192.0.2.1"), a.tail()
+    assert net.a.has_address("eth0", "2001:db8::1"), a.tail()
+
+
 def test_a_killed_vrrp_process_is_restarted_and_the_vip_stays(net: Net) -> None:
     # advert_int 1 s: the backup would take over after Master_Down_Interval (3.6 s); the
     # VRRP process is back long before that and resumes as master.
