@@ -167,6 +167,9 @@ class Daemon:
         # CPython ignores SIGPIPE already; say so here, where it matters: a notify FIFO
         # whose reader went away must fail a write with EPIPE, not kill the director.
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        # The VRRP process loads its modules meanwhile; it advertises nothing until
+        # `vrrp.start()` below, after IPVS.
+        await self.vrrp.prestart(bool(self.config.vrrp_instances))
 
         self._start_metrics(self.config.global_.metrics_address)
         try:

@@ -25,7 +25,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hacontrol.runtime.events import VrrpProcessChanged
 from hacontrol.runtime.vrrp_protocol import (
@@ -41,9 +41,13 @@ from hacontrol.runtime.vrrp_protocol import (
     read_message,
 )
 from vrrp.events import InstanceStateChanged, ReconfigureResult
-from vrrp.io import VrrpEngine
 from vrrp.track import TrackKey, Verdict
 from vrrp.types import InstanceSpec, State, SyncGroupSpec
+
+if TYPE_CHECKING:
+    # Imported where the engine runs inline only: the engine (and route netlink) is the
+    # VRRP process's business, and the daemon's start-up should not pay for it twice.
+    from vrrp.io import VrrpEngine
 
 log = logging.getLogger("hacontrol.vrrp")
 
@@ -100,8 +104,17 @@ class VrrpSupervisor:
         self._stopping = False
         self._started_at = 0.0
         self._stopped_cleanly = False
+        self.hello = asyncio.Event()  # set when the current VRRP process said Hello
 
     # ---- public ------------------------------------------------------------------------
+
+    async def prestart(self, instances: bool) -> None:
+        """Start the VRRP process early, when the config has `instances`: it loads its
+        modules while the daemon starts IPVS and the rest, and `start()` then only sends
+        it the instances. Nothing is advertised before `start()`."""
+        if self.inline or not instances or self._proc is not None:
+            return
+        await self._spawn(restart=False)
 
     async def start(
         self,
@@ -118,13 +131,16 @@ class VrrpSupervisor:
         now = self._clock()
         resume_until = {name: now + left for name, left in (resume or {}).items()}
         if self.inline:
+            from vrrp.io import VrrpEngine
+
             self._engine = VrrpEngine(publish=self._on_event)
             await self._engine.start()
             self.pid = os.getpid()
             return self._engine_configure(resume_until)
         if not self._instances:
             return ReconfigureResult()  # an LVS-only director: no VRRP process until needed
-        await self._spawn(restart=False)
+        if self._proc is None:
+            await self._spawn(restart=False)
         return await self._send_configure(resume_until)
 
     async def configure(
@@ -259,6 +275,7 @@ class VrrpSupervisor:
         finally:
             child_end.close()
         reader, writer = await asyncio.open_unix_connection(sock=parent_end)
+        self.hello.clear()
         self._proc, self._writer = proc, writer
         self.pid = proc.pid
         self._started_at = self._clock()
@@ -330,6 +347,7 @@ class VrrpSupervisor:
             if message is None:
                 break
             if isinstance(message, Hello):
+                self.hello.set()  # modules loaded, route netlink open: ready for instances
                 continue
             if isinstance(message, Stopped):
                 self._stopped_cleanly = True
