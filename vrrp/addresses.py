@@ -166,8 +166,9 @@ def _family_of(version: int) -> socket.AddressFamily:
 
 def _pyroute2() -> tuple[Any, Any]:
     """pyroute2's AsyncIPRoute and NetlinkError, imported on first use (routes, rules and
-    VMACs only): `import pyroute2` loads all of pyroute2, 180 ms and 16 MB, which a VRRP
-    process without them must not pay (vrrp/rtnl.py)."""
+    VMACs only): `import pyroute2` loads all of pyroute2, which doubles the VRRP process's
+    import time and adds 6.6 MB to its RSS (vrrp/rtnl.py); a process without them must not
+    pay for it."""
     from pyroute2 import AsyncIPRoute
     from pyroute2.netlink.exceptions import NetlinkError
 

@@ -300,7 +300,7 @@ def test_a_deprecated_address_has_preferred_lifetime_zero() -> None:
 def test_the_vrrp_process_does_not_import_pyroute2() -> None:
     # Its own interpreter: this test process has pyroute2 loaded by other tests. The VRRP
     # process imports its module, sets up logging and builds its engine before any config
-    # arrives; none of that may load pyroute2 (180 ms, 16 MB: vrrp/rtnl.py).
+    # arrives; none of that may load pyroute2 (its cost: vrrp/rtnl.py).
     code = (
         "import sys\n"
         "from hacontrol.runtime import vrrp_process\n"
