@@ -14,7 +14,6 @@ Standard library only: the VRRP process imports this and must stay small.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
@@ -83,16 +82,35 @@ def make_formatter(journal: bool) -> logging.Formatter:
     return JournalFormatter() if journal else logging.Formatter(PLAIN_FORMAT)
 
 
+class QuietLibraries(logging.Filter):
+    """Drops records of the named libraries' loggers below `threshold`.
+
+    A handler's filter, not the loggers' levels: pyroute2 resets its logger to NOTSET when
+    it is imported (pyroute2/config/log.py: setLevel(0)), and the VRRP process imports it
+    only on first use (routes, rules, VMACs; vrrp/rtnl.py says why), long after logging
+    was set up; importing it here to have that reset done first would load all of pyroute2
+    into every VRRP process."""
+
+    def __init__(self, names: tuple[str, ...], threshold: int) -> None:
+        super().__init__()
+        self._prefixes = tuple(f"{name}." for name in names)
+        self._names = names
+        self.threshold = threshold
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = record.name
+        if name in self._names or name.startswith(self._prefixes):
+            return record.levelno >= self.threshold
+        return True
+
+
 def setup_logging(log_level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(make_formatter(stderr_is_journal()))
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), handlers=[handler])
-    # pyroute2 logs every netlink message at debug level; --log-level debug is
-    # for our own events (each dropped packet), not for that. Importing pyroute2
-    # resets its logger to NOTSET (pyroute2/config/log.py: setLevel(0)), which
-    # would undo a level set before the daemon's first import of it: import it
-    # first, so the level set here is the last word.
-    with contextlib.suppress(ImportError):
-        import pyroute2.config.log  # noqa: F401
+    # pyroute2 logs every netlink message at debug level, asyncio its slow callbacks;
+    # --log-level debug is for our own events (each dropped packet), not for those.
+    threshold = max(logging.INFO, logging.getLogger().level)
+    handler.addFilter(QuietLibraries(("pyroute2", "asyncio"), threshold))
     for noisy in ("pyroute2", "asyncio"):
-        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
+        logging.getLogger(noisy).setLevel(threshold)

@@ -38,7 +38,7 @@ from vrrp.types import SCOPE_NUMBERS, IPAddress, IPInterface
 NLMSG_ERROR = 2
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 RTM_NEWADDR, RTM_DELADDR = 20, 21
-IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST = 1, 2, 3, 4
+IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST, IFA_CACHEINFO = 1, 2, 3, 4, 6
 IFA_F_NODAD = 0x02
 _ADD_FLAGS = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
 _DEL_FLAGS = NLM_F_REQUEST | NLM_F_ACK
@@ -53,6 +53,8 @@ _HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, po
 _ERROR = struct.Struct("=i")
 _IFADDRMSG = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, interface index
 _NLA = struct.Struct("=HH")  # attribute length (header included), type
+_CACHEINFO = struct.Struct("=IIII")  # preferred, valid (seconds), created, updated
+INFINITY_LIFE_TIME = 0xFFFFFFFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,9 @@ class AddressChange:
     label: str | None = None
     scope: str | None = None
     broadcast: IPAddress | None = None
+    # Preferred lifetime 0 (valid forever): never chosen as a source address by the kernel
+    # on its own, as keepalived adds the link-local address a VMAC advertises from.
+    deprecated: bool = False
 
 
 def encode(change: AddressChange, sequence: int) -> bytes:
@@ -77,6 +82,8 @@ def encode(change: AddressChange, sequence: int) -> bytes:
             attrs += _attr(IFA_LABEL, change.label.encode() + b"\0")
         if change.broadcast is not None:
             attrs += _attr(IFA_BROADCAST, change.broadcast.packed)
+    if change.add and change.deprecated:
+        attrs += _attr(IFA_CACHEINFO, _CACHEINFO.pack(0, INFINITY_LIFE_TIME, 0, 0))
     body = _IFADDRMSG.pack(
         socket.AF_INET6 if v6 else socket.AF_INET,
         change.address.network.prefixlen,

@@ -1,13 +1,16 @@
 """Route netlink for the VRRP adapter: VIPs, routes, rules and VMACs; links and addresses
 watched.
 
-`Rtnl` wraps pyroute2 `AsyncIPRoute` sockets: one for requests (dumps, address add/del,
-links), one subscribed to the link and address multicast groups, so events never interleave
-with request replies, and one with NETLINK_GET_STRICT_CHK for routes and rules, so that a
-dump of our own routes is filtered by the kernel (a director that also speaks BGP may hold
-a full table; the VRRP process must never read it). Netlink messages are turned into small
-frozen values (`Link`, `LinkAddress`, the `LinkEvent`s, route and rule keys) at this
-boundary; nothing past it sees a pyroute2 message.
+`Rtnl` holds the adapter's netlink sockets: our own (vrrp/rtnl.py) for link and address
+dumps, one link's state and the subscription to the link and address multicast groups (a
+socket of its own, so events never interleave with request replies), vrrp/addrbatch.py's
+for address changes, and, only when the configuration has them, pyroute2's for routes,
+rules and VMAC links: its route socket has NETLINK_GET_STRICT_CHK, so that a dump of our
+own routes is filtered by the kernel (a director that also speaks BGP may hold a full
+table; the VRRP process must never read it). pyroute2 is imported on first use there, never
+at module level: its import costs more than the rest of the VRRP process (vrrp/rtnl.py).
+Netlink messages are turned into small frozen values (`Link`, `LinkAddress`, the
+`LinkEvent`s, route and rule keys) at this boundary; nothing past it sees a netlink message.
 
 Changes are idempotent, as keepalived's are: adding what is already there or removing what
 is not is success (`False` = nothing to do). IPv6 VIPs are added with IFA_F_NODAD, so they
@@ -25,27 +28,57 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from ipaddress import IPv4Interface, IPv6Interface, ip_interface, ip_network
+from ipaddress import ip_network
 from typing import Any
 
-from pyroute2 import AsyncIPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl import (
-    RTM_DELADDR,
-    RTM_DELLINK,
+from vrrp.addrbatch import AddressBatcher, AddressChange
+from vrrp.rtnl import (
+    IFA_F_DADFAILED,
+    IFA_F_SECONDARY,
+    IFA_F_TENTATIVE,
+    IFF_RUNNING,
+    IFF_UP,
+    RTM_GETADDR,
+    RTM_GETLINK,
     RTM_NEWADDR,
     RTM_NEWLINK,
-    RTMGRP_IPV4_IFADDR,
-    RTMGRP_IPV6_IFADDR,
-    RTMGRP_LINK,
+    AddressAdded,
+    AddressRemoved,
+    Link,
+    LinkAddress,
+    LinkChanged,
+    LinkEvent,
+    LinkRemoved,
+    Monitor,
+    RouteSocket,
+    decode_address,
+    decode_link,
 )
-
-from vrrp.addrbatch import IFA_F_NODAD, AddressBatcher, AddressChange
 from vrrp.types import SCOPE_NUMBERS, IPAddress, IPInterface, IPNetwork, VirtualRoute, VirtualRule
 
-IFF_UP = 0x1
-IFF_RUNNING = 0x40  # carrier: a veth whose peer is down, or a cable pulled, clears it
+__all__ = [
+    "IFA_F_DADFAILED",
+    "IFA_F_SECONDARY",
+    "IFA_F_TENTATIVE",
+    "IFF_RUNNING",
+    "IFF_UP",
+    "AddressAdded",
+    "AddressError",
+    "AddressRemoved",
+    "Link",
+    "LinkAddress",
+    "LinkChanged",
+    "LinkError",
+    "LinkEvent",
+    "LinkRemoved",
+    "RouteError",
+    "Rtnl",
+    "RtnlError",
+    "parse_route_key",
+    "parse_rule_key",
+    "route_key",
+    "rule_key",
+]
 
 
 class RtnlError(Exception):
@@ -72,126 +105,6 @@ RTPROT_KEEPALIVED = 18  # the routes and rules that follow mastership, as keepal
 MAIN_TABLE = 254
 IP6_RT_PRIO_USER = 1024  # the kernel's metric for an IPv6 route added without one
 IN6_ADDR_GEN_MODE_NONE = 1
-
-
-@dataclass(frozen=True, slots=True)
-class Link:
-    """What the adapter needs to know about one interface."""
-
-    ifindex: int
-    ifname: str
-    mac: bytes
-    up: bool  # administratively up AND carrier present, as keepalived judges an interface
-    mtu: int = 1500  # IFLA_MTU: how many VIP addresses an advert can carry
-    kind: str = ""  # IFLA_INFO_KIND: "macvlan" for a VMAC, "" for a plain device
-    lower: int | None = None  # IFLA_LINK: the device a macvlan sits on
-    macvlan_mode: str = ""  # "private" for keepalived's (and our) VMACs
-
-
-IFA_F_SECONDARY = 0x01
-IFA_F_TENTATIVE = 0x40  # IPv6 duplicate address detection still running: not usable yet
-IFA_F_DADFAILED = 0x08
-
-
-@dataclass(frozen=True, slots=True)
-class LinkAddress:
-    ifindex: int
-    address: IPInterface
-    flags: int = 0  # IFA_F_* (IFA_FLAGS when the kernel sends it, else ifa_flags)
-
-    @property
-    def secondary(self) -> bool:
-        return bool(self.flags & IFA_F_SECONDARY)
-
-    @property
-    def usable(self) -> bool:
-        """Whether packets may be sent from it (not tentative, DAD not failed)."""
-        return not self.flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED)
-
-
-@dataclass(frozen=True, slots=True)
-class LinkChanged:
-    link: Link
-
-
-@dataclass(frozen=True, slots=True)
-class LinkRemoved:
-    ifindex: int
-    ifname: str
-
-
-@dataclass(frozen=True, slots=True)
-class AddressAdded:
-    address: LinkAddress
-
-
-@dataclass(frozen=True, slots=True)
-class AddressRemoved:
-    address: LinkAddress
-
-
-LinkEvent = LinkChanged | LinkRemoved | AddressAdded | AddressRemoved
-
-
-def _mac(text: str | None) -> bytes:
-    if not text:
-        return b"\0" * 6
-    return bytes.fromhex(text.replace(":", ""))
-
-
-def parse_link(msg: Any) -> Link | None:
-    ifname = msg.get("ifname")
-    if not ifname:
-        return None
-    flags = int(msg.get("flags") or 0)
-    kind = mode = None
-    if hasattr(msg, "get_nested"):
-        kind = msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
-        if kind == "macvlan":
-            mode = msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA", "IFLA_MACVLAN_MODE")
-    lower = msg.get("link")
-    return Link(
-        ifindex=int(msg.get("index")),
-        ifname=str(ifname),
-        mac=_mac(msg.get("address")),
-        up=bool(flags & IFF_UP) and bool(flags & IFF_RUNNING),
-        mtu=int(msg.get("mtu") or 1500),
-        kind=str(kind or ""),
-        lower=int(lower) if lower else None,
-        macvlan_mode=str(mode or ""),
-    )
-
-
-def parse_address(msg: Any) -> LinkAddress | None:
-    # IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer on point-to-point
-    # links and only equals the local address otherwise (IPv6 has no IFA_LOCAL).
-    text = msg.get("local") or msg.get("address")
-    if not text:
-        return None
-    try:
-        address = ip_interface(f"{text}/{int(msg.get('prefixlen'))}")
-    except ValueError:
-        return None
-    flags = msg.get_attr("IFA_FLAGS") if hasattr(msg, "get_attr") else None
-    if flags is None:
-        flags = msg.get("flags") or 0
-    return LinkAddress(ifindex=int(msg.get("index")), address=address, flags=int(flags))
-
-
-def parse_event(msg: Any) -> LinkEvent | None:
-    """A netlink broadcast as a `LinkEvent`, or None for anything we do not follow."""
-    kind = msg.get(("header", "type"))
-    if kind == RTM_NEWLINK:
-        link = parse_link(msg)
-        return LinkChanged(link) if link is not None else None
-    if kind == RTM_DELLINK:
-        return LinkRemoved(int(msg.get("index")), str(msg.get("ifname") or ""))
-    if kind in (RTM_NEWADDR, RTM_DELADDR):
-        address = parse_address(msg)
-        if address is None:
-            return None
-        return AddressAdded(address) if kind == RTM_NEWADDR else AddressRemoved(address)
-    return None
 
 
 def route_key(route: VirtualRoute) -> tuple[int, int, IPNetwork, int]:
@@ -251,58 +164,73 @@ def _family_of(version: int) -> socket.AddressFamily:
     return socket.AF_INET6 if version == 6 else socket.AF_INET
 
 
+def _pyroute2() -> tuple[Any, Any]:
+    """pyroute2's AsyncIPRoute and NetlinkError, imported on first use (routes, rules and
+    VMACs only): `import pyroute2` loads all of pyroute2, which doubles the VRRP process's
+    import time and adds 6.6 MB to its RSS (vrrp/rtnl.py); a process without them must not
+    pay for it."""
+    from pyroute2 import AsyncIPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    return AsyncIPRoute, NetlinkError
+
+
 class Rtnl:
     """Netlink requests and events for the adapter; `open()` inside the running loop."""
 
     def __init__(self) -> None:
-        self._requests: Any = None
-        self._monitor: Any = None
-        self._routes: Any = None
+        self._requests = RouteSocket()
+        self._monitor: Monitor | None = None
+        self._links: Any = None  # pyroute2, for VMAC links
+        self._routes: Any = None  # pyroute2, strict-check, for routes and rules
         self._batcher = AddressBatcher()
 
     async def open(self) -> None:
-        self._requests = AsyncIPRoute()
         await self.open_monitor()
 
     async def open_monitor(self) -> None:
         """(Re)subscribe to link and address events, e.g. after the monitor overflowed."""
         if self._monitor is not None:
             self._monitor.close()
-        self._monitor = AsyncIPRoute(groups=RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)
-        await self._monitor.bind()
+        self._monitor = Monitor()
 
     def close(self) -> None:
-        for sock in (self._monitor, self._requests, self._routes):
+        if self._monitor is not None:
+            self._monitor.close()
+        for sock in (self._links, self._routes):
             if sock is not None:
                 sock.close()
+        self._requests.close()
         self._batcher.close()
-        self._monitor = self._requests = self._routes = None
+        self._monitor = self._links = self._routes = None
 
     def _route_socket(self) -> Any:
         if self._routes is None:
-            self._routes = AsyncIPRoute(strict_check=True)
+            async_iproute, _error = _pyroute2()
+            self._routes = async_iproute(strict_check=True)
         return self._routes
 
+    def _link_socket(self) -> Any:
+        if self._links is None:
+            async_iproute, _error = _pyroute2()
+            self._links = async_iproute()
+        return self._links
+
     async def links(self) -> list[Link]:
-        found = [parse_link(msg) async for msg in await self._requests.link("dump")]
+        found = [decode_link(p) for p in await self._requests.dump(RTM_GETLINK, RTM_NEWLINK)]
         return [link for link in found if link is not None]
 
     async def addresses(self) -> list[LinkAddress]:
-        found = [parse_address(msg) async for msg in await self._requests.addr("dump")]
+        found = [decode_address(p) for p in await self._requests.dump(RTM_GETADDR, RTM_NEWADDR)]
         return [address for address in found if address is not None]
 
     async def events(self) -> AsyncIterator[LinkEvent]:
         """Events until the monitor is closed; OSError (e.g. ENOBUFS) means resync."""
         monitor = self._monitor
-        while monitor is not None and monitor is self._monitor:
-            received = False
-            async for msg in monitor.get():
-                received = True
-                event = parse_event(msg)
-                if event is not None:
-                    yield event
-            if not received:  # pyroute2's terminator after close()
-                return
+        if monitor is None:
+            return
+        async for event in monitor.events():
+            yield event
 
     async def add_address(
         self,
@@ -319,29 +247,13 @@ class Rtnl:
         `deprecated`: preferred lifetime 0, so the kernel never picks it as a source on its
         own (the link-local address a VMAC advertises from, as keepalived adds it).
         """
-        request: dict[str, Any] = {
-            "index": ifindex,
-            "address": str(address.ip),
-            "prefixlen": address.network.prefixlen,
-        }
-        if isinstance(address, IPv6Interface):
-            request["flags"] = IFA_F_NODAD
-        elif label:
-            request["label"] = label
-        if scope is not None:
-            request["scope"] = SCOPE_NUMBERS[scope]
-        if broadcast is not None:
-            request["broadcast"] = str(broadcast)
-        if deprecated:
-            request["preferred"] = 0
-            request["valid"] = 0xFFFFFFFF
-        try:
-            await self._requests.addr("add", **request)
-        except NetlinkError as exc:
-            if exc.code == errno.EEXIST:
-                return False
-            raise AddressError(exc.code, f"add {address} ifindex {ifindex}: {exc}") from exc
-        return True
+        change = AddressChange(
+            True, ifindex, address, label, scope, broadcast, deprecated=deprecated
+        )
+        (result,) = await self.change_addresses([change])
+        if isinstance(result, AddressError):
+            raise result
+        return result
 
     async def change_addresses(self, changes: list[AddressChange]) -> list[bool | AddressError]:
         """VIPs added or removed in pipelined batches (vrrp/addrbatch.py): per change,
@@ -366,20 +278,10 @@ class Rtnl:
 
     async def remove_address(self, ifindex: int, address: IPInterface) -> bool:
         """Remove a VIP; False if it was not there. Raises AddressError otherwise."""
-        try:
-            await self._requests.addr(
-                "del",
-                index=ifindex,
-                address=str(address.ip),
-                prefixlen=address.network.prefixlen,
-                family=socket.AF_INET if isinstance(address, IPv4Interface) else socket.AF_INET6,
-            )
-        except NetlinkError as exc:
-            # EADDRNOTAVAIL: not there; ENODEV: the interface (and so the address) is gone.
-            if exc.code in (errno.EADDRNOTAVAIL, errno.ENODEV, errno.ENOENT):
-                return False
-            raise AddressError(exc.code, f"del {address} ifindex {ifindex}: {exc}") from exc
-        return True
+        (result,) = await self.change_addresses([AddressChange(False, ifindex, address)])
+        if isinstance(result, AddressError):
+            raise result
+        return result
 
     # ---- routes and rules (strict-check socket) ------------------------------------------
 
@@ -392,9 +294,11 @@ class Rtnl:
             request["scope"] = SCOPE_NUMBERS["link"]  # iproute2's default for a dev route
         if route.src is not None:
             request["prefsrc"] = str(route.src)
+        sock = self._route_socket()
+        _, netlink_error = _pyroute2()
         try:
-            await self._route_socket().route("add", **request)
-        except NetlinkError as exc:
+            await sock.route("add", **request)
+        except netlink_error as exc:
             if exc.code == errno.EEXIST:
                 return False
             raise RouteError(exc.code, f"{exc.args[-1] if exc.args else exc}") from exc
@@ -403,9 +307,11 @@ class Rtnl:
     async def remove_route(self, route: VirtualRoute, oif: int | None) -> bool:
         """Delete our route (only one with our protocol); False if it was not there."""
         request = self._route_request(route, oif)
+        sock = self._route_socket()
+        _, netlink_error = _pyroute2()
         try:
-            await self._route_socket().route("del", **request)
-        except NetlinkError as exc:
+            await sock.route("del", **request)
+        except netlink_error as exc:
             if exc.code in (errno.ESRCH, errno.ENODEV, errno.ENOENT):
                 return False
             raise RouteError(exc.code, f"{exc.args[-1] if exc.args else exc}") from exc
@@ -444,9 +350,11 @@ class Rtnl:
 
     async def add_rule(self, rule: VirtualRule) -> bool:
         """Add a rule with our protocol; False if an identical one exists (anyone's)."""
+        sock = self._route_socket()
+        _, netlink_error = _pyroute2()
         try:
-            await self._route_socket().rule("add", **self._rule_request(rule))
-        except NetlinkError as exc:
+            await sock.rule("add", **self._rule_request(rule))
+        except netlink_error as exc:
             if exc.code == errno.EEXIST:
                 return False
             raise RouteError(exc.code, f"{exc.args[-1] if exc.args else exc}") from exc
@@ -454,9 +362,11 @@ class Rtnl:
 
     async def remove_rule(self, rule: VirtualRule) -> bool:
         """Delete our rule (only one with our protocol); False if it was not there."""
+        sock = self._route_socket()
+        _, netlink_error = _pyroute2()
         try:
-            await self._route_socket().rule("del", **self._rule_request(rule))
-        except NetlinkError as exc:
+            await sock.rule("del", **self._rule_request(rule))
+        except netlink_error as exc:
             if exc.code in (errno.ENOENT, errno.ESRCH):
                 return False
             raise RouteError(exc.code, f"{exc.args[-1] if exc.args else exc}") from exc
@@ -499,18 +409,18 @@ class Rtnl:
     async def link(self, ifindex: int) -> Link | None:
         """One link as the kernel has it now, or None if it is gone."""
         try:
-            msgs = await self._requests.link("get", index=ifindex)
-        except NetlinkError as exc:
-            if exc.code == errno.ENODEV:
-                return None
-            raise LinkError(exc.code, f"get link {ifindex}: {exc}") from exc
-        return parse_link(msgs[0]) if msgs else None
+            payload = await self._requests.link(ifindex)
+        except OSError as exc:
+            raise LinkError(exc.errno or 0, f"get link {ifindex}: {exc.strerror or exc}") from exc
+        return decode_link(payload) if payload is not None else None
 
     async def add_macvlan(self, name: str, lower: int, mac: bytes) -> int:
         """Create a private-mode macvlan on `lower` with `mac`, address generation off (no
         EUI-64 link-local from the virtual MAC); return its ifindex."""
+        sock = self._link_socket()
+        _, netlink_error = _pyroute2()
         try:
-            await self._requests.link(
+            await sock.link(
                 "add",
                 ifname=name,
                 kind="macvlan",
@@ -518,11 +428,11 @@ class Rtnl:
                 macvlan_mode="private",
                 address=mac.hex(":"),
             )
-            found = await self._requests.link_lookup(ifname=name)
+            found = await sock.link_lookup(ifname=name)
             if not found:
                 raise LinkError(errno.ENODEV, f"{name} vanished after its creation")
             ifindex = int(found[0])
-            await self._requests.link(
+            await sock.link(
                 "set",
                 index=ifindex,
                 IFLA_AF_SPEC={
@@ -534,21 +444,25 @@ class Rtnl:
                     ]
                 },
             )
-        except NetlinkError as exc:
+        except netlink_error as exc:
             raise LinkError(exc.code, f"create macvlan {name}: {exc}") from exc
         return ifindex
 
     async def set_up(self, ifindex: int) -> None:
+        sock = self._link_socket()
+        _, netlink_error = _pyroute2()
         try:
-            await self._requests.link("set", index=ifindex, state="up")
-        except NetlinkError as exc:
+            await sock.link("set", index=ifindex, state="up")
+        except netlink_error as exc:
             raise LinkError(exc.code, f"set link {ifindex} up: {exc}") from exc
 
     async def remove_link(self, ifindex: int) -> bool:
         """Delete a link; False if it was already gone."""
+        sock = self._link_socket()
+        _, netlink_error = _pyroute2()
         try:
-            await self._requests.link("del", index=ifindex)
-        except NetlinkError as exc:
+            await sock.link("del", index=ifindex)
+        except netlink_error as exc:
             if exc.code == errno.ENODEV:
                 return False
             raise LinkError(exc.code, f"delete link {ifindex}: {exc}") from exc
