@@ -14,9 +14,12 @@ keepalived.conf, so each implementation starts once:
   (a sample that uses one address as both a virtual and a real server gets two, so a
   check never goes to a virtual service), `bindto` onto the director's own address; each
   sample's fwmarks get 100 * (its place + 1) added;
-- `delay_loop 5`, `delay_before_retry 1` (both daemons read the same rewritten file, so
-  both get the same timings; not shorter: a MISC script's timeout is the delay_loop, and
-  the emulated VM forks slowly);
+- `delay_loop 10`, `delay_before_retry 1`, `connect_timeout 30` where the sample sets
+  one (both daemons read the same rewritten file, so both get the same timings). Not
+  shorter: a MISC script's timeout is the delay_loop, and under the VM's emulation, with
+  other work on the machine, a server's answer can take seconds (a 3 s timeout made
+  keepalived's SMTP checks flap). Failing servers fail at once (a reset, a digest, an
+  exit code), so the long timeout only guards the passing ones;
 - HTTP_GET/SSL_GET digests become the md5 of the page the servers serve (keepalived's
   genhash digest of the body), MISC_CHECK's `misc_path` and the quorum scripts become
   scripts this test writes (exit 0, or exit 1 for a failing server);
@@ -67,7 +70,8 @@ from tests.kernel.conftest import Ipvsadm, require_tool
 from tests.kernel.daemon_util import ROOT, Procs, start_daemon, wait_for
 from tests.kernel.test_import_lvs_equivalence import CHECKERS, LVS_SAMPLES, saved
 
-DELAY_LOOP = 5
+DELAY_LOOP = 10
+CONNECT_TIMEOUT = 30
 BODY = "<html><body>lvseq: the page every real server serves</body></html>\n"
 DIGEST = hashlib.md5(BODY.encode()).hexdigest()
 
@@ -197,6 +201,8 @@ def _rewrite(
                 fails[f"{address}:{port}"] = mode
         elif keyword == "delay_loop":
             line = f"    delay_loop {DELAY_LOOP}"
+        elif keyword == "connect_timeout":
+            line = f"    connect_timeout {CONNECT_TIMEOUT}"
         elif keyword == "delay_before_retry":
             line = "    delay_before_retry 1"
         elif keyword == "digest" and mode != "digest":
@@ -379,7 +385,9 @@ def test_keepalived_and_hacontrol_judge_the_samples_real_servers_alike(
             ["ip", "netns", "exec", director, *argv, "-c", pids[2]], stdout=out, stderr=out
         )
     try:
-        theirs = wait_stable(read, lambda t: judged(t, fails, passing), hold=3 * DELAY_LOOP, timeout=240)
+        theirs = wait_stable(
+            read, lambda t: judged(t, fails, passing), hold=2 * DELAY_LOOP, timeout=240
+        )
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{log.read_text()[-4000:]}") from None
     finally:
@@ -399,7 +407,7 @@ def test_keepalived_and_hacontrol_judge_the_samples_real_servers_alike(
     daemon = start_daemon(procs, director, config, log, tmp_path)
     try:
         # Start-up under emulation takes a minute or more: bounded generously.
-        ours = wait_stable(read, lambda t: t == theirs, hold=3 * DELAY_LOOP, timeout=420)
+        ours = wait_stable(read, lambda t: t == theirs, hold=2 * DELAY_LOOP, timeout=420)
     except AssertionError:
         ours = read()
         raise AssertionError(
