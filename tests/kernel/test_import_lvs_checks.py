@@ -85,6 +85,10 @@ FAILS: dict[tuple[str, str], str] = {
     ("keepalived.conf.SSL_GET", "192.168.201.100 80"): "digest",
     ("keepalived.conf.virtual_server_group", "192.168.200.2 1358"): "digest",
     ("keepalived.conf.SMTP_CHECK", "172.16.1.12 25"): "closed",
+    # Its three `host` blocks: keepalived 2.2.7 flapped on them against aiosmtpd in the VM
+    # (a "Read timeout" within a second of a success, in three runs out of three, while
+    # the one-host servers held), so it fails here for sure: nothing listens.
+    ("keepalived.conf.SMTP_CHECK", "172.16.1.11 25"): "closed",
     ("keepalived.conf.misc_check", "192.168.200.6 1358"): "false",
     # 6 of 10 up: below quorum 7 + hysteresis 2, so never "quorum up".
     **{("keepalived.conf.quorum", f"10.0.0.{n} 8080"): "closed" for n in (7, 8, 9, 10)},
