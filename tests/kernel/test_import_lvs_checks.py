@@ -44,7 +44,14 @@ translation (hacontrol/importer, as `hacontrol import keepalived` writes it), an
 
 Every check type of the samples reaches a local server here: HTTP_GET, SSL_GET,
 TCP_CHECK, SMTP_CHECK, MISC_CHECK, UDP_CHECK and PING_CHECK (`NOT_POINTED` is empty
-and asserted so). No sample has a DNS_CHECK, FILE_CHECK or BFD_CHECK.
+and asserted so). No sample has a DNS_CHECK, FILE_CHECK or BFD_CHECK. Not covered: a
+passing SMTP_CHECK with several `host` blocks (keepalived.conf.SMTP_CHECK's second real
+server fails here on purpose: keepalived 2.2.7 flapped on it, see `FAILS`), and a failing
+PING_CHECK or UDP_CHECK (their samples' one real server passes).
+
+What it found: keepalived.conf.inhibit's `inhibit_on_failure` sits inside the real_server
+block; hacontrol read only the virtual server's flag and removed the failed server where
+keepalived keeps it at weight 0 (fixed in healthcheck/policy.py and hacontrol/desired.py).
 """
 
 from __future__ import annotations
