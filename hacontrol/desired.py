@@ -301,6 +301,11 @@ def real_server_id(vs: VirtualServerConfig, rs: RealServerConfig) -> RealServerI
     return RealServerId(vs.display_name, str(rs.address), rs_port(vs, rs.port))
 
 
+def inhibits_on_failure(vs: VirtualServerConfig, rs: RealServerConfig) -> bool:
+    """keepalived's inhibit_on_failure for one real server: its own, else the service's."""
+    return vs.inhibit_on_failure if rs.inhibit_on_failure is None else rs.inhibit_on_failure
+
+
 def _drained_ids(drained: Collection[RealServerRef]) -> set[RealServerId]:
     return {RealServerId(d.virtual_server, d.address, d.port) for d in drained}
 
@@ -319,9 +324,11 @@ def policy_inputs(
             s = vs.sorry_server
             sorry = SorryServer(str(s.address), rs_port(vs, s.port), s.weight, s.inhibit)
         servers = tuple(
-            RealServerPolicy(str(rs.address), rs_port(vs, rs.port), rs.weight)
+            RealServerPolicy(
+                str(rs.address), rs_port(vs, rs.port), rs.weight, inhibits_on_failure(vs, rs)
+            )
             for rs in vs.real_servers
-            if vs.inhibit_on_failure or real_server_id(vs, rs) not in out_of_service
+            if inhibits_on_failure(vs, rs) or real_server_id(vs, rs) not in out_of_service
         )
         out.append(
             VirtualServicePolicy(
@@ -341,14 +348,13 @@ def policy_inputs(
 def health_overrides(
     config: Config, drained: Collection[RealServerRef]
 ) -> dict[RealServerId, ServerStatus]:
-    """Operator-drained servers of `inhibit_on_failure` services, held down (weight 0)."""
+    """Operator-drained servers that are `inhibit_on_failure`, held down (weight 0)."""
     out_of_service = _drained_ids(drained)
     return {
         rid: ServerStatus(up=False)
         for vs in config.virtual_servers
-        if vs.inhibit_on_failure
         for rs in vs.real_servers
-        if (rid := real_server_id(vs, rs)) in out_of_service
+        if inhibits_on_failure(vs, rs) and (rid := real_server_id(vs, rs)) in out_of_service
     }
 
 

@@ -39,8 +39,10 @@ from hacontrol.desired import (
     desired_table,
     ha_suspended,
     health_overrides,
+    inhibits_on_failure,
     policy_inputs,
     real_server_id,
+    rs_port,
     service_keys,
     start_service_drain,
     step_service_drains,
@@ -381,8 +383,17 @@ class LvsRuntime:
 
     def drain_behaviour(self, ref: RealServerRef) -> str:
         vs = self._vs_by_name.get(ref.virtual_server)
-        if vs is not None and vs.inhibit_on_failure:
-            return "kept at weight 0 (quiescent: inhibit_on_failure)"
+        if vs is not None:
+            rs = next(
+                (
+                    r
+                    for r in vs.real_servers
+                    if (str(r.address), rs_port(vs, r.port)) == (ref.address, ref.port)
+                ),
+                None,
+            )
+            if inhibits_on_failure(vs, rs) if rs is not None else vs.inhibit_on_failure:
+                return "kept at weight 0 (quiescent: inhibit_on_failure)"
         timeout = vs.drain_timeout if vs is not None else DEFAULT_DRAIN_TIMEOUT
         return (
             "weight 0, removed once its connections are gone "

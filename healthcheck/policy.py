@@ -65,6 +65,8 @@ class RealServerPolicy:
     address: str
     port: int
     weight: int = 1  # keepalived's default
+    # keepalived's real_server-level inhibit_on_failure; None: the virtual server's.
+    inhibit_on_failure: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +242,7 @@ def decide(
             key = (rs.address, rs.port)
             if key in live and not sorry_serving:
                 table[key] = live[key]
-            elif vs.inhibit_on_failure:
+            elif vs.inhibit_on_failure if rs.inhibit_on_failure is None else rs.inhibit_on_failure:
                 table[key] = 0
         if sorry is not None:
             key = (sorry.address, sorry.port)

@@ -13,7 +13,9 @@ checks are taken out of both sides first: their real servers (HTTP digests, SSL,
 MISC scripts on hosts that do not exist here) cannot answer in the VM, and a real server
 without a checker is one keepalived adds at its configured weight and keeps, which is what
 hacontrol's table holds for a real server whose checks pass. How each check judges a
-server is tested against real servers in tests/netns/test_checker_parity.py.
+server is tested against real servers in tests/netns/test_checker_parity.py, and the
+samples with their checks kept, both daemons against real servers, in
+tests/kernel/test_import_lvs_checks.py.
 """
 
 from __future__ import annotations

@@ -77,6 +77,30 @@ def test_an_operator_drain_follows_inhibit_on_failure() -> None:
     }
 
 
+def test_a_real_server_s_own_inhibit_on_failure_reaches_the_policy() -> None:
+    # keepalived.conf.inhibit's real server: removed instead of weight 0 before the fix.
+    text = CONFIG.replace(
+        "      - {address: 198.51.100.1}\n      - {address: 198.51.100.2}\n  - name: quiet",
+        "      - {address: 198.51.100.1, inhibit_on_failure: true}\n"
+        "      - {address: 198.51.100.2}\n  - name: quiet",
+    )
+    config = parse_config(text)
+    web, _quiet = policy_inputs(config)
+    assert [r.inhibit_on_failure for r in web.real_servers] == [True, False]
+    down = {RealServerId("web", "198.51.100.1", 80): ServerStatus(up=False)}
+    decision = decide(policy_inputs(config), down, {}, PolicyState(), 0.0)
+    assert [(d.address, d.weight) for d in decision.desired["web"]] == [
+        ("198.51.100.1", 0),
+        ("198.51.100.2", 1),
+    ]
+    # An operator drain of it holds it down (quiescent) rather than draining it out.
+    drained = {RealServerRef("web", "198.51.100.1", 80)}
+    assert [r.address for r in policy_inputs(config, drained)[0].real_servers] == [
+        "198.51.100.1",
+        "198.51.100.2",
+    ]
+
+
 def test_drained_servers_go_to_weight_zero() -> None:
     drained = {
         RealServerRef("web", "198.51.100.1", 80),

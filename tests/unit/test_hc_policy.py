@@ -89,6 +89,19 @@ def test_down_server_removed_or_quiescent() -> None:
     assert table(d) == {"192.0.2.1": 1, "192.0.2.2": 0, "192.0.2.3": 1}
 
 
+def test_a_real_server_s_own_inhibit_on_failure_overrides_the_service_s() -> None:
+    # keepalived.conf.inhibit: `inhibit_on_failure` inside the real_server block.
+    servers = (
+        RealServerPolicy(ADDRS[0], 80, 1, inhibit_on_failure=True),
+        RealServerPolicy(ADDRS[1], 80, 1),
+    )
+    s = VirtualServicePolicy("web", servers)
+    assert table(Run()([s], health_of(s, [False, False]))) == {"192.0.2.1": 0}
+    servers = (RealServerPolicy(ADDRS[0], 80, 1, inhibit_on_failure=False), servers[1])
+    s = VirtualServicePolicy("web", servers, inhibit_on_failure=True)
+    assert table(Run()([s], health_of(s, [False, False]))) == {"192.0.2.2": 0}
+
+
 def test_dynamic_weights_are_used_and_count_towards_quorum() -> None:
     s = vs(2, quorum=10)
     health: dict[RealServerId, HealthView] = {
