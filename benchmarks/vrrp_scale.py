@@ -314,6 +314,7 @@ def make_peer(
             {
                 "address": f"203.0.113.{250 + v}" if v < 5 else f"192.0.2.{240 + v}",
                 "port": 80,
+                "forwarding": "NAT",  # real servers on ports of their own
                 "real_servers": [
                     {"address": "127.0.0.1", "port": CHECK_PORT + r, "checks": [check]}
                     for r in range(v * 100, min(checks, (v + 1) * 100))
