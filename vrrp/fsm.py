@@ -167,6 +167,11 @@ class Instance:
         return self._params
 
     @property
+    def advert_addresses(self) -> tuple[IPAddress, ...]:
+        """The addresses our adverts carry (`InstanceParams.advert_addresses`, kept)."""
+        return self._advert_addresses
+
+    @property
     def state(self) -> State:
         return self._state
 

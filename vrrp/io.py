@@ -276,7 +276,8 @@ class _Runner:
     tracked_devs: frozenset[str] = frozenset()
     depends_on: frozenset[str] = frozenset()
     timer: asyncio.TimerHandle | None = None
-    deadline: float | None = None
+    deadline: float | None = None  # what the fsm asked for
+    wake: float = 0.0  # when `timer` fires (at or before `deadline`)
     queue: asyncio.Queue[_Queued] = field(default_factory=asyncio.Queue)
     worker: asyncio.Task[None] | None = None
     mismatch_logged: bool = False
@@ -1102,6 +1103,10 @@ class VrrpEngine:
         except Exception:
             log.exception("vrrp.fsm_error instance=%s", runner.name)
             actions = []
+        self._act(runner, actions, now)
+
+    def _act(self, runner: _Runner, actions: list[Action], now: float) -> None:
+        """The second half of `_feed`: perform what one fsm input returned."""
         for action in actions:
             if isinstance(action, SendAdvertisement):
                 try:
@@ -1122,13 +1127,22 @@ class VrrpEngine:
         deadline = runner.fsm.get_timer()
         if runner.timer is not None and deadline == runner.deadline:
             return
-        self._cancel_timer(runner)
-        if deadline is not None and not self._stopped:
-            assert self._loop is not None
+        if deadline is None or self._stopped:
+            self._cancel_timer(runner)
+            return
+        assert self._loop is not None
+        if runner.timer is not None and runner.wake <= deadline:
+            # A backup's every advert moves its Master_Down_Timer later. The handle armed
+            # for the earlier deadline fires no later than this one's: keep it, and let
+            # _on_timer see the deadline moved and wait again. One handle per instance
+            # instead of a cancel and a new handle (and a heap entry left behind) per
+            # advert; the fsm is still called at its deadline, never before.
             runner.deadline = deadline
-            runner.timer = self._loop.call_at(
-                _wake_time(deadline, self._loop.time()), self._on_timer, runner
-            )
+            return
+        self._cancel_timer(runner)
+        runner.deadline = deadline
+        runner.wake = _wake_time(deadline, self._loop.time())
+        runner.timer = self._loop.call_at(runner.wake, self._on_timer, runner)
 
     def _cancel_timer(self, runner: _Runner) -> None:
         if runner.timer is not None:
@@ -1138,10 +1152,13 @@ class VrrpEngine:
     def _on_timer(self, runner: _Runner) -> None:
         assert self._loop is not None
         deadline = runner.deadline
-        if deadline is not None and self._loop.time() < deadline - _EXACT:
-            # The early wake-up of _wake_time: wait the short remainder, which the
-            # kernel times to within microseconds.
-            runner.timer = self._loop.call_at(deadline, self._on_timer, runner)
+        now = self._loop.time()
+        if deadline is not None and now < deadline - _EXACT:
+            # Early: the early wake-up of _wake_time (the short remainder is then timed
+            # by the kernel to within microseconds), or a deadline that moved later
+            # since the handle was armed (_arm).
+            runner.wake = _wake_time(deadline, now)
+            runner.timer = self._loop.call_at(runner.wake, self._on_timer, runner)
             return
         runner.timer = runner.deadline = None
         # call_at may run a handle up to the clock resolution early; the fsm fires only
@@ -1907,7 +1924,7 @@ class VrrpEngine:
             if sock is None or iface.sockets.get(family) is not sock:
                 return  # closed by a link event handled in between
             try:
-                datagram = read_datagram(sock)
+                datagram = read_datagram(sock, family)
             except DatagramError as exc:
                 self._drop(iface, exc.reason, exc.detail, None)
                 continue
@@ -1969,7 +1986,7 @@ class VrrpEngine:
             self._drop(iface, _reason_label(exc.reason), str(exc), dgram.source)
             return
         runner.counts.adverts_received += 1
-        if not packet.addresses_match(adv, runner.fsm.params):
+        if not packet.same_addresses(adv.addresses, runner.fsm.advert_addresses):
             # RFC 5798 §6.4.2 (420) lets an implementation log this and still accept the
             # advert; a misconfigured peer must not start a fight over the VIPs.
             runner.counts.address_mismatch += 1
@@ -1986,11 +2003,19 @@ class VrrpEngine:
         else:
             runner.mismatch_logged = False
         source = dgram.source
-        suppressed = runner.fsm.suppressed_answers
-        self._feed(runner, lambda now: runner.fsm.receive(adv, source, now), self._now())
-        if runner.fsm.suppressed_answers != suppressed:
+        fsm = runner.fsm
+        suppressed = fsm.suppressed_answers
+        # `_feed` without its closure: this runs for every advert of every instance.
+        now = self._now()
+        try:
+            actions = fsm.receive(adv, source, now)
+        except Exception:
+            log.exception("vrrp.fsm_error instance=%s", runner.name)
+            actions = []
+        self._act(runner, actions, now)
+        if fsm.suppressed_answers != suppressed:
             self._drop(iface, Drop.ANSWER_SUPPRESSED.value, f"instance {runner.name}", source)
-        if runner.fsm.state is State.BACKUP:
+        if fsm.state is State.BACKUP:
             heard = (None, None) if adv.priority == 0 else (source, adv.priority)
             if heard != runner.heard:
                 runner.heard = heard

@@ -106,13 +106,19 @@ class PacketError(Exception):
 
 
 def _ones_complement_sum(data: bytes) -> int:
-    """RFC 1071 16-bit one's complement sum (not yet complemented)."""
+    """RFC 1071 16-bit one's complement sum (not yet complemented).
+
+    Computed as one big integer modulo 0xFFFF rather than word by word: 2**16 is 1 modulo
+    0xFFFF, so the integer the bytes spell is congruent to the sum of their 16-bit words,
+    and folding the carries (RFC 1071 §2) keeps that congruence. The folded sum is 0 only
+    for all-zero data and otherwise lies in 1..0xFFFF, where 0xFFFF stands for 0 mod 0xFFFF.
+    """
+    total = int.from_bytes(data, "big")
     if len(data) % 2:
-        data += b"\x00"
-    total: int = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total
+        total <<= 8  # RFC 1071: an odd byte is padded with a zero byte on the right
+    if total == 0:
+        return 0
+    return total % 0xFFFF or 0xFFFF
 
 
 def _pseudo_header(src: IPAddress, dst: IPAddress, length: int) -> bytes:
@@ -148,6 +154,26 @@ def encode(adv: Advertisement, src: IPAddress, dst: IPAddress) -> bytes:
     `src`/`dst` only feed the VRRPv3 pseudo-header checksum and fix the address family.
     Raises ValueError for an advertisement that cannot go on the wire (our own misuse).
     """
+    # A master sends the same advertisement every interval: encode it once (the same
+    # reasoning and bounds as decode's cache, below).
+    key = (adv, src, dst)
+    try:
+        message = _ENCODED.get(key)
+    except TypeError:  # an unhashable field (our misuse): _encode says which
+        return _encode(adv, src, dst)
+    if message is None:
+        message = _encode(adv, src, dst)
+        if len(_ENCODED) >= ENCODE_CACHE_SIZE:
+            _ENCODED.clear()
+        _ENCODED[key] = message
+    return message
+
+
+ENCODE_CACHE_SIZE = 4096
+_ENCODED: dict[tuple[Advertisement, IPAddress, IPAddress], bytes] = {}
+
+
+def _encode(adv: Advertisement, src: IPAddress, dst: IPAddress) -> bytes:
     family = _family(src)
     if _family(dst) != family:
         raise ValueError(f"src {src} and dst {dst} are of different address families")
@@ -226,14 +252,38 @@ def decode(data: bytes, src: IPAddress, dst: IPAddress) -> Advertisement:
     TTL / Hop Limit is `check_delivery`'s, which knows the instance. Raises PacketError, and
     nothing else, for any input.
     """
+    key: tuple[bytes, IPAddress, IPAddress] | None = None
     try:
-        return _decode(bytes(data), src, dst)
+        data = bytes(data)
+        try:
+            key = (data, src, dst)
+            cached = _DECODED.get(key)
+        except TypeError:  # an unhashable src / dst: _decode says what is wrong with it
+            cached, key = None, None
+        if cached is not None:
+            return cached
+        adv = _decode(data, src, dst)
     except PacketError:
         raise
     except (struct.error, ValueError, TypeError, IndexError, OverflowError) as exc:
         # Each check below should have caught the defect first; this keeps the promise that
         # network input never raises anything but PacketError, even if one is missed.
         raise PacketError(DropReason.MALFORMED, f"{type(exc).__name__}: {exc}") from exc
+    if key is not None:
+        if len(_DECODED) >= DECODE_CACHE_SIZE:
+            _DECODED.clear()
+        _DECODED[key] = adv
+    return adv
+
+
+# A master sends the same bytes every Advertisement_Interval (nothing in an advert changes
+# while its priority and VIPs do not), so a backup decodes the same few hundred messages
+# over and over. decode() is a pure function of (message, src, dst) and an Advertisement
+# is immutable: a message decoded once is looked up afterwards, skipping the checksum and
+# the parse. Only valid messages are kept, and the cache is emptied when full, so a flood
+# of distinct packets costs at most its refills, never memory.
+DECODE_CACHE_SIZE = 4096
+_DECODED: dict[tuple[bytes, IPAddress, IPAddress], Advertisement] = {}
 
 
 def _decode(data: bytes, src: IPAddress, dst: IPAddress) -> Advertisement:
@@ -410,8 +460,14 @@ def addresses_match(adv: Advertisement, params: InstanceParams) -> bool:
     also dropped non-owner v2 adverts on a mismatch; keepalived logs and counts, and so does
     hacontrol), so it is a separate question for the adapter to log and count.
     """
-    ours: Counter[IPAddress] = Counter(params.advert_addresses)
-    return Counter(adv.addresses) == ours
+    return same_addresses(adv.addresses, params.advert_addresses)
+
+
+def same_addresses(received: tuple[IPAddress, ...], ours: tuple[IPAddress, ...]) -> bool:
+    """`addresses_match` on the two address lists: equal as multisets (any order)."""
+    # The same order is the usual case (both sides list the VIPs as configured): one tuple
+    # comparison, and the two counters only when it fails.
+    return received == ours or Counter(received) == Counter(ours)
 
 
 # keepalived counts an Ethernet header against the interface's (IP) MTU when it sizes an

@@ -18,6 +18,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
+from typing import Any
 
 from vrrp.types import VRRP_MCAST_V4, VRRP_MCAST_V6, VRRP_PROTOCOL, IPAddress
 
@@ -104,10 +105,43 @@ def parse_ipv4(data: bytes) -> Datagram:
         raise DatagramError("ip_header", f"total length {total_length} of {len(data)} bytes")
     return Datagram(
         payload=bytes(data[ihl:total_length]),
-        source=IPv4Address(data[12:16]),
-        destination=IPv4Address(data[16:20]),
+        source=_ipv4(data[12:16]),
+        destination=_ipv4(data[16:20]),
         ttl=data[8],
     )
+
+
+# Adverts come from a handful of peers to one group: the same few addresses, over and over.
+# Addresses are immutable, so one object per address serves every packet; the cache is
+# emptied when full, so a flood of forged sources costs at most a rebuild, not memory.
+_IPV4_CACHE: dict[bytes, IPv4Address] = {}
+_ADDRESS_CACHE_SIZE = 1024
+
+
+_IPV6_CACHE: dict[bytes, IPv6Address] = {}
+_IPV6_SOURCES: dict[str, IPv6Address] = {}  # as recvmsg gives them: "fe80::1%eth0"
+
+
+def _remember(cache: dict[Any, Any], key: object, value: object) -> None:
+    if len(cache) >= _ADDRESS_CACHE_SIZE:
+        cache.clear()
+    cache[key] = value
+
+
+def _ipv4(packed: bytes) -> IPv4Address:
+    address = _IPV4_CACHE.get(packed)
+    if address is None:
+        address = IPv4Address(packed)
+        _remember(_IPV4_CACHE, packed, address)
+    return address
+
+
+def _ipv6(packed: bytes) -> IPv6Address:
+    address = _IPV6_CACHE.get(packed)
+    if address is None:
+        address = IPv6Address(packed)
+        _remember(_IPV6_CACHE, packed, address)
+    return address
 
 
 def parse_ipv6(data: bytes, source: str, ancdata: Iterable[tuple[int, int, bytes]]) -> Datagram:
@@ -120,21 +154,26 @@ def parse_ipv6(data: bytes, source: str, ancdata: Iterable[tuple[int, int, bytes
         if kind == socket.IPV6_HOPLIMIT and len(value) >= 4:
             hop_limit = struct.unpack("=i", value[:4])[0]
         elif kind == socket.IPV6_PKTINFO and len(value) >= 20:
-            destination = IPv6Address(value[:16])
+            destination = _ipv6(value[:16])
     if hop_limit is None or destination is None:
         raise DatagramError("no_ancillary", "hop limit or packet info missing")
-    try:
-        # Python renders link-local peers as "fe80::1%eth0".
-        src = IPv6Address(source.split("%", 1)[0])
-    except ValueError as exc:
-        raise DatagramError("ip_header", f"source {source!r}") from exc
+    src = _IPV6_SOURCES.get(source)
+    if src is None:
+        try:
+            # Python renders link-local peers as "fe80::1%eth0".
+            src = IPv6Address(source.split("%", 1)[0])
+        except ValueError as exc:
+            raise DatagramError("ip_header", f"source {source!r}") from exc
+        _remember(_IPV6_SOURCES, source, src)
     return Datagram(payload=bytes(data), source=src, destination=destination, ttl=hop_limit)
 
 
-def read_datagram(sock: socket.socket) -> Datagram | None:
+def read_datagram(sock: socket.socket, family: int | None = None) -> Datagram | None:
     """One datagram from a socket made by `open_vrrp_socket`, or None when none is queued.
 
-    Raises DatagramError for something unusable and OSError for socket trouble.
+    `family` is the socket's, if the caller knows it (`sock.family` builds an enum member
+    on every call). Raises DatagramError for something unusable and OSError for socket
+    trouble.
     """
     try:
         data, ancdata, flags, peer = sock.recvmsg(RECV_BUFFER, ANCILLARY_BUFFER)
@@ -142,7 +181,7 @@ def read_datagram(sock: socket.socket) -> Datagram | None:
         return None
     if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
         raise DatagramError("truncated", f"recvmsg flags {flags:#x}")
-    if sock.family == socket.AF_INET:
+    if (sock.family if family is None else family) == socket.AF_INET:
         return parse_ipv4(data)
     return parse_ipv6(data, peer[0], ancdata)
 
