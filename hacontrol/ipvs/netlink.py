@@ -718,16 +718,6 @@ def dest_fingerprint(raw: memoryview, parts: list[bytes]) -> None:
         parts.append(bytes(raw))
 
 
-def _only_attr(payload: memoryview, attr_type: int) -> memoryview | None:
-    """The payload of ``attr_type`` in an answer that holds that one attribute (as IPVS's dump
-    answers do); otherwise looked up among all of them."""
-    if len(payload) >= 4:
-        length, atype = _NLA.unpack_from(payload)
-        if atype & NLA_TYPE_MASK == attr_type and 4 <= length <= len(payload):
-            return payload[4:length]
-    return parse_attrs(payload).get(attr_type)
-
-
 class DumpDecoder:
     """Decodes a table dump, reusing what the previous dump decoded when its bytes are equal.
 
@@ -770,8 +760,13 @@ class DumpDecoder:
     def servers(self, base: VirtualService, raws: Sequence[memoryview]) -> VirtualService:
         """``base`` with the real servers of these IPVS_CMD_ATTR_DEST payloads (dump order)."""
         parts: list[bytes] = []
+        fixed, fingerprint = _DEST_FIXED.size, _DEST_FINGERPRINT.unpack_from
         for raw in raws:
-            dest_fingerprint(raw, parts)
+            if len(raw) >= fixed:  # dest_fingerprint(), inlined: this loop is the steady state
+                parts.append(b"\1")
+                parts.extend(fingerprint(raw))
+            else:
+                dest_fingerprint(raw, parts)
         fp = b"".join(parts)
         known = self._full.get(base.key)
         if known is not None and known[0] is base and known[1] == fp:
@@ -959,8 +954,8 @@ class ApplyResult:
 
 
 # What a dump keeps of the counters until someone reads them: per service its key, its
-# IPVS_CMD_ATTR_SERVICE payload and its real servers' keys and IPVS_CMD_ATTR_DEST payloads.
-RawCounters = list[tuple[ServiceKey, memoryview, list[tuple[DestKey, memoryview]]]]
+# IPVS_CMD_ATTR_SERVICE payload, its real servers and their IPVS_CMD_ATTR_DEST payloads.
+RawCounters = list[tuple[ServiceKey, memoryview, tuple[RealServer, ...], Sequence[memoryview]]]
 
 
 class Snapshot:
@@ -1008,10 +1003,10 @@ class Snapshot:
             return
         stats: dict[ServiceKey, Stats] = {}
         counters: dict[tuple[ServiceKey, DestKey], DestCounters] = {}
-        for key, svc_raw, dests in raw:
+        for key, svc_raw, servers, dests in raw:
             stats[key] = decode_service_stats(svc_raw)
-            for dkey, dest_raw in dests:
-                counters[(key, dkey)] = decode_dest_counters(dest_raw)
+            for rs, dest_raw in zip(servers, dests, strict=True):
+                counters[(key, rs.key)] = decode_dest_counters(dest_raw)
         self._service_stats, self._dest_counters = stats, counters
         self._raw = None  # after the dicts: a reader in another thread sees them filled
 
@@ -1291,19 +1286,23 @@ class IpvsNetlink:
                     return
                 yield payload[_GENL.size :]
 
-    def _dump_payloads(self, cmd: int, attrs: bytes, subject: str) -> list[memoryview]:
-        """A whole dump's payloads (after the genetlink header), each a view of a copy of its
-        datagram: the receive buffer is reused by the next read."""
+    def _dump_attrs(
+        self, cmd: int, attrs: bytes, attr_type: int, service: ServiceKey | None = None
+    ) -> list[memoryview]:
+        """The ``attr_type`` attribute of every answer of a dump (IPVS's dump answers hold that
+        one attribute), each a view of a copy of its datagram: the receive buffer is reused by
+        the next read. An error names ``service`` (or the whole table)."""
         seq = self._next_seq()
         self._sock.send(encode_message(self.family_id, cmd, NLM_F_REQUEST | NLM_F_DUMP, seq, attrs))
         out: list[memoryview] = []
         start = _HDR.size + _GENL.size
+        head, nla_header = _HDR.unpack_from, _NLA.unpack_from
         while True:
             n = self._sock.recv_into(self._buf)
-            view = memoryview(bytes(memoryview(self._buf)[:n]))
+            view = memoryview(self._buf[:n])
             offset = 0
             while offset + _HDR.size <= n:
-                length, mtype, flags, rseq, _pid = _HDR.unpack_from(view, offset)
+                length, mtype, flags, rseq, _pid = head(view, offset)
                 if length < _HDR.size or offset + length > n:
                     raise NetlinkDecodeError(f"bad nlmsg length {length} at offset {offset}")
                 if rseq == seq:
@@ -1312,45 +1311,53 @@ class IpvsNetlink:
                     if mtype == NLMSG_ERROR:
                         code, text = decode_error(view[offset + _HDR.size : offset + length], flags)
                         if code:
+                            subject = (
+                                "dump services" if service is None else f"dump service {service}"
+                            )
                             raise kernel_error(subject, code, text)
                         return out
-                    out.append(view[offset + start : offset + length])
+                    # The one attribute read in place (the slower lookup for anything else).
+                    at = offset + start
+                    if at + 4 <= offset + length:
+                        alen, atype = nla_header(view, at)
+                        if atype & NLA_TYPE_MASK == attr_type and at + alen <= offset + length:
+                            out.append(view[at + 4 : at + alen])
+                        else:
+                            found = parse_attrs(view[at : offset + length]).get(attr_type)
+                            if found is not None:
+                                out.append(found)
                 offset += (length + 3) & ~3
 
     def dump(self, *, counters: bool = True) -> Snapshot:
         """The kernel's whole table with 64-bit stats, rates and connection counts.
 
         ``counters=False`` leaves them out (the reconciler only compares settings); with
-        them they are decoded when first read (``Snapshot``). The
-        settings are decoded by this socket's ``DumpDecoder``: what did not change since the
-        previous dump is not decoded again, so a dump of an unchanged table costs the kernel's
-        answers and a comparison of their bytes.
+        them they are decoded when first read (``Snapshot``). The settings are decoded by this
+        socket's ``DumpDecoder``: what did not change since the previous dump is not decoded
+        again, so a dump of an unchanged table costs the kernel's answers and a comparison of
+        their bytes.
         """
         decoder = self._decoder
         decoder.begin()
-        services: list[tuple[VirtualService, memoryview]] = []
-        for payload in self._dump_payloads(IPVS_CMD_GET_SERVICE, b"", "dump services"):
-            raw = _only_attr(payload, IPVS_CMD_ATTR_SERVICE)
-            if raw is not None:
-                services.append((decoder.service(raw), raw))
+        services = [
+            (decoder.service(raw), raw)
+            for raw in self._dump_attrs(IPVS_CMD_GET_SERVICE, b"", IPVS_CMD_ATTR_SERVICE)
+        ]
         raw_counters: RawCounters = []
         for base, svc_raw in services:
             key = base.key
-            key_attr = _service_key_nest(key)
             try:
-                payloads = self._dump_payloads(IPVS_CMD_GET_DEST, key_attr, f"dump service {key}")
+                raws = self._dump_attrs(
+                    IPVS_CMD_GET_DEST, _service_key_nest(key), IPVS_CMD_ATTR_DEST, key
+                )
             except IpvsError as exc:
                 # Deleted between the two dumps: it is simply not there any more.
                 if exc.errno != errno.ESRCH:
                     raise
                 continue
-            raws = [
-                r for r in (_only_attr(p, IPVS_CMD_ATTR_DEST) for p in payloads) if r is not None
-            ]
             full = decoder.servers(base, raws)
             if counters:
-                dests = [(rs.key, raw) for rs, raw in zip(full.real_servers, raws, strict=True)]
-                raw_counters.append((key, svc_raw, dests))
+                raw_counters.append((key, svc_raw, full.real_servers, raws))
         table = decoder.finish()
         return Snapshot.undecoded(table, raw_counters) if counters else Snapshot(table, {}, {})
 

@@ -158,11 +158,7 @@ def test_snapshot_decodes_counters_when_read() -> None:
     table = build_table(2)
     answers = kernel_answers(table)
     raw = [
-        (
-            svc.key,
-            memoryview(raw_svc),
-            [(rs.key, memoryview(r)) for rs, r in zip(svc.real_servers, raws, strict=True)],
-        )
+        (svc.key, memoryview(raw_svc), svc.real_servers, [memoryview(r) for r in raws])
         for svc, (raw_svc, raws) in zip(table, answers, strict=True)
     ]
     snap = Snapshot.undecoded(table, raw)
