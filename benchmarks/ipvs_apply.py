@@ -39,6 +39,7 @@ import json
 import os
 import pstats
 import shlex
+import socket
 import struct
 import subprocess
 import sys
@@ -347,11 +348,46 @@ def kernel_answers(table: Table) -> list[tuple[bytes, list[bytes]]]:
     return out
 
 
+def genl_dump_round_trip(count: int) -> tuple[float, float, int]:
+    """(user, system) CPU microseconds of one generic-netlink dump round trip at the host's
+    own speed, and its size in bytes: the controller's family list (CTRL_CMD_GETFAMILY,
+    NLM_F_DUMP), the nearest thing to a real-server dump a host without IPVS can make. It
+    stands in for the kernel's share of a pass, which makes one such dump per service."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 16)  # NETLINK_GENERIC
+    sock.bind((0, 0))
+    buf = bytearray(1 << 20)
+    size = 0
+
+    def one(seq: int) -> int:
+        sock.send(struct.pack("=IHHIIBBH", 20, 0x10, 0x301, seq, 0, 3, 1, 0))
+        got = 0
+        while True:
+            n = sock.recv_into(buf)
+            got += n
+            offset = 0
+            while offset + 16 <= n:
+                length, mtype = struct.unpack_from("=IH", buf, offset)
+                if mtype == 3 or length < 16:  # NLMSG_DONE
+                    return got
+                offset += (length + 3) & ~3
+
+    try:
+        size = one(1)
+        u0, s0 = cpu_times()
+        for seq in range(count):
+            one(seq + 2)
+        u1, s1 = cpu_times()
+    finally:
+        sock.close()
+    return (u1 - u0) / count * 1e6, (s1 - s0) / count * 1e6, size
+
+
 def host_decode(n: int, passes: int) -> dict[str, object]:
     """The Python side of a pass at the host's native speed: decoding kernel answers (made
     here in the kernel's layout: this host has no IPVS) and planning, without the syscalls and
     the kernel's own work. Cold: every service decoded (a first pass); steady: nothing changed
-    since the previous dump; counters: steady plus decoding every counter."""
+    since the previous dump; counters: steady plus decoding every counter. The estimate of a
+    whole pass adds, per service, the system time of a generic-netlink dump round trip."""
     table = build_table(n)
     answers = [(memoryview(s), [memoryview(d) for d in ds]) for s, ds in kernel_answers(table)]
     interval = IpvsSection().reconcile_interval
@@ -377,6 +413,15 @@ def host_decode(n: int, passes: int) -> dict[str, object]:
     steady = sorted(one_pass(decoder, memo, False) for _ in range(passes))
     counting = sorted(one_pass(decoder, memo, True) for _ in range(passes))
     out: dict[str, object] = {"services": n, "real_servers": table.real_server_count}
+    user_us, system_us, size = genl_dump_round_trip(n)
+    out["host_genl_dump_bytes"] = size
+    out["host_genl_dump_user_us"] = round(user_us, 1)
+    out["host_genl_dump_system_us"] = round(system_us, 1)
+    # One dest dump per service plus the service dump, at the round trip's kernel cost.
+    out["host_estimate_pass_cpu_s"] = round(steady[passes // 2] + n * system_us / 1e6, 3)
+    out["host_estimate_core_share"] = round(
+        (steady[passes // 2] + n * system_us / 1e6) / interval, 4
+    )
     for name, runs in (("cold", cold), ("steady", steady), ("steady_counters", counting)):
         out[f"host_decode_{name}_cpu_s"] = round(runs[passes // 2], 4)
         out[f"host_decode_{name}_core_share"] = round(runs[passes // 2] / interval, 5)
