@@ -769,16 +769,15 @@ class DumpDecoder:
                 dest_fingerprint(raw, parts)
         fp = b"".join(parts)
         known = self._full.get(base.key)
-        if known is not None and known[0] is base and known[1] == fp:
-            full = known[2]
-        else:
+        if known is None or known[0] is not base or known[1] != fp:
             family = base.key.family
             servers = tuple(decode_dest(r, family, with_counters=False)[0] for r in raws)
-            full = replace(base, real_servers=servers)
+            # (A hit keeps its old entry: no new object per service for the collector.)
+            known = (base, fp, replace(base, real_servers=servers))
             self.decoded += 1
-        self._next_full[base.key] = (base, fp, full)
-        self._order.append(full)
-        return full
+        self._next_full[base.key] = known
+        self._order.append(known[2])
+        return known[2]
 
     def finish(self) -> Table:
         """The dump's table: the previous one itself when every service is the same object."""
