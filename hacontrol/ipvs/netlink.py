@@ -1319,7 +1319,8 @@ class IpvsNetlink:
                     at = offset + start
                     if at + 4 <= offset + length:
                         alen, atype = nla_header(view, at)
-                        if atype & NLA_TYPE_MASK == attr_type and at + alen <= offset + length:
+                        fits = alen >= 4 and at + alen <= offset + length
+                        if atype & NLA_TYPE_MASK == attr_type and fits:
                             out.append(view[at + 4 : at + alen])
                         else:
                             found = parse_attrs(view[at : offset + length]).get(attr_type)
