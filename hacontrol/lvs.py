@@ -580,7 +580,9 @@ class LvsRuntime:
 
     def _want_counters(self) -> bool:
         # Drains need ActiveConn/InActConn; the metrics endpoint exports the kernel's
-        # figures from the same dumps (hacontrol/metrics.py), so it needs them on every pass.
+        # figures from the same dumps (hacontrol/metrics.py). A dump keeps the counters'
+        # bytes and decodes them only when read (netlink.Snapshot): by a drain on every pass,
+        # by metrics when Prometheus scrapes.
         return self._draining() or self.config.global_.metrics_listen is not None
 
     def _on_snapshot(self, snap: Snapshot) -> None:

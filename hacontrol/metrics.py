@@ -23,17 +23,24 @@ count (`ipvsadm --persistent-conn`).
 
 Where the table figures come from, and what that costs. A dump at scrape time would be a
 second dump of a table the reconciler already dumps every `ipvs.reconcile_interval`, and
-on a large table (10,000 services x 5 real servers) one dump is seconds of CPU. So no dump
-is made for metrics: while the metrics endpoint is configured, the reconciler's own table
-dump decodes the counters too (hacontrol/lvs.py `_want_counters`) and every such dump is
-published on the bus (`IpvsTableDumped`); the collector keeps the last one and renders it
-when Prometheus scrapes, with its age (`hacontrol_ipvs_snapshot_age_seconds`). The figures
-are therefore as of the last reconcile pass's dump, taken before that pass's writes: at
-most one `reconcile_interval` old while passes succeed, older (and said so by the age)
-when they fail. (The kernel's own traffic totals lag too: it folds its per-CPU counters
-into what it reports every 2 s, when its rate estimator runs.) Decoding the counters adds
-to every pass; benchmarks/ipvs_apply.py prints the dump and a pass with and without them
-(README, Benchmarks). While IPVS is unavailable nothing of the table is exported, as
+on a large table (10,000 services x 5 real servers) one dump is one request per service.
+So no dump is made for metrics: while the metrics endpoint is configured, the reconciler's
+own table dump keeps the counters' bytes too (hacontrol/lvs.py `_want_counters`) and every
+such dump is published on the bus (`IpvsTableDumped`); the collector keeps the last one
+and renders it when Prometheus scrapes, with its age (`hacontrol_ipvs_snapshot_age_seconds`).
+The figures are therefore as of the last reconcile pass's dump, taken before that pass's
+writes: at most one `reconcile_interval` old while passes succeed, older (and said so by
+the age) when they fail. (The kernel's own traffic totals lag too: it folds its per-CPU
+counters into what it reports every 2 s, when its rate estimator runs.)
+
+The trade-off: decoding the counters is most of the Python work of a dump whose settings
+did not change (hacontrol/ipvs/netlink.py `DumpDecoder` skips decoding those), so a pass
+only keeps their bytes and the first scrape after it decodes them (`Snapshot`), in the
+scrape's thread: the cost moves from every `reconcile_interval` to at most once per scrape
+and pass, and a pass without a scrape since pays nothing for them. Scraping more often than
+passes run decodes each dump once. A drain in progress reads them on every pass.
+benchmarks/ipvs_apply.py prints a pass without counters, with them kept, and with them
+decoded (README, Benchmarks). While IPVS is unavailable nothing of the table is exported, as
 node_exporter exports nothing without /proc/net/ip_vs.
 
 Series of things the configuration no longer has (a VRRP instance, a virtual server, a real

@@ -188,6 +188,20 @@ class ServiceKey:
     protocol: int
     address: IPAddress | None
     port: int
+    # Hashed once: a pass looks keys up tens of thousands of times, and an address hashes in
+    # Python (ipaddress: hash(hex(int(ip)))).
+    _hash: int = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        fields = (self.family, self.fwmark, self.protocol, self.address, self.port)
+        object.__setattr__(self, "_hash", hash(fields))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[ServiceKey], tuple[int, int, int, IPAddress | None, int]]:
+        # Rebuilt, not restored: a str hash (hence the cached one) differs between processes.
+        return ServiceKey, (self.family, self.fwmark, self.protocol, self.address, self.port)
 
     @classmethod
     def of(cls, protocol: Protocol | int | str, address: str | IPAddress, port: int) -> ServiceKey:
@@ -229,6 +243,16 @@ class DestKey:
 
     address: IPAddress
     port: int
+    _hash: int = field(init=False, repr=False, compare=False, hash=False)  # as ServiceKey's
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.address, self.port)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[DestKey], tuple[IPAddress, int]]:
+        return DestKey, (self.address, self.port)  # as ServiceKey's
 
     def sort_key(self) -> tuple[int, int, int]:
         return (self.address.version, int(self.address), self.port)

@@ -497,9 +497,10 @@ class DestCounters:
 
 
 _NO_COUNTERS = DestCounters()
+_NO_STATS = Stats()
 
 
-def decode_service(raw: memoryview) -> tuple[VirtualService, Stats]:
+def decode_service(raw: memoryview, *, with_stats: bool = True) -> tuple[VirtualService, Stats]:
     """One IPVS_CMD_ATTR_SERVICE payload from a dump -> (service without servers, stats)."""
     a = parse_attrs(raw)
     family = _u16(a[IPVS_SVC_ATTR_AF])
@@ -532,12 +533,7 @@ def decode_service(raw: memoryview) -> tuple[VirtualService, Stats]:
         persistence_netmask=netmask,
         persistence_engine=(pe or None) if persistent else None,
     )
-    stats = Stats()
-    if IPVS_SVC_ATTR_STATS64 in a:
-        stats = decode_stats(a[IPVS_SVC_ATTR_STATS64], wide=True)
-    elif IPVS_SVC_ATTR_STATS in a:
-        stats = decode_stats(a[IPVS_SVC_ATTR_STATS], wide=False)
-    return svc, stats
+    return svc, _stats_of(a, IPVS_SVC_ATTR_STATS64) if with_stats else _NO_STATS
 
 
 # The settings part of IPVS_CMD_ATTR_DEST as ip_vs_genl_fill_dest() (Linux 5.3+) writes it:
@@ -647,6 +643,153 @@ def decode_dest(
         stats=stats,
     )
     return rs, counters
+
+
+def decode_dest_counters(raw: memoryview) -> DestCounters:
+    """The counters of one IPVS_CMD_ATTR_DEST payload (its settings are not decoded)."""
+    if len(raw) >= _DEST_FIXED.size:
+        v = _DEST_FIXED.unpack_from(raw)
+        if v[0::2] == _DEST_FIXED_HEADERS:
+            rest = parse_attrs(raw[_DEST_FIXED.size :])
+            return DestCounters(v[19], v[21], v[23], _stats_of(rest, IPVS_DEST_ATTR_STATS64))
+    a = parse_attrs(raw)
+    return DestCounters(
+        _u32(a[IPVS_DEST_ATTR_ACTIVE_CONNS]) if IPVS_DEST_ATTR_ACTIVE_CONNS in a else 0,
+        _u32(a[IPVS_DEST_ATTR_INACT_CONNS]) if IPVS_DEST_ATTR_INACT_CONNS in a else 0,
+        _u32(a[IPVS_DEST_ATTR_PERSIST_CONNS]) if IPVS_DEST_ATTR_PERSIST_CONNS in a else 0,
+        _stats_of(a, IPVS_DEST_ATTR_STATS64),
+    )
+
+
+def decode_service_stats(raw: memoryview) -> Stats:
+    """The stats of one IPVS_CMD_ATTR_SERVICE payload (its settings are not decoded)."""
+    return _stats_of(parse_attrs(raw), IPVS_SVC_ATTR_STATS64)
+
+
+def _stats_of(a: dict[int, memoryview], stats64: int) -> Stats:
+    # STATS64 is STATS + 2 for services and real servers alike.
+    if stats64 in a:
+        return decode_stats(a[stats64], wide=True)
+    if stats64 - 2 in a:
+        return decode_stats(a[stats64 - 2], wide=False)
+    return Stats()
+
+
+_STATS_TYPES = frozenset({IPVS_SVC_ATTR_STATS, IPVS_SVC_ATTR_STATS64})
+
+
+def service_fingerprint(raw: memoryview) -> bytes:
+    """The bytes of an IPVS_CMD_ATTR_SERVICE payload that say its settings: all of it up to
+    the stats, which ip_vs_genl_fill_service() writes last. Anything after a stats attribute
+    that is not one keeps the whole payload (then the counters defeat the cache: slower, never
+    wrong)."""
+    offset = 0
+    end = len(raw)
+    stats_at = -1
+    while offset + 4 <= end:
+        length, atype = _NLA.unpack_from(raw, offset)
+        if length < 4:
+            break
+        if atype & NLA_TYPE_MASK in _STATS_TYPES:
+            if stats_at < 0:
+                stats_at = offset
+        elif stats_at >= 0:
+            return bytes(raw)
+        offset += (length + 3) & ~3
+    return bytes(raw[:stats_at] if stats_at >= 0 else raw)
+
+
+# The settings bytes of a real server in ip_vs_genl_fill_dest()'s layout (_DEST_FIXED): the
+# nine setting attributes, the three connection-count headers without their values (they
+# change with traffic), ADDR_FAMILY. Stats follow and are left out.
+_DEST_FINGERPRINT = struct.Struct("=88s4x4s4x4s4x8s")
+
+
+def dest_fingerprint(raw: memoryview, parts: list[bytes]) -> None:
+    """Append the bytes of an IPVS_CMD_ATTR_DEST payload that say its settings (see above) to
+    ``parts``; another layout appends the whole payload (counters included: it then never
+    matches twice). A kind byte first, and a length for a whole payload, so that joined parts
+    of different real servers can never read alike."""
+    if len(raw) >= _DEST_FIXED.size:
+        parts.append(b"\1")
+        parts.extend(_DEST_FINGERPRINT.unpack_from(raw))
+    else:
+        parts.append(b"\2" + _U32.pack(len(raw)))
+        parts.append(bytes(raw))
+
+
+class DumpDecoder:
+    """Decodes a table dump, reusing what the previous dump decoded when its bytes are equal.
+
+    A no-drift pass then hashes and compares bytes instead of building tens of thousands of
+    objects: a service whose settings bytes (``service_fingerprint``) and real servers' bytes
+    (``dest_fingerprint``) equal the previous dump's is the very same ``VirtualService``
+    object, and when every service is, the very same ``Table`` (which ``plan.PlanMemo`` then
+    recognises). Counters are never part of a fingerprint: they change with traffic and are
+    decoded apart, only when asked. Equal bytes decode to equal values, so this is exact: any
+    change the kernel reports, whoever made it, changes the bytes and is decoded afresh.
+
+    Pure: the socket feeds it payloads. Entries live one dump: what a dump did not see again
+    (a deleted service) is forgotten.
+    """
+
+    def __init__(self) -> None:
+        self._services: dict[bytes, VirtualService] = {}
+        self._next_services: dict[bytes, VirtualService] = {}
+        self._full: dict[ServiceKey, tuple[VirtualService, bytes, VirtualService]] = {}
+        self._next_full: dict[ServiceKey, tuple[VirtualService, bytes, VirtualService]] = {}
+        self._table = Table()
+        self._order: list[VirtualService] = []
+        self.decoded = 0  # services decoded afresh in the last dump (for tests and benchmarks)
+
+    def begin(self) -> None:
+        self._next_services = {}
+        self._next_full = {}
+        self._order = []
+        self.decoded = 0
+
+    def service(self, raw: memoryview) -> VirtualService:
+        """An IPVS_CMD_ATTR_SERVICE payload -> the service without real servers."""
+        fp = service_fingerprint(raw)
+        svc = self._services.get(fp)
+        if svc is None:
+            svc = decode_service(raw, with_stats=False)[0]
+        self._next_services[fp] = svc
+        return svc
+
+    def servers(self, base: VirtualService, raws: Sequence[memoryview]) -> VirtualService:
+        """``base`` with the real servers of these IPVS_CMD_ATTR_DEST payloads (dump order)."""
+        parts: list[bytes] = []
+        fixed, fingerprint = _DEST_FIXED.size, _DEST_FINGERPRINT.unpack_from
+        for raw in raws:
+            if len(raw) >= fixed:  # dest_fingerprint(), inlined: this loop is the steady state
+                parts.append(b"\1")
+                parts.extend(fingerprint(raw))
+            else:
+                dest_fingerprint(raw, parts)
+        fp = b"".join(parts)
+        known = self._full.get(base.key)
+        if known is None or known[0] is not base or known[1] != fp:
+            family = base.key.family
+            servers = tuple(decode_dest(r, family, with_counters=False)[0] for r in raws)
+            # (A hit keeps its old entry: no new object per service for the collector.)
+            known = (base, fp, replace(base, real_servers=servers))
+            self.decoded += 1
+        self._next_full[base.key] = known
+        self._order.append(known[2])
+        return known[2]
+
+    def finish(self) -> Table:
+        """The dump's table: the previous one itself when every service is the same object."""
+        order, previous = self._order, self._table.services
+        self._services, self._full = self._next_services, self._next_full
+        self._next_services, self._next_full = {}, {}
+        if len(order) == len(previous) and all(
+            a is b for a, b in zip(order, previous, strict=True)
+        ):
+            return self._table
+        self._table = Table.of(order)
+        return self._table
 
 
 def decode_error(payload: memoryview, flags: int) -> tuple[int, str]:
@@ -809,13 +952,76 @@ class ApplyResult:
         return not self.failures
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """A kernel dump: the table (settings only) and, apart from it, the counters."""
+# What a dump keeps of the counters until someone reads them: per service its key, its
+# IPVS_CMD_ATTR_SERVICE payload, its real servers and their IPVS_CMD_ATTR_DEST payloads.
+RawCounters = list[tuple[ServiceKey, memoryview, tuple[RealServer, ...], Sequence[memoryview]]]
 
-    table: Table
-    service_stats: dict[ServiceKey, Stats]
-    dest_counters: dict[tuple[ServiceKey, DestKey], DestCounters]
+
+class Snapshot:
+    """A kernel dump: the table (settings only) and, apart from it, the counters.
+
+    A dump keeps the counters' bytes and decodes them the first time ``service_stats`` or
+    ``dest_counters`` is read: the reconciler dumps with counters on every pass while the
+    metrics endpoint is configured, but they are only needed when Prometheus scrapes (or a
+    drain is waiting for connections to end), and decoding them is most of a large dump's
+    Python work. Decoding twice from two threads at once gives the same values.
+    """
+
+    __slots__ = ("_dest_counters", "_raw", "_service_stats", "table")
+
+    def __init__(
+        self,
+        table: Table,
+        service_stats: dict[ServiceKey, Stats],
+        dest_counters: dict[tuple[ServiceKey, DestKey], DestCounters],
+    ) -> None:
+        self.table = table
+        self._service_stats = service_stats
+        self._dest_counters = dest_counters
+        self._raw: RawCounters | None = None
+
+    @classmethod
+    def undecoded(cls, table: Table, raw: RawCounters) -> Snapshot:
+        snap = cls(table, {}, {})
+        snap._raw = raw
+        return snap
+
+    @property
+    def service_stats(self) -> dict[ServiceKey, Stats]:
+        self._decode()
+        return self._service_stats
+
+    @property
+    def dest_counters(self) -> dict[tuple[ServiceKey, DestKey], DestCounters]:
+        self._decode()
+        return self._dest_counters
+
+    def _decode(self) -> None:
+        raw = self._raw
+        if raw is None:
+            return
+        stats: dict[ServiceKey, Stats] = {}
+        counters: dict[tuple[ServiceKey, DestKey], DestCounters] = {}
+        for key, svc_raw, servers, dests in raw:
+            stats[key] = decode_service_stats(svc_raw)
+            for rs, dest_raw in zip(servers, dests, strict=True):
+                counters[(key, rs.key)] = decode_dest_counters(dest_raw)
+        self._service_stats, self._dest_counters = stats, counters
+        self._raw = None  # after the dicts: a reader in another thread sees them filled
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Snapshot):
+            return NotImplemented
+        return (self.table, self.service_stats, self.dest_counters) == (
+            other.table,
+            other.service_stats,
+            other.dest_counters,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Snapshot({len(self.table)} services)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -921,6 +1127,7 @@ class IpvsNetlink:
                 with contextlib.suppress(OSError):
                     self._sock.setsockopt(socket.SOL_SOCKET, opt, size)
             self._buf = bytearray(1 << 20)
+            self._decoder = DumpDecoder()
             self._seq = 0
             self.family_id = self._resolve_family()
         except BaseException:
@@ -1078,42 +1285,81 @@ class IpvsNetlink:
                     return
                 yield payload[_GENL.size :]
 
+    def _dump_attrs(
+        self, cmd: int, attrs: bytes, attr_type: int, service: ServiceKey | None = None
+    ) -> list[memoryview]:
+        """The ``attr_type`` attribute of every answer of a dump (IPVS's dump answers hold that
+        one attribute), each a view of a copy of its datagram: the receive buffer is reused by
+        the next read. An error names ``service`` (or the whole table)."""
+        seq = self._next_seq()
+        self._sock.send(encode_message(self.family_id, cmd, NLM_F_REQUEST | NLM_F_DUMP, seq, attrs))
+        out: list[memoryview] = []
+        start = _HDR.size + _GENL.size
+        head, nla_header = _HDR.unpack_from, _NLA.unpack_from
+        while True:
+            n = self._sock.recv_into(self._buf)
+            view = memoryview(self._buf[:n])
+            offset = 0
+            while offset + _HDR.size <= n:
+                length, mtype, flags, rseq, _pid = head(view, offset)
+                if length < _HDR.size or offset + length > n:
+                    raise NetlinkDecodeError(f"bad nlmsg length {length} at offset {offset}")
+                if rseq == seq:
+                    if mtype == NLMSG_DONE:
+                        return out
+                    if mtype == NLMSG_ERROR:
+                        code, text = decode_error(view[offset + _HDR.size : offset + length], flags)
+                        if code:
+                            subject = (
+                                "dump services" if service is None else f"dump service {service}"
+                            )
+                            raise kernel_error(subject, code, text)
+                        return out
+                    # The one attribute read in place (the slower lookup for anything else).
+                    at = offset + start
+                    if at + 4 <= offset + length:
+                        alen, atype = nla_header(view, at)
+                        fits = alen >= 4 and at + alen <= offset + length
+                        if atype & NLA_TYPE_MASK == attr_type and fits:
+                            out.append(view[at + 4 : at + alen])
+                        else:
+                            found = parse_attrs(view[at : offset + length]).get(attr_type)
+                            if found is not None:
+                                out.append(found)
+                offset += (length + 3) & ~3
+
     def dump(self, *, counters: bool = True) -> Snapshot:
         """The kernel's whole table with 64-bit stats, rates and connection counts.
 
-        ``counters=False`` skips decoding them (the reconciler only compares settings): on a
-        large table most of a dump's cost is decoding.
+        ``counters=False`` leaves them out (the reconciler only compares settings); with
+        them they are decoded when first read (``Snapshot``). The settings are decoded by this
+        socket's ``DumpDecoder``: what did not change since the previous dump is not decoded
+        again, so a dump of an unchanged table costs the kernel's answers and a comparison of
+        their bytes.
         """
-        services: list[tuple[VirtualService, Stats]] = []
-        for payload in self._dump(IPVS_CMD_GET_SERVICE, b"", "dump services"):
-            a = parse_attrs(payload)
-            if IPVS_CMD_ATTR_SERVICE in a:
-                services.append(decode_service(a[IPVS_CMD_ATTR_SERVICE]))
-        out: list[VirtualService] = []
-        service_stats: dict[ServiceKey, Stats] = {}
-        dest_counters: dict[tuple[ServiceKey, DestKey], DestCounters] = {}
-        for svc, stats in services:
-            service_stats[svc.key] = stats
-            key_attr = nla_nested(IPVS_CMD_ATTR_SERVICE, encode_service_key(svc.key))
-            servers: list[RealServer] = []
+        decoder = self._decoder
+        decoder.begin()
+        services = [
+            (decoder.service(raw), raw)
+            for raw in self._dump_attrs(IPVS_CMD_GET_SERVICE, b"", IPVS_CMD_ATTR_SERVICE)
+        ]
+        raw_counters: RawCounters = []
+        for base, svc_raw in services:
+            key = base.key
             try:
-                for payload in self._dump(IPVS_CMD_GET_DEST, key_attr, f"dump service {svc.key}"):
-                    # A reply holds exactly one attribute, IPVS_CMD_ATTR_DEST: read it directly.
-                    length, atype = _NLA.unpack_from(payload)
-                    if atype & NLA_TYPE_MASK == IPVS_CMD_ATTR_DEST and 4 <= length <= len(payload):
-                        rs, dc = decode_dest(
-                            payload[4:length], svc.key.family, with_counters=counters
-                        )
-                        servers.append(rs)
-                        if counters:
-                            dest_counters[(svc.key, rs.key)] = dc
+                raws = self._dump_attrs(
+                    IPVS_CMD_GET_DEST, _service_key_nest(key), IPVS_CMD_ATTR_DEST, key
+                )
             except IpvsError as exc:
                 # Deleted between the two dumps: it is simply not there any more.
                 if exc.errno != errno.ESRCH:
                     raise
                 continue
-            out.append(replace(svc, real_servers=tuple(servers)))
-        return Snapshot(Table.of(out), service_stats, dest_counters)
+            full = decoder.servers(base, raws)
+            if counters:
+                raw_counters.append((key, svc_raw, full.real_servers, raws))
+        table = decoder.finish()
+        return Snapshot.undecoded(table, raw_counters) if counters else Snapshot(table, {}, {})
 
     # -- writes -----------------------------------------------------------------------------
 

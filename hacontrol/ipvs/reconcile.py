@@ -2,8 +2,11 @@
 
 Every pass dumps the kernel, plans (``plan.plan``) and applies the diff. Nothing is remembered
 between passes except which services are ours, so a failed op is simply planned again by the next
-pass, and a change made behind our back (``ipvsadm -d``) is repaired by the next pass. When passes
-run (interval, on demand, backoff) is the runtime reconciler's business
+pass, and a change made behind our back (``ipvsadm -d``) is repaired by the next pass. (What is
+kept to make a pass with nothing to do cheap changes none of that: the dump hands back the very
+same table object only when the kernel's answers are byte for byte those of the previous dump,
+counters aside (netlink.DumpDecoder), and only then does ``plan.PlanMemo`` skip comparing.)
+When passes run (interval, on demand, backoff) is the runtime reconciler's business
 (hacontrol/runtime/reconciler.py); this module is the table's part of it.
 
 - Start adopts: the first pass dumps what the kernel already has and edits it into shape. It never
@@ -28,7 +31,7 @@ from typing import Protocol
 
 from hacontrol.ipvs.model import ServiceKey, Table
 from hacontrol.ipvs.netlink import ApplyResult, OpFailure
-from hacontrol.ipvs.plan import Op, Owned, plan
+from hacontrol.ipvs.plan import Op, Owned, PlanMemo, plan
 
 log = logging.getLogger("hacontrol.ipvs")
 
@@ -86,6 +89,7 @@ class Reconciler:
         self._on_pass = on_pass
         self.counters = ReconcilerCounters()
         self._lock = asyncio.Lock()
+        self._memo = PlanMemo()  # a no-drift pass re-plans nothing (plan.PlanMemo)
 
     @property
     def desired(self) -> Table:
@@ -124,7 +128,13 @@ class Reconciler:
             ops: list[Op] = []
             try:
                 actual = await self._kernel.dump()
-                ops = plan(desired, actual, owned=self.owns, purge_unowned=self.purge_unowned)
+                ops = plan(
+                    desired,
+                    actual,
+                    owned=self.owns,
+                    purge_unowned=self.purge_unowned,
+                    memo=self._memo,
+                )
                 result = await self._kernel.apply(ops) if ops else ApplyResult(0, (), 0)
                 error = None
                 # Services that are gone and no longer desired stop being ours, so one re-made

@@ -739,6 +739,81 @@ async def test_reconciler_repairs_drift(ipvsadm: Ipvsadm) -> None:
     assert "TCP  192.0.2.30:443 rr persistent 300" in ipvsadm("-Ln")
 
 
+async def test_steady_passes_reuse_the_dump_and_still_repair_every_drift(
+    lab: str, ipvsadm: Ipvsadm
+) -> None:
+    """A pass with nothing to do gets the very table object of the previous dump (no decoding,
+    no comparing: DumpDecoder, PlanMemo), even while traffic moves the counters; any change
+    made by hand is still repaired by the very next pass."""
+    udp = ServiceKey.of("udp", "192.0.2.10", 5000)
+    tcp = ServiceKey.of("tcp", "192.0.2.10", 80)
+    desired = Table.of(
+        [
+            VirtualService(
+                udp,
+                scheduler="rr",
+                real_servers=(
+                    rs("198.51.100.1", forwarding=DR, weight=2),
+                    rs("198.51.100.2", forwarding=DR, weight=2),
+                ),
+            ),
+            VirtualService(
+                tcp,
+                scheduler="wlc",
+                real_servers=(rs("198.51.100.3", forwarding=DR, weight=1, upper_threshold=50),),
+            ),
+        ]
+    )
+    kernel = await AsyncIpvs.open(netns=lab)
+    rec = Reconciler(kernel, desired)
+    try:
+        first = await rec.reconcile_once()
+        assert first.ok and len(first.ops) == 5
+        before = (await kernel.snapshot()).table
+        send_udp(lab, "192.0.2.10", 5000, 4)  # counters move: not drift
+        await asyncio.to_thread(wait_conns, kernel.sync, udp, 4)
+        snap = await kernel.snapshot()
+        assert snap.table is before
+        assert sum(c.inact_conns + c.active_conns for c in snap.dest_counters.values()) == 4
+        assert (await rec.reconcile_once()).ops == ()
+
+        drifts: list[tuple[tuple[str, ...], list[str]]] = [
+            (
+                ("-e", "-u", "192.0.2.10:5000", "-r", "198.51.100.1", "-g", "-w", "9"),
+                ["edit real server 198.51.100.1:5000 of service UDP 192.0.2.10:5000"],
+            ),
+            (
+                ("-e", "-t", "192.0.2.10:80", "-r", "198.51.100.3", "-g", "-x", "7"),
+                ["edit real server 198.51.100.3:80 of service TCP 192.0.2.10:80"],
+            ),
+            (
+                ("-d", "-u", "192.0.2.10:5000", "-r", "198.51.100.2"),
+                ["add real server 198.51.100.2:5000 to service UDP 192.0.2.10:5000"],
+            ),
+            (
+                ("-E", "-t", "192.0.2.10:80", "-s", "rr"),
+                ["edit service TCP 192.0.2.10:80"],
+            ),
+            (
+                ("-D", "-t", "192.0.2.10:80"),
+                [
+                    "add service TCP 192.0.2.10:80",
+                    "add real server 198.51.100.3:80 to service TCP 192.0.2.10:80",
+                ],
+            ),
+            (("-C",), [str(op) for op in first.ops]),
+        ]
+        for command, repairs in drifts:
+            ipvsadm(*command, netns=lab)
+            repair = await rec.reconcile_once()
+            assert repair.ok, command
+            assert [str(op) for op in repair.ops] == repairs, command
+            assert (await rec.reconcile_once()).ops == (), command
+            assert (await kernel.dump()) == desired
+    finally:
+        kernel.close()
+
+
 async def test_reconciler_retries_failed_ops(ipvsadm: Ipvsadm) -> None:
     # A server whose service cannot be created keeps failing; the rest is in place; once the
     # desired scheduler is fixed, the next pass creates both.

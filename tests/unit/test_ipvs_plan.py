@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,6 +17,8 @@ from hacontrol.ipvs.plan import (
     DeleteService,
     EditDest,
     EditService,
+    Op,
+    PlanMemo,
     plan,
 )
 from tests.unit.ipvs_fake import FakeKernel
@@ -210,3 +212,69 @@ def test_plan_reaches_desired_with_one_write_per_difference(desired: Table, actu
     assert kernel.table() == desired
     assert len(ops) == _differences(desired, actual)
     assert plan(desired, kernel.table(), owned=lambda key: True) == []
+
+
+def _reference_plan(
+    desired: Table, actual: Table, is_owned: Callable[[ServiceKey], bool]
+) -> list[Op]:
+    """The planner as first written: every key sorted, then compared (the order to keep)."""
+    groups: list[list[Op]] = [[], [], [], [], [], []]
+    order = lambda rs: rs.key.sort_key()  # noqa: E731
+    for key in sorted(desired.keys()):
+        want = desired.get(key)
+        assert want is not None
+        have = actual.get(key)
+        if have is None:
+            groups[0].append(AddService(want))
+            groups[2].extend(AddDest(want, r) for r in sorted(want.real_servers, key=order))
+            continue
+        if want.settings() != have.settings():
+            groups[1].append(EditService(want, have))
+        for r in sorted(want.real_servers, key=order):
+            old = have.servers_by_key.get(r.key)
+            if old is None:
+                groups[2].append(AddDest(want, r))
+            elif old.settings() != r.settings():
+                groups[3].append(EditDest(want, r, old))
+        groups[4].extend(
+            DeleteDest(want, old)
+            for old in sorted(have.real_servers, key=order)
+            if old.key not in want.servers_by_key
+        )
+    for key in sorted(actual.keys()):
+        if key not in desired and is_owned(key):
+            have = actual.get(key)
+            assert have is not None
+            groups[5].append(DeleteService(have))
+    return [op for g in groups for op in g]
+
+
+@settings(max_examples=200, deadline=None)
+@given(desired=tables, actual=tables, owned=st.sets(keys))
+def test_plan_keeps_the_order_of_sorting_every_key(
+    desired: Table, actual: Table, owned: set[ServiceKey]
+) -> None:
+    # The planner sorts only the ops it finds; the order must be the same as sorting all keys.
+    assert plan(desired, actual, owned=owned) == _reference_plan(
+        desired, actual, owned.__contains__
+    )
+
+
+def test_memo_replans_nothing_for_the_same_tables_but_ownership_still_counts() -> None:
+    desired = Table.of([web(rs("198.51.100.1", weight=2))])
+    actual = Table.of([web(rs("198.51.100.1", weight=1)), VirtualService(DNS, scheduler="rr")])
+    memo = PlanMemo()
+    first = plan(desired, actual, owned=(), memo=memo)
+    assert names(first) == ["edit real server 198.51.100.1:80 of service TCP 192.0.2.1:80"]
+    assert memo.desired is desired and memo.actual is actual
+    # Same objects: the memo's ops, not a new comparison (a table that lies proves it).
+    memo.kept = ([], [], [], [], [])
+    assert plan(desired, actual, owned=(), memo=memo) == []
+    # Ownership is asked again every time: DNS adopted meanwhile is deleted.
+    assert names(plan(desired, actual, owned={DNS}, memo=memo)) == [
+        "delete service UDP 192.0.2.1:53"
+    ]
+    # Another actual table (drift) is compared afresh.
+    drifted = Table.of([web(rs("198.51.100.1", weight=3))])
+    assert names(plan(desired, drifted, owned=(), memo=memo)) == names(first)
+    assert memo.actual is drifted
