@@ -1135,7 +1135,9 @@ class Ctx:
         return True
 
     def hold(self, seconds: float) -> None:
-        time.sleep(min(seconds, max(0.0, self.deadline - time.monotonic())))
+        # `seconds` is what is left of a fault's planned length, negative when the takeover
+        # itself took longer than that (a loaded machine): then the fault ends at once.
+        time.sleep(max(0.0, min(seconds, self.deadline - time.monotonic())))
 
     def start_daemon(self, d: str) -> None:
         self.lab.directors[d].start()
