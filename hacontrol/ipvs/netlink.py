@@ -1453,11 +1453,23 @@ class AsyncIpvs:
 
     One socket serves the reconciler, the sync-daemon controller (``SyncDaemonBackend``) and the
     timeout commands; the lock keeps a daemon or timeout command from interleaving with a dump.
+    A caller that gives up waiting (``asyncio.wait_for``) releases the asyncio lock, but its
+    worker thread cannot be stopped and goes on using the socket: a second lock, taken in
+    the worker, keeps the next call's thread off the socket until that one is done.
     """
 
     def __init__(self, nl: IpvsNetlink) -> None:
         self._nl = nl
         self._lock = asyncio.Lock()
+        self._socket_lock = threading.Lock()
+
+    def _locked(self, call: Callable[[], _T]) -> _T:
+        with self._socket_lock:
+            return call()
+
+    async def _run(self, call: Callable[[], _T]) -> _T:
+        async with self._lock:
+            return await asyncio.to_thread(self._locked, call)
 
     @classmethod
     async def open(cls, *, netns: str | None = None, **kwargs: object) -> AsyncIpvs:
@@ -1472,50 +1484,39 @@ class AsyncIpvs:
         return self._nl
 
     async def snapshot(self) -> Snapshot:
-        async with self._lock:
-            return await asyncio.to_thread(self._nl.dump)
+        return await self._run(self._nl.dump)
 
     async def dump(self) -> Table:
         """The table without counters: what the reconciler compares."""
-        async with self._lock:
-            snap = await asyncio.to_thread(functools.partial(self._nl.dump, counters=False))
+        snap = await self._run(functools.partial(self._nl.dump, counters=False))
         return snap.table
 
     async def apply(self, ops: Sequence[Op]) -> ApplyResult:
-        async with self._lock:
-            return await asyncio.to_thread(self._nl.apply, ops)
+        return await self._run(functools.partial(self._nl.apply, ops))
 
     async def info(self) -> Info:
-        async with self._lock:
-            return await asyncio.to_thread(self._nl.info)
+        return await self._run(self._nl.info)
 
     async def zero(self, service: ServiceKey | None = None) -> None:
-        async with self._lock:
-            await asyncio.to_thread(self._nl.zero, service)
+        await self._run(functools.partial(self._nl.zero, service))
 
     async def flush(self) -> None:
-        async with self._lock:
-            await asyncio.to_thread(self._nl.flush)
+        await self._run(self._nl.flush)
 
     async def start_daemon(self, cfg: SyncDaemonConfig) -> None:
-        async with self._lock:
-            await asyncio.to_thread(self._nl.start_daemon, cfg)
+        await self._run(functools.partial(self._nl.start_daemon, cfg))
 
     async def stop_daemon(self, state: SyncRole) -> None:
-        async with self._lock:
-            await asyncio.to_thread(self._nl.stop_daemon, state)
+        await self._run(functools.partial(self._nl.stop_daemon, state))
 
     async def get_daemons(self) -> list[SyncDaemonConfig]:
-        async with self._lock:
-            return await asyncio.to_thread(self._nl.get_daemons)
+        return await self._run(self._nl.get_daemons)
 
     async def set_timeouts(self, timeouts: Timeouts) -> None:
-        async with self._lock:
-            await asyncio.to_thread(self._nl.set_timeouts, timeouts)
+        await self._run(functools.partial(self._nl.set_timeouts, timeouts))
 
     async def get_timeouts(self) -> Timeouts:
-        async with self._lock:
-            return await asyncio.to_thread(self._nl.get_timeouts)
+        return await self._run(self._nl.get_timeouts)
 
     def close(self) -> None:
         self._nl.close()
