@@ -190,7 +190,7 @@ class AddressBatcher:
                     break
                 # The kernel answers within send(); waiting here is the rare exception.
                 try:
-                    await asyncio.wait_for(_readable(loop, sock), remaining)
+                    await asyncio.wait_for(wait_readable(loop, sock), remaining)
                 except TimeoutError:
                     break
                 continue
@@ -209,7 +209,8 @@ class AddressBatcher:
         ]
 
 
-async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+async def wait_readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    """Until `sock` (non-blocking) has something to read."""
     ready: asyncio.Future[None] = loop.create_future()
 
     def wake() -> None:

@@ -37,6 +37,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 
+from vrrp.addrbatch import wait_readable
 from vrrp.types import IPInterface
 
 # <linux/netlink.h>
@@ -425,25 +426,11 @@ async def _read_all(sock: socket.socket, reader: DumpReader) -> None:
             if remaining <= 0:
                 raise OSError(errno.ETIMEDOUT, "no answer from the kernel") from None
             try:
-                await asyncio.wait_for(_readable(loop, sock), remaining)
+                await asyncio.wait_for(wait_readable(loop, sock), remaining)
             except TimeoutError:
                 raise OSError(errno.ETIMEDOUT, "no answer from the kernel") from None
             continue
         reader.feed(data)
-
-
-async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
-    ready: asyncio.Future[None] = loop.create_future()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    loop.add_reader(sock.fileno(), wake)
-    try:
-        await ready
-    finally:
-        loop.remove_reader(sock.fileno())
 
 
 class Monitor:
