@@ -55,7 +55,7 @@ from hacontrol.runtime.kernel import MODPROBE
 from hacontrol.runtime.lock import DEFAULT_RUN_DIR
 from hacontrol.runtime.readmodel import ReadModel, merge_counters
 from hacontrol.runtime.state import DEFAULT_STATE_DIR, PersistentState, RealServerRef, StateFile
-from hacontrol.runtime.vrrp_host import VrrpSupervisor
+from hacontrol.runtime.vrrp_host import VrrpSupervisor, discard_kept
 from hacontrol.tracking import TrackingRuntime
 from hacontrol.vrrp_notify import VrrpNotify
 from vrrp.events import InstanceStateChanged, ReconfigureResult
@@ -167,9 +167,17 @@ class Daemon:
         # CPython ignores SIGPIPE already; say so here, where it matters: a notify FIFO
         # whose reader went away must fail a write with EPIPE, not kill the director.
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-        # The VRRP process loads its modules meanwhile; it advertises nothing until
-        # `vrrp.start()` below, after IPVS.
-        await self.vrrp.prestart(bool(self.config.vrrp_instances))
+        # After `hacontrol restart`: what the daemon before this one left (runtime/resume.py).
+        # Its VRRP process, kept running, goes on advertising and gets the new config as a
+        # reload. Otherwise a new one loads its modules meanwhile; it advertises nothing
+        # until `vrrp.start()` below, after IPVS.
+        handoff = resume.take(self.run_dir, time.time())
+        taken = "no"
+        if handoff.vrrp_process is not None:
+            taken = await self.vrrp.adopt(handoff.vrrp_process)
+        kept = taken == "kept"
+        if not kept:
+            await self.vrrp.prestart(bool(self.config.vrrp_instances))
 
         self._start_metrics(self.config.global_.metrics_address)
         try:
@@ -179,14 +187,21 @@ class Daemon:
             log.error("control.listen_failed path=%s error=%s", self.control.path, exc)
         self.bus.publish(topology(self.config, self.config_path))
         self._publish_overrides()
-        # After `hacontrol restart`: the instances this director was MASTER of resume as
-        # MASTER if in time (their VIPs never left).
+        # After `hacontrol restart`: the instances this director was MASTER of stay MASTER
+        # (kept VRRP process) or resume as MASTER if in time (their VIPs never left).
         configured = {i.name for i in self.config.vrrp_instances}
-        resuming = {
-            n: left for n, left in resume.take(self.run_dir, time.time()).items() if n in configured
-        }
+        if taken == "no":
+            resuming = {n: left for n, left in handoff.masters.items() if n in configured}
+        else:
+            # The previous process advertised for them all along (an outgoing one's
+            # masters resume when the new process is ready: vrrp.start()).
+            resuming = {n: 0.0 for n in handoff.kept_masters if n in configured}
         if resuming:
-            log.info("daemon.resuming masters=%s", ",".join(sorted(resuming)))
+            log.info(
+                "daemon.resuming masters=%s vrrp_process=%s",
+                ",".join(sorted(resuming)),
+                {"kept": "kept", "outgoing": "replaced"}.get(taken, "new"),
+            )
             self.lvs.assume_vrrp_states(dict.fromkeys(resuming, State.MASTER))
         # IPVS first: a VIP that arrives before its virtual service would take traffic the
         # kernel then drops.
@@ -203,7 +218,9 @@ class Daemon:
                 vrrp_instances(self.config),
                 self._holds(self.config),
                 sync_groups(self.config),
-                resume=resuming,
+                # A kept process runs its masters still; an instance the new config
+                # restarts resigns and must not then resume.
+                resume={} if kept else resuming,
             )
         )
         stopping = asyncio.ensure_future(self._stop.wait())
@@ -279,9 +296,16 @@ class Daemon:
         """`hacontrol restart`: end without resigning; what this director holds stays."""
         sdnotify.notify("RELOADING=1\nSTATUS=restarting in place")
         deadlines = self.vrrp.resume_deadlines(time.monotonic())
-        await self.vrrp.abandon()
+        kept = await self.vrrp.detach()
+        if kept is None:
+            await self.vrrp.abandon()
         wall = time.time() - time.monotonic()  # the wall clock's offset, now
-        saved = resume.save(self.run_dir, {n: d + wall for n, d in deadlines.items()})
+        saved = resume.save(self.run_dir, {n: d + wall for n, d in deadlines.items()}, kept)
+        if kept is not None and not saved:
+            # The next daemon would not know it is there: two VRRP processes must never
+            # advertise for one director. Killed, it removes nothing.
+            discard_kept(kept)
+            kept = None
         await self.tracking.stop()
         await self.vrrp_notify.stop()
         await self.lvs.stop(restarting=True)
@@ -289,9 +313,10 @@ class Daemon:
         self._stop_metrics()
         self.gc_pacer.uninstall()
         log.info(
-            "daemon.restarting masters=%s resume_saved=%s",
+            "daemon.restarting masters=%s resume_saved=%s vrrp_process=%s",
             ",".join(sorted(deadlines)) or "-",
             saved,
+            "kept" if kept is not None else "ended",
         )
 
     def _request_restart(self) -> None:

@@ -783,6 +783,36 @@ class VrrpEngine:
     def states(self) -> dict[str, State]:
         return {name: runner.fsm.state for name, runner in self._runners.items()}
 
+    def replay(self) -> list[object]:
+        """Every instance as it is now, in the events a listener that knows nothing needs:
+        a restarted daemon that took this engine over (`hacontrol restart`). The state
+        change comes from INIT with reason RESUME, as for a VRRP process that resumed."""
+        events: list[object] = []
+        for runner in self._runners.values():
+            fsm = runner.fsm
+            events.append(
+                InstanceStateChanged(
+                    instance=runner.name,
+                    interface=runner.interface,
+                    vrid=fsm.params.vrid,
+                    old=State.INITIALIZE,
+                    new=fsm.state,
+                    reason=Reason.RESUME,
+                    priority=fsm.params.priority,
+                    effective_priority=fsm.effective_priority,
+                    family="ipv6" if runner.family == socket.AF_INET6 else "ipv4",
+                )
+            )
+            if fsm.state is State.MASTER:
+                events.append(
+                    MasterChanged(runner.name, self._source(runner), fsm.effective_priority, True)
+                )
+            elif runner.heard != (None, None):
+                events.append(MasterChanged(runner.name, *runner.heard, ours=False))
+            if fsm.faults:
+                events.append(FaultsChanged(runner.name, runner.interface, fsm.faults))
+        return events
+
     def set_priority(self, name: str, priority: int) -> None:
         """Set an instance's effective priority (tracking); KeyError for an unknown name."""
         runner = self._runners[name]

@@ -12,6 +12,12 @@ as an ordinary BACKUP.
 
 The daemon never waits on the VRRP process for anything time-critical: configure and
 hold requests are messages; events arrive when they arrive.
+
+`hacontrol restart` keeps the VRRP process: `detach()` leaves it running with its socket
+open across the daemon's exec, and the new daemon `adopt()`s it, so adverts never pause
+however long the new daemon takes to start (minutes in an emulated VM). Only when it
+cannot be kept (new code installed, the file not written) is it killed and the new
+daemon's process resumes the masters as after a crash.
 """
 
 from __future__ import annotations
@@ -22,14 +28,19 @@ import logging
 import os
 import signal
 import socket
+import stat
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from hacontrol.runtime.events import VrrpProcessChanged
 from hacontrol.runtime.vrrp_protocol import (
+    Attach,
     Configure,
+    Detach,
+    Detached,
     FrameError,
     Hello,
     SetHold,
@@ -37,6 +48,7 @@ from hacontrol.runtime.vrrp_protocol import (
     SetTracked,
     Stop,
     Stopped,
+    code_id,
     encode,
     read_message,
 )
@@ -67,6 +79,83 @@ def _master_down_interval(spec: InstanceSpec) -> float:
     return 3 * advert_int + (255 / 256) * advert_int
 
 
+class ChildProcess:
+    """The VRRP process, watched through a pidfd: one this daemon spawned or one it took
+    over after `hacontrol restart` (asyncio's subprocess objects cannot represent the
+    latter, and their transport kills a running child when the loop closes, which a
+    process meant to outlive this daemon's loop cannot have)."""
+
+    def __init__(self, pid: int, popen: subprocess.Popen[bytes] | None = None) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._popen = popen  # kept so that nothing else reaps it
+        self._loop = asyncio.get_running_loop()
+        self._exited = asyncio.Event()
+        self._pidfd: int | None = os.pidfd_open(pid)
+        self._loop.add_reader(self._pidfd, self._reap)
+
+    def _reap(self) -> None:
+        self.release()
+        try:
+            if self._popen is not None:
+                self.returncode = self._popen.wait()
+            else:
+                _, status = os.waitpid(self.pid, 0)
+                self.returncode = os.waitstatus_to_exitcode(status)
+        except ChildProcessError:
+            self.returncode = -signal.SIGKILL  # reaped elsewhere: its status is lost
+        self._exited.set()
+
+    def release(self) -> None:
+        """Stop watching (the process is handed to the next daemon, or has exited)."""
+        if self._pidfd is not None:
+            self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+
+    async def wait(self) -> int:
+        await self._exited.wait()
+        assert self.returncode is not None
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signal.SIGKILL)
+
+
+CODE_CHANGED = "the installed code changed since it started"
+
+
+def adopt_refusal(daemon_code: str, child_code: str, alive: bool, is_socket: bool) -> str:
+    """Why the VRRP process a restart left cannot be kept ("" when it can)."""
+    if not alive:
+        return "it is not running"
+    if not is_socket:
+        return "its socket did not survive the restart"
+    if child_code != daemon_code:
+        return CODE_CHANGED
+    return ""
+
+
+def discard(pid: int | None, fd: int | None) -> None:
+    """Kill a kept VRRP process nobody will take over (a kill removes nothing: its VIPs
+    stay for the resume deadlines), and close its socket."""
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def discard_kept(kept: Mapping[str, object]) -> None:
+    """`discard()` what `VrrpSupervisor.detach()` returned."""
+    pid, fd = kept.get("pid"), kept.get("fd")
+    discard(pid if isinstance(pid, int) else None, fd if isinstance(fd, int) else None)
+
+
 class VrrpSupervisor:
     """Runs the VRRP engine in its own process; `inline=True` runs it in this loop."""
 
@@ -95,11 +184,16 @@ class VrrpSupervisor:
         self.pid: int | None = None
         self.restarts = 0
         self._engine: VrrpEngine | None = None  # inline mode
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: ChildProcess | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self._pending: asyncio.Future[ReconfigureResult] | None = None
+        self._detaching: asyncio.Future[str] | None = None
+        self._kept: ChildProcess | None = None  # detached for the next daemon
+        # After `hacontrol restart` with new code: the previous VRRP process (pid, fd),
+        # still advertising, until the new one can take its masters over.
+        self._outgoing: tuple[int, int] | None = None
         self._configure_lock = asyncio.Lock()
         self._stopping = False
         self._started_at = 0.0
@@ -137,11 +231,33 @@ class VrrpSupervisor:
             await self._engine.start()
             self.pid = os.getpid()
             return self._engine_configure(resume_until)
-        if not self._instances:
+        if not self._instances and self._proc is None:
+            self._retire_outgoing()
             return ReconfigureResult()  # an LVS-only director: no VRRP process until needed
         if self._proc is None:
             await self._spawn(restart=False)
+        if self._outgoing is not None:
+            # The previous process advertised until now: the masters resume from here.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.hello.wait(), START_TIMEOUT)
+            self._retire_outgoing()
+            now = self._clock()
+            resume_until = {
+                spec.name: now + _master_down_interval(spec) - spec.params.advert_int / 100
+                for spec in self._instances
+                if spec.name in resume_until
+            }
+        # An adopted process runs its instances already: this is a reload for it.
         return await self._send_configure(resume_until)
+
+    def _retire_outgoing(self) -> None:
+        """Kill the previous VRRP process (a kill removes nothing: the new process
+        resumes its masters where they are)."""
+        if self._outgoing is not None:
+            pid, fd = self._outgoing
+            self._outgoing = None
+            log.info("vrrp.process_outgoing_ended pid=%d", pid)
+            discard(pid, fd)
 
     async def configure(
         self,
@@ -200,6 +316,7 @@ class VrrpSupervisor:
     async def stop(self) -> None:
         """Resign every master, remove the VIPs, and end the VRRP process."""
         self._stopping = True
+        self._retire_outgoing()  # stopped while starting after an upgrade: rare; killed
         if self._engine is not None:
             await self._engine.stop()
             return
@@ -238,6 +355,7 @@ class VrrpSupervisor:
         and mastership stay for the next daemon to take over. The process is killed: a
         killed process removes nothing. Inline, the engine goes with this process."""
         self._stopping = True
+        self._retire_outgoing()
         if self._watch_task is not None:
             self._watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -259,23 +377,37 @@ class VrrpSupervisor:
     async def _spawn(self, restart: bool) -> None:
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "hacontrol.runtime.vrrp_process",
-                "--fd",
-                str(child_end.fileno()),
-                "--parent",
-                str(os.getpid()),
-                "--log-level",
-                self._log_level,
+            popen = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "hacontrol.runtime.vrrp_process",
+                    "--fd",
+                    str(child_end.fileno()),
+                    "--parent",
+                    str(os.getpid()),
+                    "--log-level",
+                    self._log_level,
+                ],
                 pass_fds=(child_end.fileno(),),
-                stdin=asyncio.subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
             )
         finally:
             child_end.close()
-        reader, writer = await asyncio.open_unix_connection(sock=parent_end)
+        try:
+            proc = ChildProcess(popen.pid, popen)
+        except OSError:
+            popen.kill()
+            popen.wait()
+            parent_end.close()
+            raise
+        await self._connect(proc, parent_end)
         self.hello.clear()
+        log.info("vrrp.process_started pid=%d restart=%s", proc.pid, restart)
+        self._publish(VrrpProcessChanged("started", proc.pid, "restart" if restart else ""))
+
+    async def _connect(self, proc: ChildProcess, sock: socket.socket) -> None:
+        reader, writer = await asyncio.open_unix_connection(sock=sock)
         self._proc, self._writer = proc, writer
         self.pid = proc.pid
         self._started_at = self._clock()
@@ -283,12 +415,90 @@ class VrrpSupervisor:
             self._read(reader, proc), name="vrrp-process-reader"
         )
         self._send(self._scheduling)
-        log.info("vrrp.process_started pid=%d restart=%s", proc.pid, restart)
-        self._publish(VrrpProcessChanged("started", proc.pid, "restart" if restart else ""))
         if self._watch_task is None or self._watch_task.done():
             self._watch_task = asyncio.get_running_loop().create_task(
                 self._watch(), name="vrrp-process-watch"
             )
+
+    # ---- `hacontrol restart`: the VRRP process outlives the daemon's exec ---------------
+
+    async def detach(self) -> dict[str, object] | None:
+        """Leave the VRRP process running for the daemon this one is about to execute:
+        it answers Detached and goes quiet, its socket is kept open (inheritable) and
+        this daemon stops watching it. Returns what `adopt()` needs (the pid, the
+        socket's fd, the code it runs), or None if it cannot be kept (inline, not
+        running, no answer): then `abandon()` it."""
+        if self.inline or not self._running():
+            return None
+        proc, writer = self._proc, self._writer
+        assert proc is not None and writer is not None
+        self._stopping = True
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+        self._detaching = asyncio.get_running_loop().create_future()
+        self._send(Detach())
+        try:
+            code = await asyncio.wait_for(asyncio.shield(self._detaching), STOP_TIMEOUT)
+        except TimeoutError:
+            log.error("vrrp.process_detach_timeout pid=%d seconds=%s", proc.pid, STOP_TIMEOUT)
+            return None
+        finally:
+            self._detaching = None
+        # The reader has stopped after Detached, and nothing follows it: no frame is
+        # left half-read for the next daemon.
+        fd = os.dup(writer.get_extra_info("socket").fileno())
+        os.set_inheritable(fd, True)
+        writer.close()
+        proc.release()
+        self._kept = proc  # referenced to the end: its Popen must not be collected and reaped
+        self._proc = self._writer = None
+        log.info("vrrp.process_detached pid=%d fd=%d", proc.pid, fd)
+        return {"pid": proc.pid, "fd": fd, "code": code}
+
+    async def adopt(self, handoff: Mapping[str, object]) -> Literal["kept", "outgoing", "no"]:
+        """Take over the VRRP process the daemon before `hacontrol restart` left running
+        (`detach()`): "kept" when it is ours now. After an upgrade it is "outgoing": it
+        advertises on until `start()` has a new process to resume its masters. Otherwise
+        ("no") it is killed, without resigning (its VIPs stay; the caller's resume
+        deadlines take it from there), so that two VRRP processes never advertise for
+        one director."""
+        pid, fd, code = handoff.get("pid"), handoff.get("fd"), handoff.get("code")
+        if not isinstance(pid, int) or not isinstance(fd, int) or not isinstance(code, str):
+            return "no"
+        try:
+            alive = os.waitpid(pid, os.WNOHANG) == (0, 0)  # raises if not our child
+        except ChildProcessError:
+            alive = False
+        try:
+            is_socket = stat.S_ISSOCK(os.fstat(fd).st_mode)
+        except OSError:
+            is_socket = False
+        refusal = (
+            "the VRRP engine runs inline now"
+            if self.inline
+            else adopt_refusal(code_id(), code, alive, is_socket)
+        )
+        if refusal == CODE_CHANGED and not self.inline:
+            # An upgrade: it speaks the old protocol, so it is not taken over, but it goes
+            # on advertising until the new process is ready to resume its masters
+            # (`start()`), however long this daemon takes to start.
+            log.info("vrrp.process_outgoing pid=%d reason=%s", pid, refusal)
+            self._outgoing = (pid, fd)
+            return "outgoing"
+        if refusal:
+            log.warning("vrrp.process_not_kept pid=%d reason=%s", pid, refusal)
+            discard(pid if alive else None, fd if is_socket else None)
+            return "no"
+        sock = socket.socket(fileno=fd)
+        sock.set_inheritable(False)
+        await self._connect(ChildProcess(pid), sock)
+        self.hello.set()  # it said Hello to the daemon before this one
+        self._send(Attach())
+        log.info("vrrp.process_kept pid=%d", pid)
+        self._publish(VrrpProcessChanged("started", pid, "kept"))
+        return "kept"
 
     def _send(self, message: Any) -> None:
         writer = self._writer
@@ -335,7 +545,7 @@ class VrrpSupervisor:
             finally:
                 self._pending = None
 
-    async def _read(self, reader: asyncio.StreamReader, proc: asyncio.subprocess.Process) -> None:
+    async def _read(self, reader: asyncio.StreamReader, proc: ChildProcess) -> None:
         while True:
             try:
                 message = await read_message(reader)
@@ -352,6 +562,10 @@ class VrrpSupervisor:
             if isinstance(message, Stopped):
                 self._stopped_cleanly = True
                 continue
+            if isinstance(message, Detached):
+                if self._detaching is not None and not self._detaching.done():
+                    self._detaching.set_result(message.code)
+                return  # nothing follows; the socket goes to the next daemon unread
             pending = self._pending
             if (
                 isinstance(message, ReconfigureResult)

@@ -11,9 +11,14 @@ heap is small, so a full collection costs little.
 
 Life cycle: it dies with the daemon (PR_SET_PDEATHSIG: a daemon killed with SIGKILL
 takes it along, as a single-process daemon would go), stops gracefully on SIGTERM /
-SIGINT or on the daemon's Stop message or EOF (every master resigns with priority 0 and
-removes its VIPs), and ignores SIGHUP (reloads are the daemon's business; it sends the
-new instances).
+SIGINT or on the daemon's Stop message (every master resigns with priority 0 and
+removes its VIPs), exits without resigning at EOF (the daemon was killed), and ignores
+SIGHUP (reloads are the daemon's business; it sends the new instances).
+
+`hacontrol restart` keeps it: the daemon says Detach, this process answers Detached and
+goes quiet while the daemon executes itself again (same pid, so PR_SET_PDEATHSIG still
+points at it, and the socket is inherited), and the new daemon says Attach. Meanwhile
+the instances run on: adverts never stop, whatever the daemon's start costs.
 """
 
 from __future__ import annotations
@@ -34,7 +39,10 @@ from typing import Any
 
 from hacontrol.logsetup import setup_logging
 from hacontrol.runtime.vrrp_protocol import (
+    Attach,
     Configure,
+    Detach,
+    Detached,
     FrameError,
     Hello,
     SetHold,
@@ -42,6 +50,7 @@ from hacontrol.runtime.vrrp_protocol import (
     SetTracked,
     Stop,
     Stopped,
+    code_id,
     encode,
     read_message,
 )
@@ -98,9 +107,17 @@ class _Child:
         self.skipped = 0
         self.engine = VrrpEngine(publish=self.send)
         self.stop = asyncio.Event()
+        self.code = ""  # code_id() of what this process loaded
+        # Between Detach and Attach (`hacontrol restart`): nothing is sent; Attach replays
+        # every instance's state instead of what happened meanwhile.
+        self.detached = False
+        self.held_back = 0
 
     def send(self, message: Any) -> None:
         if self.writer.is_closing():
+            return
+        if self.detached:
+            self.held_back += 1
             return
         self.writer.write(encode(message))
 
@@ -120,6 +137,19 @@ class _Child:
                 os._exit(1)
             if isinstance(message, Stop):
                 break
+            if isinstance(message, Detach):
+                self.send(Detached(self.code))
+                self.detached = True
+                log.info("vrrp_process.detached: the daemon restarts; instances run on")
+                continue
+            if isinstance(message, Attach):
+                self.detached = False
+                log.info("vrrp_process.attached events_held_back=%d", self.held_back)
+                self.held_back = 0
+                for event in self.engine.replay():
+                    self.send(event)
+                self.send(self.engine.counters())
+                continue
             if isinstance(message, Configure):
                 result = self.engine.configure(
                     message.instances,
@@ -143,6 +173,8 @@ class _Child:
         last = None
         while True:
             await asyncio.sleep(COUNTERS_INTERVAL)
+            if self.detached:
+                continue
             snapshot = self.engine.counters()
             if snapshot == last:
                 continue
@@ -163,6 +195,7 @@ async def _run(fd: int) -> int:
         loop.add_signal_handler(signum, child.stop.set)
     await child.engine.start()
     child.send(Hello(os.getpid()))
+    child.code = code_id()  # after Hello: nobody waits on it until a restart
     # What exists now lives as long as the process; the rest is short-lived.
     gc.collect()
     gc.freeze()

@@ -15,11 +15,14 @@ small and start fast (no pydantic, no config models).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 import pickle
 import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+import vrrp as vrrp_package
 from vrrp.track import TrackKey, Verdict
 from vrrp.types import InstanceSpec, SyncGroupSpec
 
@@ -77,6 +80,19 @@ class Stop:
     """Resign every master (priority 0), remove the VIPs, exit 0."""
 
 
+@dataclass(frozen=True, slots=True)
+class Detach:
+    """`hacontrol restart`: the daemon is about to execute itself again and keep this
+    process. Answer Detached, then send nothing (keep running the instances) until a
+    daemon says Attach over the same socket."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attach:
+    """The restarted daemon took this process over: send every instance's state as an
+    event (it knows nothing yet), then carry on as before."""
+
+
 # ---- VRRP process -> daemon ---------------------------------------------------------------
 
 
@@ -86,8 +102,38 @@ class Hello:
 
 
 @dataclass(frozen=True, slots=True)
+class Detached:
+    """The last message before Attach: nothing of this process's follows it."""
+
+    code: str  # code_id() when this process started: what it loaded
+
+
+@dataclass(frozen=True, slots=True)
 class Stopped:
     pass
+
+
+def code_id() -> str:
+    """What identifies the code a VRRP process runs: this package's and vrrp's source
+    files (name, size, mtime). A restarted daemon keeps its VRRP process only while this
+    is unchanged: after an upgrade the two would speak different versions of this
+    protocol, and the upgrade is meant to take effect."""
+    digest = hashlib.sha256()
+    here = os.path.dirname(os.path.abspath(__file__))
+    roots = (os.path.dirname(here), os.path.dirname(os.path.abspath(vrrp_package.__file__)))
+    for root in roots:
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            for name in sorted(files):
+                if not name.endswith(".py"):
+                    continue
+                path = os.path.join(folder, name)
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:32]
 
 
 def encode(message: Any) -> bytes:

@@ -32,6 +32,7 @@ from tests.netns.daemon_pair import (
     ADVERT_INT,
     HIGH,
     LOW,
+    VIP4,
     VRID,
     Net,
     instance,
@@ -493,22 +494,25 @@ def test_a_killed_vrrp_process_is_restarted_and_the_vip_stays(net: Net) -> None:
 
 
 def test_hacontrol_restart_keeps_mastership_without_a_failover(net: Net) -> None:
-    # `hacontrol restart`: the daemon executes itself again without resigning; the master
-    # resumes before its backup's Master_Down_Interval (7.2 s at 2 s adverts, room for a
-    # loaded machine's interpreter start), so the backup never takes over and the VIP
-    # never leaves. `systemctl restart` would resign: two failovers.
+    # `hacontrol restart`: the daemon executes itself again without resigning, and keeps
+    # its VRRP process running across that, so adverts never pause, however long the new
+    # daemon takes to start. The config changed meanwhile (a second VIP): the kept process
+    # gets it as a reload. `systemctl restart` would resign: two failovers.
     a, b = start_pair(net, advert_int=2.0)
     mac_a = net.a.mac("eth0")
     assert a.proc is not None
     pid = a.proc.pid
     vrrp_pid = a.control({"command": "status"})["vrrp_process"]["pid"]
     transitions_b = len(transitions(b))
+    a.instances = (instance(HIGH, advert_int=2.0, vips=(VIP4, "192.0.2.101/24")),)
+    a.write_config()
     asked_at = time.time()
     out = a.cli("restart")
     assert out.returncode == 0, out.stderr
     assert "masters resume as MASTER: VI_1" in out.stdout, out.stdout
-    wait_until(lambda: "daemon.resuming masters=VI_1" in a.log_text(), timeout=30)
+    wait_until(lambda: "daemon.resuming masters=VI_1 vrrp_process=kept" in a.log_text(), timeout=30)
     wait_until(lambda: a.log_text().count("daemon.started") == 2, timeout=30)
+    wait_until(lambda: net.a.has_address("eth0", "192.0.2.101"), timeout=10, message=".101")
     assert sample_single_holder([a, b], "192.0.2.100", duration=master_down(LOW, 2.0)) >= 3
     assert holders_now(a, b) == ["a"]
     assert len(transitions(b)) == transitions_b, b.tail()  # the backup never took over
@@ -516,13 +520,53 @@ def test_hacontrol_restart_keeps_mastership_without_a_failover(net: Net) -> None
     snap = a.control({"command": "status"})
     (vi,) = snap["vrrp_instances"]
     assert (vi["state"], vi["reason"]) == ("MASTER", "resume")
-    assert snap["vrrp_process"]["pid"] not in (None, vrrp_pid)
+    assert snap["vrrp_process"]["pid"] == vrrp_pid  # kept, not restarted
+    assert "vrrp_process.detached" in a.log_text() and "vrrp_process.attached" in a.log_text()
     adverts = [x for x in net.adverts(asked_at) if x.src_mac == mac_a]
     assert adverts and all(x.priority == HIGH for x in adverts)  # no resigning advert
-    assert max(gaps([x.at for x in adverts])) < master_down(LOW, 2.0)
-    # A plain stop still resigns: the backup takes over.
+    assert max(gaps([x.at for x in adverts])) < 1.5 * 2.0  # never paused
+    # A plain stop still resigns: the backup takes over, and the VIPs go.
     assert a.stop() == 0
     wait_single_holder([a, b], "192.0.2.100", "b", timeout=10.0)
+    assert not net.a.has_address("eth0", "192.0.2.101")
+
+
+def test_hacontrol_restart_after_an_upgrade_replaces_the_vrrp_process_without_a_failover(
+    net: Net,
+) -> None:
+    # New code installed (here: one source file's mtime moved, which is what an upgrade
+    # changes): the VRRP process is not taken over, it speaks the old protocol. It goes on
+    # advertising while the new daemon starts, and is killed only once the new process is
+    # ready to resume its master: no failover, however slow the start (1 s adverts: the
+    # backup would take over 3.6 s after the last advert).
+    a, b = start_pair(net, advert_int=1.0)
+    mac_a = net.a.mac("eth0")
+    old_vrrp = a.control({"command": "status"})["vrrp_process"]["pid"]
+    transitions_b = len(transitions(b))
+    upgraded = ROOT / "hacontrol" / "importer" / "__init__.py"
+    st = upgraded.stat()
+    asked_at = time.time()
+    os.utime(upgraded, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    try:
+        out = a.cli("restart")
+        assert out.returncode == 0, out.stderr
+        wait_until(lambda: a.log_text().count("daemon.started") == 2, timeout=30)
+    finally:
+        os.utime(upgraded, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert "daemon.resuming masters=VI_1 vrrp_process=replaced" in a.log_text(), a.tail()
+    assert "vrrp.process_outgoing_ended" in a.log_text(), a.tail()
+    snap = a.control({"command": "status"})
+    assert snap["vrrp_process"]["pid"] not in (None, old_vrrp)
+    with pytest.raises(ProcessLookupError):
+        os.kill(old_vrrp, 0)  # ended, and reaped
+    assert sample_single_holder([a, b], "192.0.2.100", duration=master_down(LOW, 1.0)) >= 3
+    assert holders_now(a, b) == ["a"]
+    assert len(transitions(b)) == transitions_b, b.tail()  # the backup never took over
+    (vi,) = snap["vrrp_instances"]
+    assert (vi["state"], vi["reason"]) == ("MASTER", "resume")
+    adverts = [x for x in net.adverts(asked_at) if x.src_mac == mac_a]
+    assert adverts and all(x.priority == HIGH for x in adverts)  # no resigning advert
+    assert max(gaps([x.at for x in adverts])) < master_down(LOW, 1.0)
 
 
 def test_a_master_at_10_ms_sends_one_advert_per_interval(net: Net) -> None:
