@@ -258,10 +258,19 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="print the raw results as JSON")
     ap.add_argument("--out", help="also write the raw results (JSON) here as they come")
     ap.add_argument("--logs", help="copy the daemons' logs into this folder")
-    ap.add_argument("--table-from", help="print the table from a saved results file, run nothing")
+    ap.add_argument(
+        "--table-from",
+        help="print the table from saved results files (comma-separated), run nothing",
+    )
     args = ap.parse_args()
     if args.table_from:
-        doc = json.loads(Path(args.table_from).read_text())
+        # Several files (one per implementation, say) make one table.
+        docs = [json.loads(Path(p).read_text()) for p in args.table_from.split(",") if p]
+        doc = {
+            "machine": docs[0]["machine"],
+            "results": [r for d in docs for r in d["results"]],
+            "errors": [e for d in docs for e in d["errors"]],
+        }
         print(json.dumps(doc) if args.json else table(doc))
         return 0
     if args.vm:

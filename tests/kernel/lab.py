@@ -543,6 +543,33 @@ class HacontrolDirector(Director):
             return None
         return doc
 
+    def restart_in_place(self, timeout: float) -> None:
+        """`hacontrol restart`: the daemon executes itself again, keeping its VIPs, its
+        IPVS table, the sync daemon and its VRRP process; returns once it answers again."""
+        if not self.running():
+            raise LabError(f"{self.name}: hacontrol is not running")
+        before = self.log_path.read_text(errors="replace").count("daemon.started")
+        out = subprocess.run(
+            [self.python, "-m", "hacontrol", "restart", "-s", str(self.run_dir / "control")],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=ROOT,
+            env=self.env(),
+            check=False,
+        )
+        if out.returncode != 0:
+            raise LabError(f"{self.name}: hacontrol restart failed: {out.stdout}{out.stderr}")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            started = self.log_path.read_text(errors="replace").count("daemon.started")
+            if started > before and self.ready():
+                return
+            if not self.running():
+                raise LabError(f"{self.name}: hacontrol exited on restart:\n{self.log_tail()}")
+            time.sleep(0.3)
+        raise LabError(f"{self.name}: not ready {timeout} s after hacontrol restart")
+
     def ready(self) -> bool:
         """The daemon answers on its control socket and its VRRP instances run."""
         if not self.running():
@@ -1224,23 +1251,32 @@ def _sigterm(c: Ctx) -> None:
     c.converge(back, timeout=c.lab.opt.start_timeout)
 
 
-def _restart(d: str) -> Callable[[Ctx], None]:
+def _restart(d: str, in_place: bool = True) -> Callable[[Ctx], None]:
+    """Restart `d`'s daemon as its operator would: `hacontrol restart` (in place: no
+    resignation, the VRRP process kept), keepalived's `systemctl restart` (SIGTERM, then
+    start). `in_place=False`: SIGTERM and start for both, as a package upgrade's
+    maintainer scripts or an operator without `hacontrol restart` would."""
+
     def scenario(c: Ctx) -> None:
         director = c.lab.directors[d]
+        if in_place and isinstance(director, HacontrolDirector):
+            timeout = c.lab.opt.start_timeout
+            step = c.step(f"hacontrol restart on {d}", lambda: director.restart_in_place(timeout))
+        else:
 
-        def restart() -> None:
-            director.terminate()
-            c.start_daemon(d)
+            def restart() -> None:
+                director.terminate()
+                c.start_daemon(d)
 
-        step = c.step(f"restart {d} (SIGTERM, then start at once)", restart)
+            step = c.step(f"restart {d} (SIGTERM, then start at once)", restart)
         c.converge(step, timeout=c.lab.opt.start_timeout)
 
     return scenario
 
 
 def _rolling(c: Ctx) -> None:
-    _restart("d2")(c)
-    _restart("d1")(c)
+    _restart("d2", in_place=False)(c)
+    _restart("d1", in_place=False)(c)
 
 
 def _rs_kill(c: Ctx) -> None:
