@@ -158,6 +158,7 @@ class Instance:
         self._heard_priority: int | None = None
         # When a master last answered a lower-priority master (the answer rate limit).
         self._last_answer: float | None = None
+        self._master_since = float("-inf")  # when this instance last became MASTER
         self._suppressed_answers = 0
 
     # ---- read-only view ------------------------------------------------------
@@ -623,7 +624,17 @@ class Instance:
             # (725)-(765): step down.
             if self._params.version == 3 and adv.max_advert_int > 0:
                 self._master_adver_interval = adv.max_advert_int  # (745)
+            # One last advert of ours, at our (lower) priority, after stepping down: the
+            # RFC sends nothing here. When a split brain heals, the higher master's
+            # advert may reach us before ours reaches it, so it never hears a lower
+            # master and never re-announces the VIPs, and hosts that learnt our MAC for
+            # them (a NAT site's real servers for the gateway VIP: every packet they get
+            # confirms the entry) keep sending to us. Hearing this advert it answers with
+            # its GARP burst (below: garp_lower_prio_repeat). RFC 5798 routers discard a
+            # lower-priority advert, and a backup it reaches follows the higher master's
+            # next advert; one frame per step-down.
             actions = self._change_state(State.BACKUP, Reason.HIGHER_PRIORITY, now)
+            actions.append(SendAdvertisement(self._advertisement(self._effective_priority)))
             self._heard_priority = adv.priority
             return actions
         # (770)-(775) say discard. keepalived instead answers a lower (split-brain)
@@ -636,7 +647,10 @@ class Instance:
             return []
         self._last_answer = now
         actions = self._send_advertisement(now)
-        actions.extend(self._garp(self._params.garp.lower_prio_repeat))
+        if now >= self._master_since + self._advertisement_interval:
+            # Not when we took over within the last interval: our takeover burst has
+            # just told everyone (a preempted master's parting advert lands here).
+            actions.extend(self._garp(self._params.garp.lower_prio_repeat))
         return actions
 
     def _master_timers(self, now: float) -> list[Action]:
@@ -722,6 +736,7 @@ class Instance:
             actions.append(RemoveAddresses(self._held_addresses))
 
         if new is State.MASTER:
+            self._master_since = now
             # Our own interval is the master's interval now (v3 backups learn it from us).
             self._master_adver_interval = self._params.advert_int
             # RFC 5798 §6.4.2 (370)-(395) order, as keepalived does: the advert
