@@ -216,6 +216,15 @@ def table(doc: dict[str, Any]) -> str:
         for impl in impls:
             row += cell(agg.get((scenario, svc, impl)))
         rows.append("| " + " | ".join(row) + " |")
+    # After a split heals: real servers still sending to the backup for the gateway VIP.
+    for impl in impls:
+        splits = [d for d in doc["results"] if d["scenario"] == "split" and d["impl"] == impl]
+        stale = [d for d in splits if d.get("extra", {}).get("gateway_entries_after_heal")]
+        if splits:
+            rows.append(
+                f"\n{impl}: split heals with real servers' gateway entry left on the backup "
+                f"in {len(stale)} of {len(splits)} runs"
+            )
     return "\n".join(rows)
 
 

@@ -1311,11 +1311,13 @@ def _split(c: Ctx) -> None:
     back = c.step("restore the paths", lambda: c.lab.isolate(False))
     c.converge(back)
     # d1 stayed MASTER throughout, so it re-announces the gateway VIP only if it hears a
-    # lower-priority advert of VI_IN from d2 before d2 steps down (keepalived's rule too).
-    # If it does not, a real server's neighbour entry for the gateway keeps d2's MAC
-    # (every TCP ACK it receives confirms it) and its NAT replies go through the backup,
-    # which forwards them un-NATed for connections it has not learnt: new NAT connections
-    # fail. Recorded here, then the lab's caches are reset so later scenarios start clean.
+    # lower-priority advert of VI_IN from d2 (keepalived's rule too). keepalived's d2 may
+    # step down on d1's advert before sending one; hacontrol's d2 sends a parting advert
+    # when it steps down (vrrp/fsm.py). If d1 never re-announces, a real server's
+    # neighbour entry for the gateway keeps d2's MAC (every TCP ACK it receives confirms
+    # it) and its NAT replies go through the backup, which forwards them un-NATed for
+    # connections it has not learnt: new NAT connections fail. Recorded here, then the
+    # lab's caches are reset so later scenarios start clean.
     stale = {rs: d for rs, d in c.lab.gateway_macs().items() if d != "d1"}
     back.notes.append(f"real servers whose gateway entry is not d1 after the heal: {stale}")
     c.result.extra["gateway_entries_after_heal"] = stale
