@@ -614,7 +614,17 @@ class Instance:
         if adv.priority == 0:
             # (705)-(715): another master resigned; answer at once so backups that
             # started their Skew_Time countdown hear that a master is still here.
-            return self._send_advertisement(now)
+            actions = self._send_advertisement(now)
+            # It was master while we were: a split brain healing, where its sync group
+            # resigned this instance on another member's step-down. Hosts may have
+            # learnt its MAC for our VIPs, so re-announce them, as for a lower master
+            # below (and as rarely: once per interval, not right after our takeover).
+            if now >= self._master_since + self._advertisement_interval and (
+                self._last_answer is None or now >= self._last_answer + self._advertisement_interval
+            ):
+                self._last_answer = now
+                actions.extend(self._garp(self._params.garp.lower_prio_repeat))
+            return actions
         ours = self._primary
         if adv.priority > self._effective_priority or (
             adv.priority == self._effective_priority

@@ -19,7 +19,7 @@ asserts what must hold, not how fast:
 - a killed real server loses its own connections and nobody else's, goes to weight 0 and
   comes back.
 
-Left out here (each daemon start costs minutes under emulation), measured in
+Left out here (each daemon start costs a minute or more under emulation), measured in
 benchmarks/director_pair.py: SIGTERM and a later start, the backup's restart alone, a
 real server that stalls, kill -9 during a reload, and keepalived.
 """

@@ -672,6 +672,20 @@ def test_a_long_standing_master_hearing_a_parting_advert_re_announces_its_vips()
     assert out == [SendAdvertisement(own_advert(p)), SendGratuitousArp((VIP.ip,), 5)]
 
 
+def test_a_long_standing_master_hearing_a_resignation_re_announces_its_vips() -> None:
+    # A split brain healing with sync groups: the other side's group resigns this
+    # instance (priority 0) on another member's step-down; its MAC may be learnt for our
+    # VIPs. At most once per interval, and not right after our own takeover burst.
+    p = params("b", 200, garp=GarpSettings(lower_prio_repeat=5))
+    inst = master_at(p, 4.0)
+    answer = [SendAdvertisement(own_advert(p)), SendGratuitousArp((VIP.ip,), 5)]
+    assert inst.receive(advert(0), ADDR["a"], 60.0) == answer
+    assert inst.receive(advert(0), ADDR["a"], 60.5) == [SendAdvertisement(own_advert(p))]
+    assert inst.receive(advert(0), ADDR["a"], 61.0) == answer
+    fresh = master_at(p, 100.0)
+    assert fresh.receive(advert(0), ADDR["a"], 100.1) == [SendAdvertisement(own_advert(p))]
+
+
 def test_a_flood_of_lower_priority_adverts_draws_one_answer_per_interval() -> None:
     # 10,240 spoofed adverts, one every 1/1024 s for 10 s (binary fractions: exact).
     p = params("b", 200)
