@@ -480,7 +480,7 @@ class VrrpSupervisor:
             if self.inline
             else adopt_refusal(code_id(), code, alive, is_socket)
         )
-        if refusal == CODE_CHANGED and not self.inline:
+        if refusal == CODE_CHANGED:
             # An upgrade: it speaks the old protocol, so it is not taken over, but it goes
             # on advertising until the new process is ready to resume its masters
             # (`start()`), however long this daemon takes to start.
