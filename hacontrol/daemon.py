@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import time
@@ -55,7 +56,7 @@ from hacontrol.runtime.kernel import MODPROBE
 from hacontrol.runtime.lock import DEFAULT_RUN_DIR
 from hacontrol.runtime.readmodel import ReadModel, merge_counters
 from hacontrol.runtime.state import DEFAULT_STATE_DIR, PersistentState, RealServerRef, StateFile
-from hacontrol.runtime.vrrp_host import VrrpSupervisor, discard_kept
+from hacontrol.runtime.vrrp_host import COUNTERS_TIMEOUT, VrrpSupervisor, discard_kept
 from hacontrol.tracking import TrackingRuntime
 from hacontrol.vrrp_notify import VrrpNotify
 from vrrp.events import InstanceStateChanged, ReconfigureResult
@@ -475,6 +476,7 @@ class Daemon:
     async def _handle(self, request: Request) -> dict[str, Any]:
         command = request.command
         if command == "status":
+            await self.vrrp.refresh_counters()  # adverts sent / received as of now
             snap = self.readmodel.snapshot()
             if request.args.get("counters", True):
                 counters = await self.lvs.connection_counters()
@@ -593,6 +595,9 @@ class Daemon:
         from prometheus_client import start_http_server
 
         host, port = address
+        self.metrics.vrrp_counters.refresh = functools.partial(
+            self._counters_for_scrape, asyncio.get_running_loop()
+        )
         try:
             self._metrics_server = start_http_server(
                 port, addr=host, registry=self.metrics.registry
@@ -600,6 +605,21 @@ class Daemon:
         except OSError as exc:
             # Metrics are not worth a failover: run without them, loudly.
             log.error("metrics.listen_failed address=%s:%d error=%s", host, port, exc)
+
+    def _counters_for_scrape(self, loop: asyncio.AbstractEventLoop) -> None:
+        """In the scrape's thread: have the VRRP process's counters published as of now
+        (they are pulled, not pushed). Waits at most COUNTERS_TIMEOUT; the last figures
+        are shown if nothing answered, or if this runs in the loop's own thread."""
+        try:
+            asyncio.get_running_loop()
+            return  # the loop's thread (a collector called in-process): never block it
+        except RuntimeError:
+            pass
+        if loop.is_closed():
+            return
+        future = asyncio.run_coroutine_threadsafe(self.vrrp.refresh_counters(), loop)
+        with contextlib.suppress(Exception):
+            future.result(COUNTERS_TIMEOUT + 1.0)
 
     def _stop_metrics(self) -> None:
         server = self._metrics_server

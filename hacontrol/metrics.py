@@ -4,8 +4,9 @@ Each daemon owns its own CollectorRegistry, so tests can run several daemons in 
 process and read each one's figures. Event-driven figures (states, transitions,
 reconcile passes, reloads) are updated when their event is published; figures that
 change thousands of times a second (adverts, drops, checks) are kept by their engines in
-plain integers and read at scrape time: the VRRP process sends a cumulative
-`VrrpCounters` snapshot every second, the check runner's `RunnerStats` is read directly.
+plain integers and read at scrape time: a scrape asks the VRRP process for a cumulative
+`VrrpCounters` snapshot and waits for it (at most a second; hacontrol/daemon.py
+`_counters_for_scrape`), the check runner's `RunnerStats` is read directly.
 
 The kernel's IPVS table (`IpvsCollector`) is exported under node_exporter's ipvs collector
 names and labels, so LVS dashboards and alerts written for node_exporter work unchanged:
@@ -517,6 +518,8 @@ class VrrpCountersCollector:
     def __init__(self) -> None:
         self._base = VrrpCounters({}, {})
         self._last = VrrpCounters({}, {})
+        # Called first thing in collect(): the daemon's way to get a fresh snapshot.
+        self.refresh: Callable[[], None] | None = None
 
     def update(self, counters: VrrpCounters) -> None:
         self._last = counters
@@ -526,9 +529,14 @@ class VrrpCountersCollector:
         self._last = VrrpCounters({}, {})
 
     def describe(self) -> Iterator[Metric]:
-        return self.collect()
+        return self._families()  # the names only: no need to ask for fresh figures
 
     def collect(self) -> Iterator[Metric]:
+        if self.refresh is not None:
+            self.refresh()
+        return self._families()
+
+    def _families(self) -> Iterator[Metric]:
         total = _add(self._base, self._last)
         for attr, name, doc in (
             ("adverts_sent", "hacontrol_vrrp_adverts_sent", "VRRP advertisements sent"),

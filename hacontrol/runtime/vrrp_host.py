@@ -43,6 +43,7 @@ from hacontrol.runtime.vrrp_protocol import (
     Detached,
     FrameError,
     Hello,
+    SendCounters,
     SetHold,
     SetScheduling,
     SetTracked,
@@ -52,7 +53,7 @@ from hacontrol.runtime.vrrp_protocol import (
     encode,
     read_message,
 )
-from vrrp.events import InstanceStateChanged, ReconfigureResult
+from vrrp.events import InstanceStateChanged, ReconfigureResult, VrrpCounters
 from vrrp.track import TrackKey, Verdict
 from vrrp.types import InstanceSpec, State, SyncGroupSpec
 
@@ -70,6 +71,8 @@ START_TIMEOUT = 120.0
 STOP_TIMEOUT = 8.0  # seconds it has to resign and remove its VIPs (the engine takes <= 5)
 RESTART_BACKOFF = (0.0, 0.5, 1.0, 2.0, 5.0)  # delays before restarts 1, 2, 3, ...
 STABLE_AFTER = 60.0  # a process that lived this long resets the backoff
+# How long a scrape or a status waits for fresh VRRP counters before showing the last ones.
+COUNTERS_TIMEOUT = 1.0
 
 
 def _master_down_interval(spec: InstanceSpec) -> float:
@@ -189,6 +192,7 @@ class VrrpSupervisor:
         self._reader_task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self._pending: asyncio.Future[ReconfigureResult] | None = None
+        self._counters_asked: asyncio.Future[None] | None = None
         self._detaching: asyncio.Future[str] | None = None
         self._kept: ChildProcess | None = None  # detached for the next daemon
         # After `hacontrol restart` with new code: the previous VRRP process (pid, fd),
@@ -500,6 +504,28 @@ class VrrpSupervisor:
         self._publish(VrrpProcessChanged("started", pid, "kept"))
         return "kept"
 
+    async def refresh_counters(self, timeout: float = COUNTERS_TIMEOUT) -> bool:
+        """Ask for the engine's counters now and wait (at most `timeout`) until they are
+        published on the bus: a scrape or a status then shows them as of this moment.
+        Concurrent callers share one request. False when nothing answered in time (the
+        last figures published stay what is shown)."""
+        if self.inline:
+            if self._engine is None:
+                return False
+            self._on_event(self._engine.counters())
+            return True
+        if not self._running():
+            return False
+        asked = self._counters_asked
+        if asked is None or asked.done():
+            asked = self._counters_asked = asyncio.get_running_loop().create_future()
+            self._send(SendCounters())
+        try:
+            await asyncio.wait_for(asyncio.shield(asked), timeout)
+        except TimeoutError:
+            return False
+        return True
+
     def _send(self, message: Any) -> None:
         writer = self._writer
         if writer is None or writer.is_closing():
@@ -556,6 +582,12 @@ class VrrpSupervisor:
                 break
             if message is None:
                 break
+            if isinstance(message, VrrpCounters):
+                self._on_event(message)
+                asked = self._counters_asked
+                if asked is not None and not asked.done():
+                    asked.set_result(None)
+                continue
             if isinstance(message, Hello):
                 self.hello.set()  # modules loaded, route netlink open: ready for instances
                 continue

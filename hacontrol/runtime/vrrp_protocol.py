@@ -76,6 +76,13 @@ class SetScheduling:
 
 
 @dataclass(frozen=True, slots=True)
+class SendCounters:
+    """Answer with the engine's cumulative `VrrpCounters` now (a scrape or a status
+    asks: the figures are pulled, not pushed every second, since building them costs a
+    fixed amount per instance)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Stop:
     """Resign every master (priority 0), remove the VIPs, exit 0."""
 
