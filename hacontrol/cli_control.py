@@ -45,7 +45,8 @@ def add_subparsers(sub: Any) -> None:
     status.add_argument(
         "--no-counters",
         action="store_true",
-        help="skip the kernel's connection counters (faster on very large tables)",
+        help="skip the kernel's connection counters and the VRRP process's advert counts "
+        "(faster on very large tables; the advert counts shown are then up to 30 s old)",
     )
     with_socket(sub.add_parser("reload", help="make the running daemon apply its config file"))
     for name, text in (

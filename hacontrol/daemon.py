@@ -476,9 +476,11 @@ class Daemon:
     async def _handle(self, request: Request) -> dict[str, Any]:
         command = request.command
         if command == "status":
-            await self.vrrp.refresh_counters()  # adverts sent / received as of now
+            counted = request.args.get("counters", True)
+            if counted:
+                await self.vrrp.refresh_counters()  # adverts sent / received as of now
             snap = self.readmodel.snapshot()
-            if request.args.get("counters", True):
+            if counted:
                 counters = await self.lvs.connection_counters()
                 if counters is not None:
                     merge_counters(snap, counters)
@@ -501,6 +503,16 @@ class Daemon:
         if command == "restart":
             if self.restart_requested:
                 return ok_response({"messages": ["a restart is already under way"]})
+            # The restarted daemon starts from the file as it is now. One it could not start
+            # from would leave this director without a daemon (its VIPs in place, nobody
+            # advertising): refuse, as a reload refuses it, and keep running.
+            try:
+                await asyncio.to_thread(check_file, self.config_path, for_run=True)
+            except ConfigError as exc:
+                raise RequestError(
+                    "not restarting: the configuration on disk would not start: "
+                    + "; ".join(str(i) for i in exc.issues)
+                ) from None
             masters = sorted(self.vrrp.resume_deadlines(time.monotonic()))
             # After this answer has gone out: the control socket closes on the way.
             asyncio.get_running_loop().call_later(0.2, self._request_restart)

@@ -504,6 +504,13 @@ def test_hacontrol_restart_keeps_mastership_without_a_failover(net: Net) -> None
     pid = a.proc.pid
     vrrp_pid = a.control({"command": "status"})["vrrp_process"]["pid"]
     transitions_b = len(transitions(b))
+    # A file the new daemon could not start from is refused: nothing restarts.
+    good = a.config_path.read_text()
+    a.config_path.write_text(good.replace("vrrp_instances:", "vrrp_instancez:"))
+    out = a.cli("restart")
+    assert out.returncode != 0 and "not restarting" in out.stderr, (out.stdout, out.stderr)
+    assert "vrrp_instancez" in out.stderr, out.stderr
+    assert "daemon.restarting" not in a.log_text(), a.tail()
     a.instances = (instance(HIGH, advert_int=2.0, vips=(VIP4, "192.0.2.101/24")),)
     a.write_config()
     asked_at = time.time()
