@@ -10,39 +10,13 @@ netns test of `hacontrol restart`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import subprocess
-import sys
-from collections.abc import Iterator
-
-import pytest
 
 from hacontrol.runtime.events import VrrpProcessChanged
 from hacontrol.runtime.vrrp_host import VrrpSupervisor
 from hacontrol.runtime.vrrp_protocol import Attach, SetScheduling, code_id, read_message
-
-
-@pytest.fixture
-def child() -> Iterator[tuple[subprocess.Popen[bytes], socket.socket, int]]:
-    """A child holding one end of a socketpair (it reads until EOF), our end as an fd."""
-    ours, theirs = socket.socketpair()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; sys.stdin.buffer.read()"],
-        stdin=subprocess.PIPE,
-    )
-    fd = ours.detach()
-    try:
-        yield proc, theirs, fd
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-        assert proc.stdin is not None
-        proc.stdin.close()
-        with contextlib.suppress(ChildProcessError):
-            proc.wait(10)
-        theirs.close()
 
 
 def alive(pid: int) -> bool:

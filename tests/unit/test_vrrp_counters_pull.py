@@ -6,13 +6,8 @@ instance backup's CPU). Real processes, a real socketpair."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import subprocess
-import sys
-from collections.abc import Iterator
-
-import pytest
 
 from hacontrol.metrics import VrrpCountersCollector
 from hacontrol.runtime.vrrp_host import START_TIMEOUT, VrrpSupervisor
@@ -25,25 +20,6 @@ from hacontrol.runtime.vrrp_protocol import (
     read_message,
 )
 from vrrp.events import InstanceCounters, VrrpCounters
-
-
-@pytest.fixture
-def stand_in() -> Iterator[tuple[subprocess.Popen[bytes], socket.socket, int]]:
-    """A child that only holds its end; the test answers in its place over `theirs`."""
-    ours, theirs = socket.socketpair()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; sys.stdin.buffer.read()"], stdin=subprocess.PIPE
-    )
-    try:
-        yield proc, theirs, ours.detach()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-        assert proc.stdin is not None
-        proc.stdin.close()
-        with contextlib.suppress(ChildProcessError):
-            proc.wait(10)
-        theirs.close()
 
 
 async def test_the_real_vrrp_process_answers_a_request_for_its_counters() -> None:
@@ -60,9 +36,9 @@ async def test_the_real_vrrp_process_answers_a_request_for_its_counters() -> Non
 
 
 async def test_concurrent_requests_share_one_and_an_unanswered_one_times_out(
-    stand_in: tuple[subprocess.Popen[bytes], socket.socket, int],
+    child: tuple[subprocess.Popen[bytes], socket.socket, int],
 ) -> None:
-    proc, theirs, fd = stand_in
+    proc, theirs, fd = child
     events: list[object] = []
     supervisor = VrrpSupervisor(events.append)
     assert await supervisor.adopt({"pid": proc.pid, "fd": fd, "code": code_id()}) == "kept"
