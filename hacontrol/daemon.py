@@ -629,9 +629,10 @@ class Daemon:
             pass
         if loop.is_closed():
             return
-        future = asyncio.run_coroutine_threadsafe(self.vrrp.refresh_counters(), loop)
+        # The loop may close meanwhile (the daemon stopping): a scrape then shows the last.
         with contextlib.suppress(Exception):
-            future.result(COUNTERS_TIMEOUT + 1.0)
+            refresh = asyncio.run_coroutine_threadsafe(self.vrrp.refresh_counters(), loop)
+            refresh.result(COUNTERS_TIMEOUT + 1.0)
 
     def _stop_metrics(self) -> None:
         server = self._metrics_server
