@@ -302,6 +302,7 @@ class Lab:
         stdin: int | None = subprocess.PIPE,
         stdout: int | None = subprocess.PIPE,
         stderr: int | None = None,
+        cwd: str | None = None,
     ) -> subprocess.Popen[bytes]:
         """Start `argv` inside `ns`; the lab kills it (by pid) at cleanup if still running."""
         proc = subprocess.Popen(
@@ -310,16 +311,19 @@ class Lab:
             stdout=stdout,
             stderr=stderr,
             env={**os.environ, **(env or {})},
+            cwd=cwd,
         )
         self.processes.append(proc)
         return proc
 
     def python(self, ns: Netns, args: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-        """Start this interpreter inside `ns` with the repository on PYTHONPATH."""
+        """Start this interpreter inside `ns` with the repository on PYTHONPATH, and in it:
+        `python -m` puts the working directory first on sys.path, so a benchmark of another
+        checkout (an A/B) started from this one would otherwise run this one's code."""
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         pythonpath = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
         env = {**kwargs.pop("env", {}), "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"}
-        return self.spawn(ns, [sys.executable, *args], env=env, **kwargs)
+        return self.spawn(ns, [sys.executable, *args], env=env, cwd=root, **kwargs)
 
     def on_cleanup(self, func: Callable[[], None]) -> None:
         self._cleanups.append(func)
