@@ -11,23 +11,24 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hacontrol.config import Config, ConfigError, check_file
 from hacontrol.runtime.lock import DEFAULT_RUN_DIR
 from hacontrol.runtime.state import DEFAULT_STATE_DIR
+
+if TYPE_CHECKING:
+    # The config models take a third of a second to build: imported where they are used,
+    # so that `hacontrol run` starts its VRRP process first (vrrp_launch.py).
+    from hacontrol.config import Config
+    from hacontrol.runtime.vrrp_launch import Launched
 
 DEFAULT_CONFIG = "/etc/hacontrol/hacontrol.yaml"
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="hacontrol",
-        description="HA controller for Linux IPVS director pairs (VRRP, health checks, IPVS).",
-    )
-    parser.add_argument("--version", action="version", version=f"hacontrol {version()}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    run = sub.add_parser("run", help="run the daemon")
+def _run_options() -> argparse.ArgumentParser:
+    """`hacontrol run`'s options: a parent of its subcommand parser, and read on their own
+    before anything else is imported (`_launch_vrrp_early`)."""
+    run = argparse.ArgumentParser(add_help=False)
     run.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="YAML config file")
     run.add_argument(
         "--log-level",
@@ -53,6 +54,17 @@ def _build_parser() -> argparse.ArgumentParser:
         help="run VRRP in the daemon's own event loop instead of its own process "
         "(for comparison; VRRP timing then shares the loop with checks and reconciles)",
     )
+    return run
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hacontrol",
+        description="HA controller for Linux IPVS director pairs (VRRP, health checks, IPVS).",
+    )
+    parser.add_argument("--version", action="version", version=f"hacontrol {version()}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", parents=[_run_options()], help="run the daemon")
 
     check = sub.add_parser("check", help="validate a config file and exit (0 = valid)")
     check.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="YAML config file")
@@ -91,6 +103,8 @@ def version() -> str:
 
 
 def _cmd_check(path: str) -> int:
+    from hacontrol.config import ConfigError, check_file
+
     try:
         checked = check_file(path)
     except ConfigError as exc:
@@ -115,7 +129,31 @@ def _summary(config: Config) -> str:
     )
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _launch_vrrp_early(argv: Sequence[str]) -> Launched | None:
+    """`hacontrol run`: start the VRRP process before anything else is imported, so that
+    its start-up overlaps the daemon's (vrrp_launch.py). Not for `--vrrp-inline`, nor after
+    `hacontrol restart` (the VRRP process the previous daemon kept is taken over), nor
+    when the options do not parse (the full parser says why)."""
+    if not argv or argv[0] != "run" or "-h" in argv or "--help" in argv:
+        return None
+    try:
+        args, _ = _run_options().parse_known_args(argv[1:])
+    except SystemExit:
+        return None
+    from hacontrol.runtime.resume import RESUME_FILE
+
+    if args.vrrp_inline or (args.run_dir / RESUME_FILE).exists():
+        return None
+    from hacontrol.runtime.vrrp_launch import launch
+
+    try:
+        return launch(args.log_level)
+    except OSError:
+        return None  # the daemon starts one later, and says so if it cannot
+
+
+def _cmd_run(args: argparse.Namespace, launched: Launched | None = None) -> int:
+    from hacontrol.config import ConfigError, check_file
     from hacontrol.logsetup import setup_logging
 
     setup_logging(args.log_level)
@@ -151,6 +189,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             state_dir=args.state_dir,
             log_level=args.log_level,
             vrrp_inline=args.vrrp_inline,
+            vrrp_launched=launched,
         )
         code = asyncio.run(daemon.run())
     finally:
@@ -188,13 +227,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    parser = _build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    launched = _launch_vrrp_early(argv)
+    try:
+        parser = _build_parser()
+        args = parser.parse_args(argv)
+        if args.command == "run":
+            return _cmd_run(args, launched)
+    finally:
+        if launched is not None:
+            launched.discard()  # unless the daemon took it over
     if args.command == "check":
         return _cmd_check(args.config)
-    if args.command == "run":
-        return _cmd_run(args)
     if args.command == "schema":
+        from hacontrol.config import Config
+
         print(json.dumps(Config.model_json_schema(by_alias=True), indent=2))
         return 0
     from hacontrol import cli_control

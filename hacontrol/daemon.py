@@ -57,6 +57,7 @@ from hacontrol.runtime.lock import DEFAULT_RUN_DIR
 from hacontrol.runtime.readmodel import ReadModel, merge_counters
 from hacontrol.runtime.state import DEFAULT_STATE_DIR, PersistentState, RealServerRef, StateFile
 from hacontrol.runtime.vrrp_host import COUNTERS_TIMEOUT, VrrpSupervisor, discard_kept
+from hacontrol.runtime.vrrp_launch import Launched
 from hacontrol.tracking import TrackingRuntime
 from hacontrol.vrrp_notify import VrrpNotify
 from vrrp.events import InstanceStateChanged, ReconfigureResult
@@ -108,8 +109,11 @@ class Daemon:
         log_level: str = "info",
         vrrp_inline: bool = False,
         modprobe: tuple[str, ...] | None = MODPROBE,
+        vrrp_launched: Launched | None = None,
     ) -> None:
         self.config = config
+        # The VRRP process `hacontrol run` started before loading anything (vrrp_launch.py).
+        self._vrrp_launched = vrrp_launched
         self.config_path = Path(config_path)
         self.bus = Bus()
         self.metrics = Metrics()
@@ -177,8 +181,12 @@ class Daemon:
         if handoff.vrrp_process is not None:
             taken = await self.vrrp.adopt(handoff.vrrp_process)
         kept = taken == "kept"
-        if not kept:
-            await self.vrrp.prestart(bool(self.config.vrrp_instances))
+        launched, self._vrrp_launched = self._vrrp_launched, None
+        if kept:
+            if launched is not None:
+                launched.discard()
+        else:
+            await self.vrrp.prestart(bool(self.config.vrrp_instances), launched)
 
         self._start_metrics(self.config.global_.metrics_address)
         try:

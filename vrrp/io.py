@@ -648,7 +648,10 @@ class VrrpEngine:
             result = self.configure(pending)
             if result.errors:
                 raise ValueError("; ".join(f"{n}: {e}" for n, e in result.errors.items()))
-        log.info("vrrp.started instances=%d", len(self._runners))
+        # The VRRP process starts empty, before the daemon has even read its config (which
+        # may be refused): its instances and their log lines come with the daemon's word.
+        level = logging.INFO if self._runners else logging.DEBUG
+        log.log(level, "vrrp.started instances=%d", len(self._runners))
 
     def configure(
         self,

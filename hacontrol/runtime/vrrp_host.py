@@ -30,12 +30,12 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from hacontrol.runtime.events import VrrpProcessChanged
+from hacontrol.runtime.vrrp_launch import Launched, launch
 from hacontrol.runtime.vrrp_protocol import (
     Attach,
     Configure,
@@ -206,13 +206,17 @@ class VrrpSupervisor:
 
     # ---- public ------------------------------------------------------------------------
 
-    async def prestart(self, instances: bool) -> None:
+    async def prestart(self, instances: bool, launched: Launched | None = None) -> None:
         """Start the VRRP process early, when the config has `instances`: it loads its
         modules while the daemon starts IPVS and the rest, and `start()` then only sends
-        it the instances. Nothing is advertised before `start()`."""
+        it the instances. Nothing is advertised before `start()`. `launched`: the process
+        `hacontrol run` started before anything else (vrrp_launch.py), taken over here or,
+        when it is not needed, discarded."""
         if self.inline or not instances or self._proc is not None:
+            if launched is not None:
+                launched.discard()
             return
-        await self._spawn(restart=False)
+        await self._spawn(restart=False, launched=launched)
 
     async def start(
         self,
@@ -378,34 +382,16 @@ class VrrpSupervisor:
 
     # ---- the process -------------------------------------------------------------------
 
-    async def _spawn(self, restart: bool) -> None:
-        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    async def _spawn(self, restart: bool, launched: Launched | None = None) -> None:
+        if launched is None:
+            launched = launch(self._log_level)
         try:
-            popen = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "hacontrol.runtime.vrrp_process",
-                    "--fd",
-                    str(child_end.fileno()),
-                    "--parent",
-                    str(os.getpid()),
-                    "--log-level",
-                    self._log_level,
-                ],
-                pass_fds=(child_end.fileno(),),
-                stdin=subprocess.DEVNULL,
-            )
-        finally:
-            child_end.close()
-        try:
-            proc = ChildProcess(popen.pid, popen)
+            proc = ChildProcess(launched.pid, launched.popen)
         except OSError:
-            popen.kill()
-            popen.wait()
-            parent_end.close()
+            launched.discard()
             raise
-        await self._connect(proc, parent_end)
+        launched.taken = True
+        await self._connect(proc, launched.sock)
         self.hello.clear()
         log.info("vrrp.process_started pid=%d restart=%s", proc.pid, restart)
         self._publish(VrrpProcessChanged("started", proc.pid, "restart" if restart else ""))
