@@ -34,6 +34,9 @@ TOS_INTERNETCONTROL = 0xC0
 VRRP_TTL = 255
 RECV_BUFFER = 4096  # an advert is at most 8 + 255*16 bytes plus an IPv4 header
 ANCILLARY_BUFFER = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4)
+# A plain int: `flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC)` builds enum members in
+# Python on every datagram, a tenth of a backup's CPU at 20 instances x 10 ms.
+_TRUNCATED = int(socket.MSG_TRUNC | socket.MSG_CTRUNC)
 
 
 class DatagramError(Exception):
@@ -179,7 +182,7 @@ def read_datagram(sock: socket.socket, family: int | None = None) -> Datagram | 
         data, ancdata, flags, peer = sock.recvmsg(RECV_BUFFER, ANCILLARY_BUFFER)
     except (BlockingIOError, InterruptedError):
         return None
-    if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+    if flags & _TRUNCATED:
         raise DatagramError("truncated", f"recvmsg flags {flags:#x}")
     if (sock.family if family is None else family) == socket.AF_INET:
         return parse_ipv4(data)
