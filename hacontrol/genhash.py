@@ -23,9 +23,8 @@ import time
 from typing import Literal
 from urllib.parse import urlsplit
 
-from healthcheck.config import HttpCheck, HttpsCheck
-from healthcheck.probes.common import ProbeFailure
-from healthcheck.probes.http import _read_chunked, _Received, build_request
+# The checker's HTTP code (and its pydantic models) is imported where it is used: every
+# `hacontrol` command builds this subcommand's parser, and the models cost 0.1 s to build.
 
 MAX_RESPONSE = 64 << 20
 
@@ -146,6 +145,9 @@ def split_response(response: bytes) -> tuple[bytes, bytes]:
 
 
 def _dechunk(body: bytes) -> bytes:
+    from healthcheck.probes.common import ProbeFailure
+    from healthcheck.probes.http import _read_chunked, _Received
+
     received = _Received()
     parser = _read_chunked(received, MAX_RESPONSE)
     try:
@@ -184,6 +186,9 @@ BANNERS = {
 
 
 def run(args: argparse.Namespace) -> int:
+    from healthcheck.config import HttpCheck, HttpsCheck
+    from healthcheck.probes.http import build_request
+
     try:
         server, port, path, tls = target_of(args)
         protocol: Literal["1.0", "1.0C", "1.1"] = (
