@@ -181,12 +181,9 @@ class Daemon:
         if handoff.vrrp_process is not None:
             taken = await self.vrrp.adopt(handoff.vrrp_process)
         kept = taken == "kept"
+        # A kept process is the one: prestart then discards what `hacontrol run` launched.
         launched, self._vrrp_launched = self._vrrp_launched, None
-        if kept:
-            if launched is not None:
-                launched.discard()
-        else:
-            await self.vrrp.prestart(bool(self.config.vrrp_instances), launched)
+        await self.vrrp.prestart(bool(self.config.vrrp_instances), launched)
 
         self._start_metrics(self.config.global_.metrics_address)
         try:

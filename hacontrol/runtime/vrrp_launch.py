@@ -4,7 +4,7 @@ a socketpair.
 Only the standard library, and nothing heavy of it: `hacontrol run` calls `launch()` as
 its very first step, before it imports the config models or the daemon, so the VRRP
 process loads its own modules (about 0.15 s) while the daemon loads and checks the config
-(about 0.5 s) instead of after. The process advertises nothing until the daemon, once
+(about 0.4 s) instead of after. The process advertises nothing until the daemon, once
 IPVS is in place, sends it the instances (vrrp_host.VrrpSupervisor); a launch the daemon
 does not take (an invalid config, an LVS-only director, a second daemon refused by the
 pid lock) is `discard()`ed.
