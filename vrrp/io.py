@@ -74,7 +74,7 @@ import enum
 import errno
 import logging
 import socket
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address, ip_interface, ip_network
 from typing import Any, Protocol
@@ -119,7 +119,9 @@ from vrrp.sockets import (
     DatagramError,
     open_packet_socket,
     open_vrrp_socket,
-    read_datagram,
+    parse,
+    receive,
+    repeat_key,
     send_frame,
     send_vrrp,
 )
@@ -281,6 +283,7 @@ class _Runner:
     queue: asyncio.Queue[_Queued] = field(default_factory=asyncio.Queue)
     worker: asyncio.Task[None] | None = None
     mismatch_logged: bool = False
+    repeat_key: Hashable | None = None  # of its entry in its interface's `repeats`
     send_failing: bool = False  # log the first failure of a run at warning, the rest at debug
     encode_failing: bool = False  # likewise for adverts that cannot be encoded at all
     # Added by us, not yet removed, with the interface each one was added to.
@@ -373,6 +376,23 @@ class _Runner:
 _NO_OPTIONS = AddressOptions()
 
 
+@dataclass(frozen=True, slots=True)
+class _Repeat:
+    """An advert an instance accepted, kept to recognise its copies (`_receive_repeat`):
+    a master sends the same bytes every Advertisement_Interval.
+
+    `params` and `unicast` are the configuration it was judged against, compared by
+    identity: a reload, a new MTU or a new fsm replaces them, and the next copy is then
+    judged again in full.
+    """
+
+    runner: _Runner
+    advertisement: Advertisement
+    source: IPAddress
+    params: InstanceParams
+    unicast: Unicast
+
+
 @dataclass(eq=False)
 class _Interface:
     """One interface: its link, its addresses, its sockets and its instances."""
@@ -393,6 +413,8 @@ class _Interface:
     # family -> the peers any instance hears, when every instance of that family checks
     # unicast sources (check_unicast_src); absent when one of them hears anyone.
     peer_filter: dict[socket.AddressFamily, frozenset[IPAddress]] = field(default_factory=dict)
+    # The last advert each instance accepted, by `repeat_key` (at most one per instance).
+    repeats: dict[Hashable, _Repeat] = field(default_factory=dict)
 
     def sent_by_us(self, source: IPAddress) -> bool:
         """Whether a packet from `source` is one of this director's own.
@@ -984,6 +1006,7 @@ class VrrpEngine:
         """Stop one instance (resigning if master) and forget it once its actions are done."""
         iface = self._interfaces[runner.sock_ifname]
         iface.instances.pop((runner.family, runner.fsm.params.vrid), None)
+        self._forget(iface, runner)
         self._runners.pop(runner.name, None)
         runner.retired = True
         runner.group = None
@@ -1957,7 +1980,7 @@ class VrrpEngine:
             if sock is None or iface.sockets.get(family) is not sock:
                 return  # closed by a link event handled in between
             try:
-                datagram = read_datagram(sock, family)
+                received = receive(sock)
             except DatagramError as exc:
                 self._drop(iface, exc.reason, exc.detail, None)
                 continue
@@ -1965,17 +1988,88 @@ class VrrpEngine:
                 # e.g. ENETDOWN queued on the socket while the link flapped.
                 log.debug("vrrp.recv_error iface=%s error=%s", iface.name, exc)
                 return
-            if datagram is None:
+            if received is None:
                 return
+            source: IPAddress | None = None
             try:
-                self._receive(iface, family, datagram)
+                key = repeat_key(family, received)
+                repeat = iface.repeats.get(key) if key is not None else None
+                if repeat is not None and self._receive_repeat(iface, family, repeat):
+                    continue
+                try:
+                    datagram = parse(family, received)
+                except DatagramError as exc:
+                    self._drop(iface, exc.reason, exc.detail, None)
+                    continue
+                source = datagram.source
+                self._receive(iface, family, datagram, key)
             except Exception:
-                log.exception("vrrp.receive_error iface=%s src=%s", iface.name, datagram.source)
-                self._drop(iface, Drop.INTERNAL_ERROR.value, "see traceback", datagram.source)
+                log.exception("vrrp.receive_error iface=%s src=%s", iface.name, source)
+                self._drop(iface, Drop.INTERNAL_ERROR.value, "see traceback", source)
 
-    def _receive(self, iface: _Interface, family: socket.AddressFamily, dgram: Datagram) -> None:
+    def _receive_repeat(
+        self, iface: _Interface, family: socket.AddressFamily, repeat: _Repeat
+    ) -> bool:
+        """A copy of an advert this instance accepted: delivered to the fsm without being
+        decoded and judged again, if nothing those checks depend on has changed since.
+
+        They depend on the bytes (the key found `repeat`), on the instance's configuration
+        (`params`, `unicast`: compared by identity) and on the interface's addresses and
+        peer filter, which change in place and so are checked again here, as
+        `_receive` does. False: let `_receive` judge it in full.
+        """
+        runner, source = repeat.runner, repeat.source
+        if (
+            runner.fsm.params is not repeat.params
+            or runner.unicast is not repeat.unicast
+            or not runner.started
+            or runner.retired
+            or iface.instances.get((family, repeat.advertisement.vrid)) is not runner
+            or iface.sent_by_us(source)
+        ):
+            return False
+        peers = iface.peer_filter.get(family)
+        if peers is not None and source not in peers:
+            return False
+        runner.counts.adverts_received += 1
+        runner.mismatch_logged = False
+        self._deliver(iface, runner, repeat.advertisement, source)
+        return True
+
+    def _remember(
+        self,
+        iface: _Interface,
+        runner: _Runner,
+        key: Hashable,
+        adv: Advertisement,
+        source: IPAddress,
+    ) -> None:
+        """Keep the advert `runner` just accepted, for `_receive_repeat`: one per instance,
+        so the table is as large as the number of instances, whatever arrives."""
+        if runner.repeat_key is not None and runner.repeat_key != key:
+            old = iface.repeats.get(runner.repeat_key)
+            if old is not None and old.runner is runner:
+                del iface.repeats[runner.repeat_key]
+        runner.repeat_key = key
+        iface.repeats[key] = _Repeat(runner, adv, source, runner.fsm.params, runner.unicast)
+
+    def _forget(self, iface: _Interface, runner: _Runner) -> None:
+        key = runner.repeat_key
+        if key is not None:
+            runner.repeat_key = None
+            entry = iface.repeats.get(key)
+            if entry is not None and entry.runner is runner:
+                del iface.repeats[key]
+
+    def _receive(
+        self,
+        iface: _Interface,
+        family: socket.AddressFamily,
+        dgram: Datagram,
+        key: Hashable | None = None,
+    ) -> None:
         """decode -> instance -> delivery -> peers -> check_for_instance -> addresses_match
-        -> fsm."""
+        -> fsm. An advert accepted with matching addresses is remembered by `key`."""
         if iface.sent_by_us(dgram.source):
             self._drop(iface, Drop.OWN_PACKET.value, "", dgram.source)
             return
@@ -2035,7 +2129,14 @@ class VrrpEngine:
             )
         else:
             runner.mismatch_logged = False
-        source = dgram.source
+            if key is not None:
+                self._remember(iface, runner, key, adv, dgram.source)
+        self._deliver(iface, runner, adv, dgram.source)
+
+    def _deliver(
+        self, iface: _Interface, runner: _Runner, adv: Advertisement, source: IPAddress
+    ) -> None:
+        """Hand an accepted advert to the instance's fsm and perform what it returns."""
         fsm = runner.fsm
         suppressed = fsm.suppressed_answers
         # `_feed` without its closure: this runs for every advert of every instance.

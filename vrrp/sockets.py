@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
@@ -171,12 +171,13 @@ def parse_ipv6(data: bytes, source: str, ancdata: Iterable[tuple[int, int, bytes
     return Datagram(payload=bytes(data), source=src, destination=destination, ttl=hop_limit)
 
 
-def read_datagram(sock: socket.socket, family: int | None = None) -> Datagram | None:
-    """One datagram from a socket made by `open_vrrp_socket`, or None when none is queued.
+Received = tuple[bytes, list[tuple[int, int, bytes]], Any]  # data, ancillary data, peer
 
-    `family` is the socket's, if the caller knows it (`sock.family` builds an enum member
-    on every call). Raises DatagramError for something unusable and OSError for socket
-    trouble.
+
+def receive(sock: socket.socket) -> Received | None:
+    """One datagram as the socket gives it, or None when none is queued.
+
+    Raises DatagramError for a truncated one and OSError for socket trouble.
     """
     try:
         data, ancdata, flags, peer = sock.recvmsg(RECV_BUFFER, ANCILLARY_BUFFER)
@@ -184,9 +185,48 @@ def read_datagram(sock: socket.socket, family: int | None = None) -> Datagram | 
         return None
     if flags & _TRUNCATED:
         raise DatagramError("truncated", f"recvmsg flags {flags:#x}")
-    if (sock.family if family is None else family) == socket.AF_INET:
+    return data, ancdata, peer
+
+
+def parse(family: int, received: Received) -> Datagram:
+    """A `Datagram` from what `receive` gave on a socket of this family."""
+    data, ancdata, peer = received
+    if family == socket.AF_INET:
         return parse_ipv4(data)
     return parse_ipv6(data, peer[0], ancdata)
+
+
+def repeat_key(family: int, received: Received) -> Hashable | None:
+    """What `parse` depends on, as one hashable value: two datagrams with equal keys parse
+    to equal `Datagram`s. None for one too short to be an IPv4 packet.
+
+    A master repeats the same advert every Advertisement_Interval, so the receiver can
+    recognise a copy of an advert it has already judged by this key alone. For IPv4 it is
+    the whole packet except the Identification and header checksum (the sender may number
+    its packets; the kernel has checked the checksum): version and header length, TOS,
+    total length, flags and fragment offset, TTL, protocol, addresses, options, payload.
+    For IPv6 the payload, the source as recvmsg gives it and the ancillary data (hop
+    limit, destination).
+    """
+    data, ancdata, peer = received
+    if family == socket.AF_INET:
+        if len(data) < 20:
+            return None
+        return data[:4] + data[6:10] + data[12:]
+    return data, peer[0], tuple(ancdata)
+
+
+def read_datagram(sock: socket.socket, family: int | None = None) -> Datagram | None:
+    """One datagram from a socket made by `open_vrrp_socket`, or None when none is queued.
+
+    `family` is the socket's, if the caller knows it (`sock.family` builds an enum member
+    on every call). Raises DatagramError for something unusable and OSError for socket
+    trouble.
+    """
+    received = receive(sock)
+    if received is None:
+        return None
+    return parse(sock.family if family is None else family, received)
 
 
 def send_vrrp(

@@ -1,0 +1,243 @@
+"""The receive path's copies: an advert a master repeats is judged once, and again whenever
+what the judgement depends on changes.
+
+A backup hears the same bytes from its master every Advertisement_Interval. The engine
+keeps the last advert each instance accepted and hands a byte-identical copy straight to
+the state machine (vrrp/io.py `_receive_repeat`). These tests drive a real `VrrpEngine`
+through its readiness callback, with the raw socket replaced by one end of a datagram
+socket pair (the engine reads whole IPv4 packets from it, as from a raw socket) and the
+clock injected: the state machine must still see every copy, and a reload, an address
+that became ours or a new peer filter must make the next copy be judged in full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from ipaddress import IPv4Address, IPv6Address, ip_interface
+from typing import Any
+
+import pytest
+
+from vrrp import packet
+from vrrp import io as vrrp_io
+from vrrp.io import VrrpEngine, spec_of
+from vrrp.rtnl import Link, LinkAddress
+from vrrp.sockets import parse, repeat_key
+from vrrp.types import VRRP_MCAST_V4, Advertisement, InstanceParams, InstanceSpec, State
+
+MASTER = IPv4Address("192.0.2.1")
+OURS = IPv4Address("192.0.2.2")
+VIP = IPv4Address("192.0.2.100")
+IFINDEX = 2
+
+
+def ipv4_packet(
+    adv: Advertisement,
+    *,
+    src: IPv4Address = MASTER,
+    dst: IPv4Address = VRRP_MCAST_V4,
+    ident: int = 0,
+    ttl: int = 255,
+) -> bytes:
+    payload = packet.encode(adv, src, dst)
+    header = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0xC0, 20 + len(payload), ident, 0x4000, ttl, 112, ident ^ 0xFFFF,
+        src.packed, dst.packed,
+    )  # fmt: skip
+    return header + payload
+
+
+def advert(priority: int = 200, addresses: tuple[IPv4Address, ...] = (VIP,)) -> Advertisement:
+    return Advertisement(
+        version=3, vrid=51, priority=priority, max_advert_int=100, addresses=addresses
+    )
+
+
+def instance_spec(**changes: Any) -> InstanceSpec:
+    params = InstanceParams(
+        name="vi",
+        vrid=51,
+        version=3,
+        priority=100,
+        advert_int=100,
+        primary_address=OURS,
+        virtual_addresses=(ip_interface(f"{VIP}/24"),),
+    )
+    unicast = {k: changes.pop(k) for k in ("unicast_peers", "check_unicast_src") if k in changes}
+    return spec_of(replace(params, **changes), "eth0", **unicast)
+
+
+@dataclass
+class Rig:
+    engine: VrrpEngine
+    loop: asyncio.AbstractEventLoop
+    wire: socket.socket  # the master's end of the pair
+    clock: list[float]
+    decoded: list[bytes]
+
+    @property
+    def iface(self) -> Any:
+        return self.engine._interfaces["eth0"]
+
+    @property
+    def runner(self) -> Any:
+        return self.engine._runners["vi"]
+
+    def hear(self, data: bytes) -> None:
+        self.wire.send(data)
+        self.engine._on_readable(self.iface, socket.AF_INET)
+
+    def drops(self) -> dict[str, int]:
+        return {reason: n for (_, reason), n in self.engine.counters().drops.items()}
+
+    def received(self) -> int:
+        return self.engine.counters().instances["vi"].adverts_received
+
+    def run(self, step: Callable[[], object]) -> None:
+        async def call() -> None:
+            step()
+
+        self.loop.run_until_complete(call())
+
+
+@pytest.fixture
+def rig(monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
+    loop = asyncio.new_event_loop()
+    clock = [1000.0]
+    loop.time = lambda: clock[0]  # type: ignore[method-assign]
+    ours, wire = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ours.setblocking(False)
+    monkeypatch.setattr(vrrp_io, "open_vrrp_socket", lambda family, name, ifindex: ours)
+    decoded: list[bytes] = []
+    real_decode = packet.decode
+
+    def counting_decode(data: bytes, src: Any, dst: Any) -> Advertisement:
+        decoded.append(data)
+        return real_decode(data, src, dst)
+
+    monkeypatch.setattr(packet, "decode", counting_decode)
+    engine = VrrpEngine(loop=loop)
+    # What start() learns from route netlink, given instead: eth0 up, with our address.
+    engine._started = True
+    engine._links["eth0"] = Link(IFINDEX, "eth0", b"\x02\x00\x00\x00\x00\x02", up=True)
+    engine._addresses[IFINDEX] = {OURS: LinkAddress(IFINDEX, ip_interface(f"{OURS}/24"))}
+    r = Rig(engine, loop, wire, clock, decoded)
+    r.run(lambda: engine.configure([instance_spec()]))
+    assert r.runner.fsm.state is State.BACKUP
+    try:
+        yield r
+    finally:
+        for runner in engine._runners.values():
+            if runner.worker is not None:
+                runner.worker.cancel()
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+        ours.close()
+        wire.close()
+
+
+def test_copies_reach_the_state_machine_without_being_decoded_again(rig: Rig) -> None:
+    rig.hear(ipv4_packet(advert(), ident=1))
+    assert len(rig.decoded) == 1
+    for n in range(2, 7):
+        rig.clock[0] += 0.5
+        # A sender may number its packets: the Identification (and so the header
+        # checksum) differs from copy to copy, and the copy is still recognised.
+        rig.hear(ipv4_packet(advert(), ident=n))
+        # Every copy restarts the Master_Down_Timer (RFC 5798 §6.4.2), as a decoded one would.
+        assert rig.runner.fsm.get_timer() == rig.clock[0] + rig.runner.fsm.master_down_interval
+    assert len(rig.decoded) == 1
+    assert rig.received() == 6
+    assert rig.drops() == {}
+    assert rig.runner.heard == (MASTER, 200)
+
+
+def test_a_different_advert_is_decoded_and_replaces_the_one_kept(rig: Rig) -> None:
+    for priority in range(150, 200):
+        rig.hear(ipv4_packet(advert(priority)))
+        rig.hear(ipv4_packet(advert(priority)))
+    assert len(rig.decoded) == 50
+    assert rig.received() == 100
+    assert rig.runner.heard == (MASTER, 199)
+    assert len(rig.iface.repeats) == 1  # one per instance, whatever arrives
+
+
+def test_a_copy_with_another_ttl_is_judged_again(rig: Rig) -> None:
+    rig.hear(ipv4_packet(advert()))
+    rig.hear(ipv4_packet(advert(), ttl=254))
+    assert rig.drops() == {"bad_ttl": 1}
+    assert rig.received() == 1
+
+
+def test_after_a_reload_copies_are_judged_against_the_new_configuration(rig: Rig) -> None:
+    rig.hear(ipv4_packet(advert()))
+    # Other VIPs: the same bytes are now an address mismatch (counted, still accepted).
+    rig.run(
+        lambda: rig.engine.configure(
+            [instance_spec(virtual_addresses=(ip_interface("192.0.2.101/24"),))]
+        )
+    )
+    rig.hear(ipv4_packet(advert()))
+    assert rig.engine.counters().instances["vi"].address_mismatch == 1
+    assert len(rig.decoded) == 2
+    # Unicast peers: the same multicast bytes are now refused.
+    rig.run(
+        lambda: rig.engine.configure(
+            [instance_spec(unicast_peers=[IPv4Address("192.0.2.9")], check_unicast_src=True)]
+        )
+    )
+    rig.hear(ipv4_packet(advert()))
+    assert rig.drops() == {"not_a_peer": 1}
+    assert rig.received() == 2
+
+
+def test_a_copy_from_an_address_that_became_ours_is_dropped_as_our_own(rig: Rig) -> None:
+    rig.hear(ipv4_packet(advert()))
+    # Route netlink reports a new address by changing the interface's table in place.
+    rig.engine._addresses[IFINDEX][MASTER] = LinkAddress(IFINDEX, ip_interface(f"{MASTER}/24"))
+    rig.hear(ipv4_packet(advert()))
+    assert rig.drops() == {"own_packet": 1}
+    assert rig.received() == 1
+
+
+def test_a_retired_instance_leaves_nothing_behind(rig: Rig) -> None:
+    rig.hear(ipv4_packet(advert()))
+    assert len(rig.iface.repeats) == 1
+    rig.run(lambda: rig.engine.configure([]))
+    assert rig.iface.repeats == {}
+    rig.hear(ipv4_packet(advert()))
+    assert rig.drops() == {"unknown_vrid": 1}
+
+
+def test_equal_keys_mean_equal_parses() -> None:
+    a = ipv4_packet(advert(), ident=1)
+    assert repeat_key(socket.AF_INET, (a, [], None)) == repeat_key(
+        socket.AF_INET, (ipv4_packet(advert(), ident=2), [], None)
+    )
+    for other in (
+        ipv4_packet(advert(), ttl=1),
+        ipv4_packet(advert(), src=IPv4Address("192.0.2.3")),
+        ipv4_packet(advert(), dst=OURS),
+        ipv4_packet(advert(201)),
+    ):
+        assert repeat_key(socket.AF_INET, (other, [], None)) != repeat_key(
+            socket.AF_INET, (a, [], None)
+        )
+        assert parse(socket.AF_INET, (other, [], None)) != parse(socket.AF_INET, (a, [], None))
+    assert repeat_key(socket.AF_INET, (a[:19], [], None)) is None
+    cmsgs = [
+        (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT, struct.pack("=i", 255)),
+        (socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, IPv6Address("ff02::12").packed + b"\0" * 4),
+    ]
+    v6 = (b"x" * 24, ("fe80::1%eth0", 0, 0, 2), cmsgs)
+    assert repeat_key(socket.AF_INET6, (v6[0], cmsgs, v6[1])) == repeat_key(
+        socket.AF_INET6, (b"x" * 24, list(cmsgs), ("fe80::1%eth0", 0, 0, 2))
+    )
+    hop_64 = [(socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT, struct.pack("=i", 64)), cmsgs[1]]
+    assert repeat_key(socket.AF_INET6, (v6[0], hop_64, v6[1])) != repeat_key(
+        socket.AF_INET6, (v6[0], cmsgs, v6[1])
+    )
