@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from vrrp import packet
 from vrrp import io as vrrp_io
+from vrrp import packet
 from vrrp.io import VrrpEngine, spec_of
 from vrrp.rtnl import Link, LinkAddress
 from vrrp.sockets import parse, repeat_key
