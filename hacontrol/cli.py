@@ -129,11 +129,25 @@ def _summary(config: Config) -> str:
     )
 
 
+def _may_run_vrrp(config: str) -> bool:
+    """Whether the config file could define VRRP instances, judged from its bytes before
+    YAML is even imported: not without the key `vrrp_instances`, in it or in a file it
+    includes. An LVS-only director then starts no VRRP process just to stop it again. A
+    wrong guess only costs time: the daemon starts the VRRP process itself once it has read
+    the config, as it does after a reload that adds the first instance."""
+    try:
+        text = Path(config).read_bytes()
+    except OSError:
+        return True  # the daemon says what is wrong with it
+    return b"vrrp_instances" in text or b"include" in text
+
+
 def _launch_vrrp_early(argv: Sequence[str]) -> Launched | None:
     """`hacontrol run`: start the VRRP process before anything else is imported, so that
     its start-up overlaps the daemon's (vrrp_launch.py). Not for `--vrrp-inline`, nor after
     `hacontrol restart` (the VRRP process the previous daemon kept is taken over), nor
-    when the options do not parse (the full parser says why)."""
+    for a config without VRRP instances (`_may_run_vrrp`), nor when the options do not
+    parse (the full parser says why)."""
     if not argv or argv[0] != "run" or "-h" in argv or "--help" in argv:
         return None
     try:
@@ -143,6 +157,8 @@ def _launch_vrrp_early(argv: Sequence[str]) -> Launched | None:
     from hacontrol.runtime.resume import RESUME_FILE
 
     if args.vrrp_inline or (args.run_dir / RESUME_FILE).exists():
+        return None
+    if not _may_run_vrrp(args.config):
         return None
     from hacontrol.runtime.vrrp_launch import launch
 

@@ -1,7 +1,7 @@
 """`hacontrol run` starts its VRRP process before it loads the config (vrrp_launch.py), and
 no such process outlives a run that did not take it: an invalid config, a second daemon
-refused by the pid lock, an LVS-only director. Real processes throughout; the launch is
-only wrapped to see which process it started."""
+refused by the pid lock, an LVS-only director (which launches none at all). Real processes
+throughout; the launch is only wrapped to see which process it started."""
 
 from __future__ import annotations
 
@@ -61,6 +61,27 @@ def test_only_run_launches_early(launches: list[Launched], tmp_path: Path) -> No
     assert b"hacontrol.runtime.vrrp_process" in cmdline and b"debug" in cmdline
     launched.discard()
     assert _gone(launched)
+
+
+def test_an_lvs_only_config_launches_no_vrrp_process(
+    launches: list[Launched], tmp_path: Path
+) -> None:
+    run = ["run", "--run-dir", str(tmp_path / "run"), "-c"]
+    lvs_only = tmp_path / "lvs.yaml"
+    lvs_only.write_text("global: {router_id: t}\nvirtual_servers: []\n")
+    assert cli._launch_vrrp_early([*run, str(lvs_only)]) is None
+    assert launches == []
+    # Instances here or possibly in an included file: launched, as for a config that
+    # cannot be read (the daemon reports that one).
+    included = tmp_path / "main.yaml"
+    included.write_text("global: {router_id: t}\ninclude: conf.d/*.yaml\n")
+    for config in (tmp_path / "vrrp.yaml", included, tmp_path / "missing.yaml"):
+        if config.name == "vrrp.yaml":
+            config.write_text(GOOD)
+        launched = cli._launch_vrrp_early([*run, str(config)])
+        assert launched is not None and launches[-1] is launched
+        launched.discard()
+    assert len(launches) == 3
 
 
 def test_invalid_config_leaves_no_vrrp_process(
