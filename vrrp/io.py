@@ -73,6 +73,7 @@ import contextlib
 import enum
 import errno
 import logging
+import math
 import socket
 from collections.abc import Callable, Coroutine, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -280,6 +281,7 @@ class _Runner:
     timer: asyncio.TimerHandle | None = None
     deadline: float | None = None  # what the fsm asked for
     wake: float = 0.0  # when `timer` fires (at or before `deadline`)
+    armed_for: float = 0.0  # the deadline `timer` was armed for (`deadline` may be later)
     queue: asyncio.Queue[_Queued] = field(default_factory=asyncio.Queue)
     worker: asyncio.Task[None] | None = None
     mismatch_logged: bool = False
@@ -533,6 +535,31 @@ _EXACT = 0.0002
 def _wake_time(deadline: float, now: float) -> float:
     early = (deadline - now) * _SLACK
     return deadline - early if early > _EXACT else deadline
+
+
+# The finest grid `_aligned_wake` uses: below it a wait is timed exactly.
+_MIN_GRID = 2.0**-10
+
+
+def _aligned_wake(deadline: float, now: float) -> float:
+    """When to look again at a deadline that keeps moving later (a backup's
+    Master_Down_Timer, pushed by every advert): at or before `_wake_time`'s, on a grid of
+    instants shared by every instance whose deadline is about as far away.
+
+    A backup's instances hear their masters at phases of their own, so their handles would
+    come due at as many different instants, each one a wake-up of the loop (an epoll_wait
+    return, the loop's bookkeeping) for one check that usually finds the deadline moved
+    again. On the grid they come due together and share one. The grid is the power of two
+    at most a quarter of the distance, so a check comes at most that much early; when the
+    adverts stop, the deadline stays put and the next wait is timed exactly (`_on_timer`).
+    """
+    wake = _wake_time(deadline, now)
+    distance = deadline - now
+    if distance < 4 * _MIN_GRID:
+        return wake
+    grid = 2.0 ** math.floor(math.log2(distance / 4))
+    aligned = math.floor(wake / grid) * grid
+    return aligned if aligned > now else wake
 
 
 def spec_of(
@@ -1196,7 +1223,7 @@ class VrrpEngine:
             runner.deadline = deadline
             return
         self._cancel_timer(runner)
-        runner.deadline = deadline
+        runner.deadline = runner.armed_for = deadline
         runner.wake = _wake_time(deadline, self._loop.time())
         runner.timer = self._loop.call_at(runner.wake, self._on_timer, runner)
 
@@ -1212,8 +1239,12 @@ class VrrpEngine:
         if deadline is not None and now < deadline - _EXACT:
             # Early: the early wake-up of _wake_time (the short remainder is then timed
             # by the kernel to within microseconds), or a deadline that moved later
-            # since the handle was armed (_arm).
-            runner.wake = _wake_time(deadline, now)
+            # since the handle was armed (_arm), which will likely move again.
+            if deadline > runner.armed_for:
+                runner.wake = _aligned_wake(deadline, now)
+            else:
+                runner.wake = _wake_time(deadline, now)
+            runner.armed_for = deadline
             runner.timer = self._loop.call_at(runner.wake, self._on_timer, runner)
             return
         runner.timer = runner.deadline = None
