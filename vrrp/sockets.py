@@ -7,8 +7,9 @@ packet cannot have crossed a router), unless a unicast send asks for another. Th
 side hands back the VRRP payload plus what the checks need from the IP layer: source,
 destination and the received TTL / hop limit.
 
-Parsing of what arrives is pure (`parse_ipv4`, `parse_ipv6`) and raises `DatagramError` with a
-reason; the adapter counts it like any other drop.
+Reading (`receive`) is apart from parsing, which is pure (`parse`: `parse_ipv4`,
+`parse_ipv6`) and raises `DatagramError` with a reason; the adapter counts it like any other
+drop. `repeat_key` tells a copy of a datagram already parsed without parsing it.
 """
 
 from __future__ import annotations
@@ -214,19 +215,6 @@ def repeat_key(family: int, received: Received) -> Hashable | None:
             return None
         return data[:4] + data[6:10] + data[12:]
     return data, peer[0], tuple(ancdata)
-
-
-def read_datagram(sock: socket.socket, family: int | None = None) -> Datagram | None:
-    """One datagram from a socket made by `open_vrrp_socket`, or None when none is queued.
-
-    `family` is the socket's, if the caller knows it (`sock.family` builds an enum member
-    on every call). Raises DatagramError for something unusable and OSError for socket
-    trouble.
-    """
-    received = receive(sock)
-    if received is None:
-        return None
-    return parse(sock.family if family is None else family, received)
 
 
 def send_vrrp(
