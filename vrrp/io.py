@@ -73,7 +73,6 @@ import contextlib
 import enum
 import errno
 import logging
-import math
 import socket
 from collections.abc import Callable, Coroutine, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -281,7 +280,6 @@ class _Runner:
     timer: asyncio.TimerHandle | None = None
     deadline: float | None = None  # what the fsm asked for
     wake: float = 0.0  # when `timer` fires (at or before `deadline`)
-    armed_for: float = 0.0  # the deadline `timer` was armed for (`deadline` may be later)
     queue: asyncio.Queue[_Queued] = field(default_factory=asyncio.Queue)
     worker: asyncio.Task[None] | None = None
     mismatch_logged: bool = False
@@ -532,54 +530,9 @@ _SLACK = 0.002
 _EXACT = 0.0002
 
 
-# The finest grid `_wake_time` and `_aligned_wake` use: below it a wait is timed exactly.
-_MIN_GRID = 2.0**-10
-# The coarsest grid of early wake-ups: the exact wait after one then lasts at most this
-# (plus the 0.2%), and epoll's slack on it stays within the kernel's default timer slack.
-_MAX_EARLY_GRID = 2.0**-5
-
-
 def _wake_time(deadline: float, now: float) -> float:
-    """When to wake for `deadline`: the deadline itself for a short wait, else early by
-    more than epoll's slack, at the last instant of a grid before that.
-
-    Instances that wait about as long (a master's Adver_Timers at 1 s) then wake early
-    together, in one loop wake-up, and each waits its short remainder on its own: one
-    wake-up of its own per deadline instead of two. The grid is a power of two small enough
-    that the remainder needs no third stage (`_on_timer`).
-    """
-    distance = deadline - now
-    early = distance * _SLACK
-    if early <= _EXACT:
-        return deadline
-    wake = deadline - early
-    grid = min(_EXACT / _SLACK - early, distance / 4, _MAX_EARLY_GRID)
-    if grid < _MIN_GRID:
-        return wake
-    grid = 2.0 ** math.floor(math.log2(grid))
-    aligned = math.floor(wake / grid) * grid
-    return aligned if aligned > now else wake
-
-
-def _aligned_wake(deadline: float, now: float) -> float:
-    """When to look again at a deadline that keeps moving later (a backup's
-    Master_Down_Timer, pushed by every advert): at or before `_wake_time`'s, on a grid of
-    instants shared by every instance whose deadline is about as far away.
-
-    A backup's instances hear their masters at phases of their own, so their handles would
-    come due at as many different instants, each one a wake-up of the loop (an epoll_wait
-    return, the loop's bookkeeping) for one check that usually finds the deadline moved
-    again. On the grid they come due together and share one. The grid is the power of two
-    at most a quarter of the distance, so a check comes at most that much early; when the
-    adverts stop, the deadline stays put and the next wait is timed exactly (`_on_timer`).
-    """
-    wake = _wake_time(deadline, now)
-    distance = deadline - now
-    if distance < 4 * _MIN_GRID:
-        return wake
-    grid = 2.0 ** math.floor(math.log2(distance / 4))
-    aligned = math.floor(wake / grid) * grid
-    return aligned if aligned > now else wake
+    early = (deadline - now) * _SLACK
+    return deadline - early if early > _EXACT else deadline
 
 
 def spec_of(
@@ -1243,7 +1196,7 @@ class VrrpEngine:
             runner.deadline = deadline
             return
         self._cancel_timer(runner)
-        runner.deadline = runner.armed_for = deadline
+        runner.deadline = deadline
         runner.wake = _wake_time(deadline, self._loop.time())
         runner.timer = self._loop.call_at(runner.wake, self._on_timer, runner)
 
@@ -1259,12 +1212,8 @@ class VrrpEngine:
         if deadline is not None and now < deadline - _EXACT:
             # Early: the early wake-up of _wake_time (the short remainder is then timed
             # by the kernel to within microseconds), or a deadline that moved later
-            # since the handle was armed (_arm), which will likely move again.
-            if deadline > runner.armed_for:
-                runner.wake = _aligned_wake(deadline, now)
-            else:
-                runner.wake = _wake_time(deadline, now)
-            runner.armed_for = deadline
+            # since the handle was armed (_arm).
+            runner.wake = _wake_time(deadline, now)
             runner.timer = self._loop.call_at(runner.wake, self._on_timer, runner)
             return
         runner.timer = runner.deadline = None

@@ -33,7 +33,6 @@ class FakeLoop:
     def __init__(self) -> None:
         self.now = 0.0
         self.armed = 0  # call_at calls
-        self.ran: list[float] = []  # when each handle that ran was due
         self._heap: list[tuple[float, int, _Handle, Callable[..., None], tuple[Any, ...]]] = []
         self._seq = itertools.count()
 
@@ -57,7 +56,6 @@ class FakeLoop:
             if handle.cancelled:
                 continue
             self.now = max(self.now, when)
-            self.ran.append(when)
             callback(*args)
         self.now = max(self.now, t)
 
@@ -86,7 +84,6 @@ class FakeRunner:
     timer: Any = None
     deadline: float | None = None
     wake: float = 0.0
-    armed_for: float = 0.0
     retired: bool = False
     group: str | None = None
 
@@ -148,25 +145,3 @@ def test_no_deadline_cancels_the_handle() -> None:
     assert loop.pending() == 0
     loop.run_until(10.0)
     assert runner.fsm.fired == []
-
-
-def test_backups_that_hear_adverts_at_different_phases_share_their_wake_ups() -> None:
-    loop = FakeLoop()
-    engine = VrrpEngine(loop=cast(Any, loop))
-    runners = [FakeRunner(FakeFsm(), name=f"VI_{i}") for i in range(20)]
-    interval, down = 0.01, 0.0361  # advert_int 10 ms, Master_Down_Interval at priority 100
-    steps = 100  # one second of adverts, each instance at a phase of its own
-    for k in range(steps):
-        for i, runner in enumerate(runners):
-            loop.run_until(k * interval + i * interval / len(runners))
-            runner.fsm.deadline = loop.now + down
-            engine._arm(cast(_Runner, runner))
-    checks = len(loop.ran)
-    instants = len(set(loop.ran))
-    # Without the grid every check is a wake-up of its own (20 phases); on it they share.
-    assert checks > 2 * len(runners)
-    assert instants < checks / 3
-    last = [r.fsm.deadline for r in runners]
-    loop.run_until(steps * interval + 1.0)
-    # The adverts stopped: each fires once, exactly at the deadline its last advert set.
-    assert [r.fsm.fired for r in runners] == [[d] for d in last]
