@@ -2016,14 +2016,13 @@ class VrrpEngine:
         They depend on the bytes (the key found `repeat`), on the instance's configuration
         (`params`, `unicast`: compared by identity) and on the interface's addresses and
         peer filter, which change in place and so are checked again here, as
-        `_receive` does. False: let `_receive` judge it in full.
+        `_receive` does. False: let `_receive` judge it in full. (Only a started instance
+        gets an entry, and it stays started; a retired one has left `instances`.)
         """
         runner, source = repeat.runner, repeat.source
         if (
             runner.fsm.params is not repeat.params
             or runner.unicast is not repeat.unicast
-            or not runner.started
-            or runner.retired
             or iface.instances.get((family, repeat.advertisement.vrid)) is not runner
             or iface.sent_by_us(source)
         ):
@@ -2046,10 +2045,8 @@ class VrrpEngine:
     ) -> None:
         """Keep the advert `runner` just accepted, for `_receive_repeat`: one per instance,
         so the table is as large as the number of instances, whatever arrives."""
-        if runner.repeat_key is not None and runner.repeat_key != key:
-            old = iface.repeats.get(runner.repeat_key)
-            if old is not None and old.runner is runner:
-                del iface.repeats[runner.repeat_key]
+        if runner.repeat_key != key:
+            self._forget(iface, runner)
         runner.repeat_key = key
         iface.repeats[key] = _Repeat(runner, adv, source, runner.fsm.params, runner.unicast)
 
