@@ -130,6 +130,26 @@ def _check_params(params: InstanceParams) -> None:
         raise ValueError(f"instance {params.name!r}: " + "; ".join(problems))
 
 
+def advert_due_after(now: float, advert_int: int) -> float:
+    """When a master's next periodic advert is due after one sent at `now`: the first
+    multiple of advert_int (centiseconds) on the clock after `now`, so never more than one
+    Advertisement_Interval later.
+
+    Every instance of the same interval keeps this one schedule, whenever it took over:
+    a master's adverts go out together, one wake-up for all of them, and a backup hears
+    them in one burst (keepalived's instances line up only when they start together).
+    An instance joining the schedule sends one advert early, never one late. Computed as
+    an integer product and one correctly rounded division, not by adding intervals, so
+    equal intervals give the same float however long the run.
+    """
+    k = int(now * _CENTISECONDS // advert_int) + 1
+    due = k * advert_int / _CENTISECONDS
+    while due <= now:  # the product above may round down to `now` itself
+        k += 1
+        due = k * advert_int / _CENTISECONDS
+    return due
+
+
 class Instance:
     """One VRRP virtual router as seen by this host: RFC 5798 §6.4 plus keepalived's extras."""
 
@@ -148,6 +168,9 @@ class Instance:
         self._master_adver_interval = params.advert_int  # centiseconds
         # Deadlines (float seconds) or None; which ones may be set depends on the state.
         self._adver_timer: float | None = None  # MASTER
+        self._kept_advert: (
+            tuple[int, InstanceParams, tuple[IPAddress, ...], Advertisement] | None
+        ) = None
         self._master_down_timer: float | None = None  # BACKUP
         self._preempt_timer: float | None = None  # BACKUP, preempt_delay hold
         self._garp_delayed_timer: float | None = None  # MASTER
@@ -666,16 +689,17 @@ class Instance:
     def _master_timers(self, now: float) -> list[Action]:
         actions: list[Action] = []
         if self._adver_timer is not None and now >= self._adver_timer:
-            # (680)-(690): an advert every Advertisement_Interval, timed from the deadline
-            # it was due at, not from when it went out: a timer that fires a little late
-            # each time (it always does) must not slow the cadence down for good (10 ms
-            # adverts timed from their sending came out 7.5% slow). After a stall of a
-            # whole interval or more the schedule starts again from now, without a burst
-            # of catch-up adverts.
-            due = self._adver_timer + self._advertisement_interval
+            # (680)-(690): an advert every Advertisement_Interval. The next one is due at
+            # the next multiple of the interval (advert_due_after), not one interval after
+            # this one went out: a timer that fires a little late each time (it always
+            # does) must not slow the cadence down for good (10 ms adverts timed from
+            # their sending came out 7.5% slow), and every instance of this interval
+            # advertises at the same moments. After a stall of a whole interval or more
+            # the next one is the next due, without a burst of catch-up adverts. The
+            # RFC's other resets (takeover, answering a lower priority) restart the
+            # timer from now; the periodic advert after them joins the schedule again.
             actions.extend(self._send_advertisement(now))
-            if due > now:
-                self._adver_timer = due
+            self._adver_timer = advert_due_after(now, self._params.advert_int)
         garp = self._params.garp
         if self._garp_delayed_timer is not None and now >= self._garp_delayed_timer:
             self._garp_delayed_timer = None
@@ -686,8 +710,20 @@ class Instance:
         return actions
 
     def _advertisement(self, priority: int) -> Advertisement:
+        # A master sends the same advert every interval: it is built again only when
+        # what it says may have changed (the priority; the params or the addresses,
+        # which are replaced, never changed in place), so the adapter can tell a repeat
+        # by identity and send the bytes it encoded last time.
+        kept = self._kept_advert
+        if (
+            kept is not None
+            and kept[0] == priority
+            and kept[1] is self._params
+            and kept[2] is self._advert_addresses
+        ):
+            return kept[3]
         v2 = self._params.version == 2
-        return Advertisement(
+        advert = Advertisement(
             version=self._params.version,
             vrid=self._params.vrid,
             priority=priority,
@@ -696,6 +732,8 @@ class Instance:
             auth_type=self._params.auth_type if v2 else AuthType.NONE,
             auth_data=self._params.auth_data if v2 else b"",
         )
+        self._kept_advert = (priority, self._params, self._advert_addresses, advert)
+        return advert
 
     def _send_advertisement(self, now: float) -> list[Action]:
         self._adver_timer = now + self._advertisement_interval

@@ -770,7 +770,10 @@ def test_master_sends_adverts_every_advertisement_interval() -> None:
     link.start("a")
     link.run_until(10.0)
     times = [t for t, _ in link.adverts_of("a")]
-    expected = [mdi(3, 100, 50)]
+    # Takeover, a whole interval (RFC 5798 (1)), then every interval on the schedule of
+    # multiples of 0.5 s that every instance of this interval keeps.
+    takeover = mdi(3, 100, 50)
+    expected = [takeover, takeover + 0.5, 2.5]
     while expected[-1] + 0.5 <= 10.0:
         expected.append(expected[-1] + 0.5)
     assert times == expected

@@ -12,7 +12,14 @@ from ipaddress import IPv4Address, IPv4Interface
 import pytest
 
 from tests.unit.test_fsm import ADDR, VIP, VIP2, mdi, params
-from vrrp.fsm import LINK_DOWN, NO_SOURCE_ADDRESS, NO_SUCH_INTERFACE, Instance, InstanceUsageError
+from vrrp.fsm import (
+    LINK_DOWN,
+    NO_SOURCE_ADDRESS,
+    NO_SUCH_INTERFACE,
+    Instance,
+    InstanceUsageError,
+    advert_due_after,
+)
 from vrrp.types import (
     AddAddresses,
     Advertisement,
@@ -255,7 +262,45 @@ def test_after_a_stall_the_schedule_restarts_without_a_burst() -> None:
     assert inst.get_timer() == pytest.approx(0.1)
     actions = inst.handle_timer(0.55)  # the process was stalled for half a second
     assert sum(isinstance(a, SendAdvertisement) for a in actions) == 1
-    assert inst.get_timer() == pytest.approx(0.65)  # from now, not 0.2, 0.3, ... at once
+    # The next one due on the schedule, not 0.2, 0.3, ... at once.
+    assert inst.get_timer() == pytest.approx(0.6)
+
+
+def test_masters_that_took_over_apart_advertise_together() -> None:
+    """Instances of one interval keep one schedule (multiples of the interval on the
+    clock), so a master's adverts leave in one wake-up and a backup hears them in one
+    burst. The first interval after a takeover is the RFC's whole Advertisement_Interval;
+    the one after may be shorter (never longer) to join the schedule."""
+    starts = [0.0, 0.013, 0.0371, 0.05, 0.0999]
+    insts = [
+        Instance(dataclasses.replace(params("a", 255), vrid=10 + k, advert_int=10))
+        for k in range(5)
+    ]
+    for inst, start in zip(insts, starts, strict=True):
+        inst.start(start)  # owners: master at once
+        assert inst.get_timer() == pytest.approx(start + 0.1)
+    for inst in insts:
+        deadline = inst.get_timer()
+        assert deadline is not None
+        inst.handle_timer(deadline)
+    # The last one joins 0.1 ms after its first periodic advert: an extra advert once per
+    # takeover rather than a gap longer than the interval.
+    assert [inst.get_timer() for inst in insts] == [0.2] * 5
+    for inst in insts:
+        inst.handle_timer(0.2)
+    assert {inst.get_timer() for inst in insts} == {0.3}  # the same float, not merely close
+
+
+@pytest.mark.parametrize("advert_int", [1, 3, 7, 10, 100, 4095])
+def test_the_next_advert_is_due_on_the_schedule_within_one_interval(advert_int: int) -> None:
+    interval = advert_int / 100
+    for step in range(2000):
+        # Times on the schedule itself (k * interval, however the float rounds) and between.
+        for now in (step * advert_int / 100, step * interval + 1e-9, step * 0.0123 + 100.0):
+            due = advert_due_after(now, advert_int)
+            assert now < due <= now + interval + 1e-9
+            k = round(due * 100 / advert_int)
+            assert due == k * advert_int / 100  # exactly the schedule's float
 
 
 # ---- keepalived's start hint (state MASTER|BACKUP) -----------------------------------------
