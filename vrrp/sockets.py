@@ -39,6 +39,15 @@ ANCILLARY_BUFFER = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4)
 # Python on every datagram, a tenth of a backup's CPU at 20 instances x 10 ms.
 _TRUNCATED = int(socket.MSG_TRUNC | socket.MSG_CTRUNC)
 
+# A master sends the adverts of all its instances of one interval at the same moment
+# (vrrp.fsm.advert_due_after), so one socket may be handed up to 255 VRIDs at once, more
+# with unicast peers or another router's adverts on the segment, while the loop is busy.
+# The kernel's default (net.core.rmem_default, 208 KiB) holds 256 small frames on veth and
+# about 50 where a driver gives each frame a page. SO_RCVBUFFORCE (CAP_NET_ADMIN, which
+# the daemon has) goes past net.core.rmem_max, which caps SO_RCVBUF (208 KiB on Debian).
+RCVBUF = 4 << 20
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+
 
 class DatagramError(Exception):
     """What arrived is not a usable IP datagram; `reason` is the counter label."""
@@ -68,6 +77,10 @@ def open_vrrp_socket(family: socket.AddressFamily, ifname: str, ifindex: int) ->
     sock = socket.socket(family, socket.SOCK_RAW, VRRP_PROTOCOL)
     try:
         sock.setblocking(False)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, RCVBUF)
+        except PermissionError:  # no CAP_NET_ADMIN: as much as rmem_max allows
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
         # Only this interface's packets: the same VRID may mean another group elsewhere.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
         if family == socket.AF_INET:
@@ -235,18 +248,34 @@ def send_vrrp(
     instance on the interface, each with its own source. The codec's checksum covers this
     source (the RFC 5798 §5.2.8 pseudo-header), so the kernel must not pick another.
     """
+    sock.sendmsg(*advert_message(payload, source, destination, ifindex, hop_limit))
+
+
+SendmsgArgs = tuple[
+    list[bytes], list[tuple[int, int, bytes]], int, tuple[str, int] | tuple[str, int, int, int]
+]
+
+
+def advert_message(
+    payload: bytes,
+    source: IPAddress,
+    destination: IPAddress,
+    ifindex: int,
+    hop_limit: int | None = None,
+) -> SendmsgArgs:
+    """`sock.sendmsg`'s arguments for `send_vrrp`: built once, they can be sent again as
+    long as nothing in them changed (a master's every advert)."""
     if isinstance(source, IPv4Address):
         pktinfo = struct.pack("I4s4s", ifindex, source.packed, b"\0" * 4)
         cmsgs = [(socket.IPPROTO_IP, IP_PKTINFO, pktinfo)]
         if hop_limit is not None:
             cmsgs.append((socket.IPPROTO_IP, socket.IP_TTL, struct.pack("i", hop_limit)))
-        sock.sendmsg([payload], cmsgs, 0, (str(destination), 0))
-    else:
-        pktinfo = struct.pack("16sI", source.packed, ifindex)
-        cmsgs = [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)]
-        if hop_limit is not None:
-            cmsgs.append((socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT, struct.pack("i", hop_limit)))
-        sock.sendmsg([payload], cmsgs, 0, (str(destination), 0, 0, ifindex))
+        return [payload], cmsgs, 0, (str(destination), 0)
+    pktinfo = struct.pack("16sI", source.packed, ifindex)
+    cmsgs = [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)]
+    if hop_limit is not None:
+        cmsgs.append((socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT, struct.pack("i", hop_limit)))
+    return [payload], cmsgs, 0, (str(destination), 0, 0, ifindex)
 
 
 def open_packet_socket() -> socket.socket:

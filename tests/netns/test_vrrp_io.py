@@ -36,7 +36,7 @@ from tests.netns.netns_util import (
 )
 from vrrp import arp, packet
 from vrrp.sockets import open_vrrp_socket, send_vrrp
-from vrrp.types import VRRP_MCAST_V4, VRRP_MCAST_V6, Advertisement
+from vrrp.types import VRRP_MCAST_V4, VRRP_MCAST_V6, Advertisement, IPAddress
 
 pytestmark = pytest.mark.netns
 
@@ -641,3 +641,41 @@ def test_unicast_ttl_is_sent_and_checked_only_when_configured(net: Net) -> None:
     ra2 = net.start(net.a, "A2", unicast(a6, b6, 100, min_ttl=128))
     ra2.wait_state("MASTER")
     wait_until(lambda: ra2.drops().get("bad_ttl", 0) >= 3, message="3 bad_ttl drops on A2")
+
+
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6])
+def test_a_burst_of_every_vrid_waits_whole_in_the_receive_buffer(
+    net: Net, family: socket.AddressFamily
+) -> None:
+    """A master sends the adverts of all its instances of one interval at the same moment
+    (vrrp.fsm.advert_due_after), so one socket may be handed 255 VRIDs at once; behind a
+    busy loop none of them may be dropped for want of buffer (the kernel's default holds
+    fewer on drivers that give a small frame a page)."""
+    ifindex_b: int = in_netns(net.b.name, lambda: socket.if_nametoindex("eth0"))
+    rx: socket.socket = in_netns(net.b.name, lambda: open_vrrp_socket(family, "eth0", ifindex_b))
+    tx, ifindex = injector(net, family)
+    try:
+        if family == socket.AF_INET:
+            src: IPAddress = IPv4Address("192.0.2.3")
+            group: IPAddress = VRRP_MCAST_V4
+            vip: IPAddress = IPv4Address(VIP4)
+        else:
+            wait_until(lambda: any(a.startswith("fe80:") for a in net.c.addresses("eth0")))
+            src = IPv6Address(net.link_local(net.c))
+            group, vip = VRRP_MCAST_V6, IPv6Address(VIP6)
+        # Nothing reads rx meanwhile: everything must still be queued at the end.
+        for _round in range(2):  # as a master sends 255 VRIDs twice before the reader runs
+            for vrid in range(1, 256):
+                payload = packet.encode(Advertisement(3, vrid, 100, 100, (vip,)), src, group)
+                send_vrrp(tx, payload, src, group, ifindex)
+        got = 0
+        for _ in range(1000):
+            try:
+                rx.recvmsg(4096, 256)
+            except BlockingIOError:
+                break
+            got += 1
+        assert got == 2 * 255
+    finally:
+        rx.close()
+        tx.close()
