@@ -117,13 +117,14 @@ from vrrp.sockets import (
     ETH_P_IPV6,
     Datagram,
     DatagramError,
+    SendmsgArgs,
+    advert_message,
     open_packet_socket,
     open_vrrp_socket,
     parse,
     receive,
     repeat_key,
     send_frame,
-    send_vrrp,
 )
 from vrrp.syncgroup import Input, Member, group_state, next_inputs
 from vrrp.track import (
@@ -264,6 +265,20 @@ class _Counts:
     errors: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class _Sending:
+    """A master's last advert, encoded with what went into it: sent again as they are
+    while the fsm hands over the same advert object (it builds a new one when what it
+    says changes), from the same source, with the same unicast set-up object (a reload
+    replaces it) on the same interface."""
+
+    advertisement: Advertisement
+    source: IPAddress
+    unicast: Unicast
+    ifindex: int
+    messages: tuple[tuple[IPAddress, SendmsgArgs], ...]
+
+
 @dataclass(eq=False)
 class _Runner:
     """One instance and everything the adapter keeps for it."""
@@ -286,6 +301,7 @@ class _Runner:
     repeat_key: Hashable | None = None  # of its entry in its interface's `repeats`
     send_failing: bool = False  # log the first failure of a run at warning, the rest at debug
     encode_failing: bool = False  # likewise for adverts that cannot be encoded at all
+    sending: _Sending | None = None  # the last advert sent, encoded
     # Added by us, not yet removed, with the interface each one was added to.
     held_vips: dict[IPInterface, str] = field(default_factory=dict)
     repairing: set[IPInterface] = field(default_factory=set)  # re-add queued, not yet done
@@ -1315,34 +1331,27 @@ class VrrpEngine:
             log.debug("vrrp.send_skipped instance=%s iface=%s", runner.name, iface.name)
             self._error(runner, "send_advert")
             return
-        group: IPAddress = VRRP_MCAST_V4 if runner.family == socket.AF_INET else VRRP_MCAST_V6
-        destinations = sorted(runner.unicast.peers) or [group]
-        sent = False
-        for destination in destinations:
-            try:
-                payload = packet.encode(adv, source, destination)
-            except ValueError as exc:
-                # A bug of ours, not the network's: it would fail the same way every
-                # Advertisement_Interval, so say it once (not a traceback a second) and
-                # count every failure. The other destinations would fail alike.
-                level = logging.DEBUG if runner.encode_failing else logging.ERROR
-                runner.encode_failing = True
-                log.log(
-                    level,
-                    "vrrp.encode_error instance=%s iface=%s addresses=%d error=%s",
-                    runner.name,
-                    runner.interface,
-                    len(adv.addresses),
-                    exc,
-                )
-                self._error(runner, "send_advert")
+        ifindex = iface.link.ifindex
+        kept = runner.sending
+        if (
+            kept is not None
+            and kept.advertisement is adv
+            and kept.source == source  # a new object every time (IPv4Interface.ip)
+            and kept.unicast is runner.unicast
+            and kept.ifindex == ifindex
+        ):
+            messages = kept.messages  # a master's every advert: the bytes of the last one
+        else:
+            built = self._advert_messages(runner, adv, source, ifindex)
+            if built is None:
                 return
-            runner.encode_failing = False
+            messages = built
+            runner.sending = _Sending(adv, source, runner.unicast, ifindex, messages)
+        sent = False
+        for destination, message in messages:
             try:
                 # The socket sends 255 (RFC 5798 §5.1.1.3); unicast_ttl overrides it per packet.
-                send_vrrp(
-                    sock, payload, source, destination, iface.link.ifindex, runner.unicast.ttl
-                )
+                sock.sendmsg(*message)
                 sent = True
             except OSError as exc:
                 level = logging.DEBUG if runner.send_failing else logging.WARNING
@@ -1360,6 +1369,36 @@ class VrrpEngine:
         if sent:
             runner.send_failing = False
             runner.counts.adverts_sent += 1
+
+    def _advert_messages(
+        self, runner: _Runner, adv: Advertisement, source: IPAddress, ifindex: int
+    ) -> tuple[tuple[IPAddress, SendmsgArgs], ...] | None:
+        """An advert encoded for each destination (the group, or every unicast peer)."""
+        group: IPAddress = VRRP_MCAST_V4 if runner.family == socket.AF_INET else VRRP_MCAST_V6
+        messages = []
+        for destination in sorted(runner.unicast.peers) or [group]:
+            try:
+                payload = packet.encode(adv, source, destination)
+            except ValueError as exc:
+                # A bug of ours, not the network's: it would fail the same way every
+                # Advertisement_Interval, so say it once (not a traceback a second) and
+                # count every failure. The other destinations would fail alike.
+                level = logging.DEBUG if runner.encode_failing else logging.ERROR
+                runner.encode_failing = True
+                log.log(
+                    level,
+                    "vrrp.encode_error instance=%s iface=%s addresses=%d error=%s",
+                    runner.name,
+                    runner.interface,
+                    len(adv.addresses),
+                    exc,
+                )
+                self._error(runner, "send_advert")
+                return None
+            message = advert_message(payload, source, destination, ifindex, runner.unicast.ttl)
+            messages.append((destination, message))
+        runner.encode_failing = False
+        return tuple(messages)
 
     async def _add_addresses(self, runner: _Runner, addresses: tuple[IPInterface, ...]) -> None:
         for address in addresses:

@@ -78,6 +78,7 @@ class Rig:
     wire: socket.socket  # the master's end of the pair
     clock: list[float]
     decoded: list[bytes]
+    ours: SendingEnd  # the engine's end
 
     @property
     def iface(self) -> Any:
@@ -104,12 +105,35 @@ class Rig:
         self.loop.run_until_complete(call())
 
 
+class SendingEnd(socket.socket):
+    """The engine's end of the pair. What it sends through `sendmsg` (with a raw socket's
+    ancillary data and address, which a socket pair refuses) is kept to be looked at."""
+
+    sent: list[tuple[bytes, list[tuple[int, int, bytes]], Any]]
+
+    def sendmsg(self, buffers: Any, ancdata: Any = (), flags: int = 0, address: Any = None) -> int:
+        data = b"".join(bytes(b) for b in buffers)
+        self.sent.append((data, list(ancdata), address))
+        return len(data)
+
+
 @pytest.fixture
 def rig(monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
+    yield from make_rig(monkeypatch, instance_spec(), State.BACKUP)
+
+
+@pytest.fixture
+def master_rig(monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
+    yield from make_rig(monkeypatch, instance_spec(priority=255), State.MASTER)
+
+
+def make_rig(monkeypatch: pytest.MonkeyPatch, spec: InstanceSpec, state: State) -> Iterator[Rig]:
     loop = asyncio.new_event_loop()
     clock = [1000.0]
     loop.time = lambda: clock[0]  # type: ignore[method-assign]
-    ours, wire = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    pair, wire = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ours = SendingEnd(fileno=pair.detach())
+    ours.sent = []
     ours.setblocking(False)
     monkeypatch.setattr(vrrp_io, "open_vrrp_socket", lambda family, name, ifindex: ours)
     decoded: list[bytes] = []
@@ -125,9 +149,9 @@ def rig(monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
     engine._started = True
     engine._links["eth0"] = Link(IFINDEX, "eth0", b"\x02\x00\x00\x00\x00\x02", up=True)
     engine._addresses[IFINDEX] = {OURS: LinkAddress(IFINDEX, ip_interface(f"{OURS}/24"))}
-    r = Rig(engine, loop, wire, clock, decoded)
-    r.run(lambda: engine.configure([instance_spec()]))
-    assert r.runner.fsm.state is State.BACKUP
+    r = Rig(engine, loop, wire, clock, decoded, ours)
+    r.run(lambda: engine.configure([spec]))
+    assert r.runner.fsm.state is state
     try:
         yield r
     finally:
@@ -241,3 +265,52 @@ def test_equal_keys_mean_equal_parses() -> None:
     assert repeat_key(socket.AF_INET6, (v6[0], hop_64, v6[1])) != repeat_key(
         socket.AF_INET6, (v6[0], cmsgs, v6[1])
     )
+
+
+# ---- sending: a master's adverts are encoded once --------------------------------------------
+
+
+def test_a_master_sends_the_bytes_it_encoded_until_what_they_say_changes(
+    master_rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig = master_rig
+    encoded: list[Advertisement] = []
+    real_encode = packet.encode
+
+    def counting_encode(adv: Advertisement, src: Any, dst: Any) -> bytes:
+        encoded.append(adv)
+        return real_encode(adv, src, dst)
+
+    monkeypatch.setattr(packet, "encode", counting_encode)
+
+    def advertise() -> bytes:
+        """Run the Adver_Timer out; the advert it sent."""
+        deadline = rig.runner.fsm.get_timer()
+        rig.clock[0] = deadline
+        before = len(rig.ours.sent)
+        rig.run(lambda: rig.engine._on_timer(rig.runner))
+        assert len(rig.ours.sent) == before + 1
+        data, _ancdata, address = rig.ours.sent[-1]
+        assert address == (str(VRRP_MCAST_V4), 0)
+        return data
+
+    takeover = rig.ours.sent[-1][0]  # encoded when the owner took over, at configure
+    assert [advertise() for _ in range(5)] == [takeover] * 5
+    assert encoded == []
+    assert rig.ours.sent[-1][1][0][2][4:8] == OURS.packed  # IP_PKTINFO's source
+    assert packet.decode(takeover, OURS, VRRP_MCAST_V4).priority == 255
+    # A reload with another priority: encoded again, and the new bytes say it.
+    rig.run(lambda: rig.engine.configure([instance_spec(priority=250)]))
+    changed = advertise()
+    assert packet.decode(changed, OURS, VRRP_MCAST_V4).priority == 250
+    encodes = len(encoded)
+    assert advertise() == changed
+    assert len(encoded) == encodes  # a repeat again
+    # Another source address (ours replaced: the checksum's pseudo-header changes).
+    other = IPv4Address("192.0.2.3")
+    rig.engine._addresses[IFINDEX] = {other: LinkAddress(IFINDEX, ip_interface(f"{other}/24"))}
+    moved = advertise()
+    assert rig.ours.sent[-1][1][0][2][4:8] == other.packed
+    assert packet.decode(moved, other, VRRP_MCAST_V4).priority == 250
+    assert advertise() == moved
+    assert len(encoded) == encodes + 1
