@@ -15,6 +15,7 @@ Receivers (each in a process of its own, CPU time from getrusage over the window
 - `asyncio`: `loop.add_reader`, the callback reads until EAGAIN (as vrrp/io.py does, at
   most 64 a callback), so every wake-up ends with one failed recvmsg;
 - `asyncio-one`: the callback reads one datagram a wake-up.
+- `uvloop`: as `asyncio`, on uvloop's loop (only where uvloop is installed).
 
 Senders: `spread` (--rate datagrams a second, evenly spaced) and `burst` (--burst of them
 back to back, --rate / --burst times a second). UDP on loopback inside a namespace made
@@ -26,6 +27,7 @@ processes (by pid) are removed at the end, also after an error; every loop is bo
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -39,7 +41,11 @@ sys.path.insert(0, str(REPO))
 
 from tests.netns.netns_util import Lab, stop_process  # noqa: E402
 
-RECEIVERS = ("blocking", "asyncio", "asyncio-one")
+# uvloop is no dependency of ours (its timers have millisecond resolution): measured
+# only where it happens to be installed.
+RECEIVERS = ("blocking", "asyncio", "asyncio-one") + (
+    ("uvloop",) if importlib.util.find_spec("uvloop") else ()
+)
 PATTERNS = ("spread", "burst")
 PORT = 5555
 
@@ -56,7 +62,7 @@ def cpu():
     return u.ru_utime + u.ru_stime
 def on_readable():
     global count
-    for _ in range(64 if mode == "asyncio" else 1):
+    for _ in range(1 if mode == "asyncio-one" else 64):
         try:
             sock.recvmsg(4096, 64)
         except BlockingIOError:
@@ -77,7 +83,12 @@ else:
     async def main():
         asyncio.get_running_loop().add_reader(sock.fileno(), on_readable)
         await asyncio.sleep(seconds)
-    asyncio.run(main())
+    if mode == "uvloop":
+        import uvloop
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main())
+    else:
+        asyncio.run(main())
 print(json.dumps({"datagrams": count, "cpu_s": cpu() - start}), flush=True)
 """.replace("PORT", str(PORT))
 
