@@ -609,6 +609,10 @@ class VrrpEngine:
         self._monitor_task: asyncio.Task[None] | None = None
         self._sweep_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        # Adverts to send at the end of this pass of the loop (_flush_adverts).
+        self._outbox: list[
+            tuple[_Runner, socket.socket, IPAddress, tuple[tuple[IPAddress, SendmsgArgs], ...]]
+        ] = []
         self._started = False
         self._stopped = False
         # Tracking: verdicts from the daemon (scripts, files, processes) by (kind, name);
@@ -793,6 +797,7 @@ class VrrpEngine:
         now = self._now()
         for runner in self._runners.values():
             self._feed(runner, runner.fsm.stop, now)
+        self._flush_adverts()  # the priority-0 adverts, before anything else
         waits = [runner.queue.join() for runner in self._runners.values()]
         try:
             await asyncio.wait_for(asyncio.gather(*waits), STOP_TIMEOUT)
@@ -1347,28 +1352,43 @@ class VrrpEngine:
                 return
             messages = built
             runner.sending = _Sending(adv, source, runner.unicast, ifindex, messages)
-        sent = False
-        for destination, message in messages:
-            try:
-                # The socket sends 255 (RFC 5798 §5.1.1.3); unicast_ttl overrides it per packet.
-                sock.sendmsg(*message)
-                sent = True
-            except OSError as exc:
-                level = logging.DEBUG if runner.send_failing else logging.WARNING
-                runner.send_failing = True
-                log.log(
-                    level,
-                    "vrrp.send_error instance=%s iface=%s src=%s dst=%s error=%s",
-                    runner.name,
-                    runner.interface,
-                    source,
-                    destination,
-                    exc,
-                )
-                self._error(runner, "send_advert")
-        if sent:
-            runner.send_failing = False
-            runner.counts.adverts_sent += 1
+        # Sent at the end of this pass of the loop, with every other advert due now: a
+        # master's adverts of one interval leave back to back, a few microseconds apart
+        # instead of one state machine's work apart, and a backup reads them in one
+        # wake-up (keepalived's instances started together leave the same way).
+        if not self._outbox and self._loop is not None:
+            self._loop.call_soon(self._flush_adverts)
+        self._outbox.append((runner, sock, source, messages))
+        if self._loop is None:  # not started: nothing would flush it
+            self._flush_adverts()
+
+    def _flush_adverts(self) -> None:
+        """Send the adverts queued by _send_advertisement, in the order they were queued."""
+        outbox, self._outbox = self._outbox, []
+        for runner, sock, source, messages in outbox:
+            sent = False
+            for destination, message in messages:
+                try:
+                    # The socket sends 255 (RFC 5798 §5.1.1.3); unicast_ttl overrides it
+                    # per packet.
+                    sock.sendmsg(*message)
+                    sent = True
+                except OSError as exc:
+                    level = logging.DEBUG if runner.send_failing else logging.WARNING
+                    runner.send_failing = True
+                    log.log(
+                        level,
+                        "vrrp.send_error instance=%s iface=%s src=%s dst=%s error=%s",
+                        runner.name,
+                        runner.interface,
+                        source,
+                        destination,
+                        exc,
+                    )
+                    self._error(runner, "send_advert")
+            if sent:
+                runner.send_failing = False
+                runner.counts.adverts_sent += 1
 
     def _advert_messages(
         self, runner: _Runner, adv: Advertisement, source: IPAddress, ifindex: int
@@ -2494,6 +2514,7 @@ class VrrpEngine:
         return True
 
     def _close_sockets(self, iface: _Interface) -> None:
+        self._flush_adverts()  # what was queued for these sockets goes first
         for sock in iface.sockets.values():
             if self._loop is not None and not self._loop.is_closed():
                 self._loop.remove_reader(sock.fileno())

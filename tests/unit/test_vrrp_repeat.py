@@ -314,3 +314,34 @@ def test_a_master_sends_the_bytes_it_encoded_until_what_they_say_changes(
     assert packet.decode(moved, other, VRRP_MCAST_V4).priority == 250
     assert advertise() == moved
     assert len(encoded) == encodes + 1
+
+
+def test_adverts_due_together_leave_together_after_the_state_machines_ran(
+    master_rig: Rig,
+) -> None:
+    """Every advert due in one pass of the loop is sent at its end, back to back, so that a
+    backup reads them in one wake-up; and a stop sends the priority-0 adverts at once."""
+    rig = master_rig
+    rig.run(
+        lambda: rig.engine.configure(
+            [instance_spec(priority=255), instance_spec(name="vj", vrid=52, priority=255)]
+        )
+    )
+    runners = [rig.engine._runners["vi"], rig.engine._runners["vj"]]
+    for runner in runners:
+        assert runner.fsm.state is State.MASTER
+    rig.clock[0] = max(r.fsm.get_timer() for r in runners) + 1.0  # both due
+    before = len(rig.ours.sent)
+
+    def fire_both() -> None:
+        for runner in runners:
+            rig.engine._on_timer(runner)
+        assert len(rig.ours.sent) == before  # queued, not sent, while the pass goes on
+
+    rig.run(fire_both)
+    sent = [packet.decode(data, OURS, VRRP_MCAST_V4).vrid for data, _, _ in rig.ours.sent[before:]]
+    assert sent == [51, 52]
+    before = len(rig.ours.sent)
+    rig.loop.run_until_complete(rig.engine.stop())
+    resigned = [packet.decode(data, OURS, VRRP_MCAST_V4) for data, _, _ in rig.ours.sent[before:]]
+    assert [(a.vrid, a.priority) for a in resigned] == [(51, 0), (52, 0)]
