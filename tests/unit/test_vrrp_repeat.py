@@ -345,3 +345,17 @@ def test_adverts_due_together_leave_together_after_the_state_machines_ran(
     rig.loop.run_until_complete(rig.engine.stop())
     resigned = [packet.decode(data, OURS, VRRP_MCAST_V4) for data, _, _ in rig.ours.sent[before:]]
     assert [(a.vrid, a.priority) for a in resigned] == [(51, 0), (52, 0)]
+
+
+def test_a_master_waits_for_its_adverts_in_one_go_and_a_backup_wakes_early(
+    master_rig: Rig, rig: Rig
+) -> None:
+    # The master's next advert, a second away: one handle, at the deadline itself.
+    master = master_rig.runner
+    assert master.deadline == master_rig.clock[0] + 1.0
+    assert master.wake == master.deadline
+    # The backup's Master_Down_Timer, 3.6 s away: woken early (the kernel's 0.1% slack on
+    # a long wait would delay the takeover), then the remainder.
+    backup = rig.runner
+    assert backup.deadline == rig.clock[0] + backup.fsm.master_down_interval
+    assert backup.deadline - 0.01 < backup.wake < backup.deadline
