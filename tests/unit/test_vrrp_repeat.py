@@ -117,6 +117,19 @@ class SendingEnd(socket.socket):
         return len(data)
 
 
+def first_arguments(monkeypatch: pytest.MonkeyPatch, codec: str) -> list[Any]:
+    """What `vrrp.packet.<codec>` is called with (its first argument), call by call."""
+    calls: list[Any] = []
+    real = getattr(packet, codec)
+
+    def counting(first: Any, *rest: Any) -> Any:
+        calls.append(first)
+        return real(first, *rest)
+
+    monkeypatch.setattr(packet, codec, counting)
+    return calls
+
+
 @pytest.fixture
 def rig(monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
     yield from make_rig(monkeypatch, instance_spec(), State.BACKUP)
@@ -136,14 +149,7 @@ def make_rig(monkeypatch: pytest.MonkeyPatch, spec: InstanceSpec, state: State) 
     ours.sent = []
     ours.setblocking(False)
     monkeypatch.setattr(vrrp_io, "open_vrrp_socket", lambda family, name, ifindex: ours)
-    decoded: list[bytes] = []
-    real_decode = packet.decode
-
-    def counting_decode(data: bytes, src: Any, dst: Any) -> Advertisement:
-        decoded.append(data)
-        return real_decode(data, src, dst)
-
-    monkeypatch.setattr(packet, "decode", counting_decode)
+    decoded: list[bytes] = first_arguments(monkeypatch, "decode")
     engine = VrrpEngine(loop=loop)
     # What start() learns from route netlink, given instead: eth0 up, with our address.
     engine._started = True
@@ -274,14 +280,7 @@ def test_a_master_sends_the_bytes_it_encoded_until_what_they_say_changes(
     master_rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rig = master_rig
-    encoded: list[Advertisement] = []
-    real_encode = packet.encode
-
-    def counting_encode(adv: Advertisement, src: Any, dst: Any) -> bytes:
-        encoded.append(adv)
-        return real_encode(adv, src, dst)
-
-    monkeypatch.setattr(packet, "encode", counting_encode)
+    encoded: list[Advertisement] = first_arguments(monkeypatch, "encode")
 
     def advertise() -> bytes:
         """Run the Adver_Timer out; the advert it sent."""
