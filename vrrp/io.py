@@ -1268,6 +1268,10 @@ class VrrpEngine:
                 runner.queue.task_done()
 
     async def _perform(self, runner: _Runner, action: _Queued) -> None:
+        # Adverts queued for the end of this pass go before whatever the instance does
+        # next: at a takeover the advert leaves before the VIPs' gratuitous ARPs (RFC 5798
+        # §6.4.2), at a step-down the priority-0 advert before the VIPs go.
+        self._flush_adverts()
         if isinstance(action, _Publish):
             self._publish(action.event)
         elif isinstance(action, _PublishAfterAll):
