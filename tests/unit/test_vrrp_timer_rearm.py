@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from vrrp.io import _EXACT, VrrpEngine, _Runner
+from vrrp.types import State
 
 
 class _Handle:
@@ -66,6 +67,7 @@ class FakeFsm:
 
     deadline: float | None = None
     fired: list[float] = field(default_factory=list)
+    state: State = State.BACKUP  # a master's timer wakes at its deadline (no early wake)
 
     def get_timer(self) -> float | None:
         return self.deadline
