@@ -302,8 +302,13 @@ class _Runner:
     send_failing: bool = False  # log the first failure of a run at warning, the rest at debug
     encode_failing: bool = False  # likewise for adverts that cannot be encoded at all
     sending: _Sending | None = None  # the last advert sent, encoded
-    # Added by us, not yet removed, with the interface each one was added to.
+    # Added by us, not yet removed, with the interface each one was added to. Changed only
+    # through hold() and release(), which keep `vip_watch` in step.
     held_vips: dict[IPInterface, str] = field(default_factory=dict)
+    # (address, interface) of each held VIP the instance tracks (not no_track): what the
+    # sweep looks up every second for every master, kept so that it hashes plain addresses
+    # instead of IPInterface objects (whose .ip is a new object each time). None: rebuild.
+    vip_watch: tuple[tuple[IPAddress, str], ...] | None = None
     repairing: set[IPInterface] = field(default_factory=set)  # re-add queued, not yet done
     heard: tuple[IPAddress | None, int | None] = (None, None)  # the master a backup follows
     retired: bool = False
@@ -367,6 +372,23 @@ class _Runner:
     def options(self, address: IPInterface) -> AddressOptions:
         return self.vip_opts.get(address.ip, _NO_OPTIONS)
 
+    def hold(self, vip: IPInterface, dev: str) -> None:
+        self.held_vips[vip] = dev
+        self.vip_watch = None
+
+    def release(self, vip: IPInterface) -> str | None:
+        self.vip_watch = None
+        return self.held_vips.pop(vip, None)
+
+    def watched_vips(self) -> tuple[tuple[IPAddress, str], ...]:
+        if self.vip_watch is None:
+            self.vip_watch = tuple(
+                (vip.ip, dev)
+                for vip, dev in self.held_vips.items()
+                if not self.options(vip).no_track
+            )
+        return self.vip_watch
+
     def dev_of(self, address: IPInterface) -> str:
         return self.options(address).dev or self.vip_ifname
 
@@ -375,6 +397,7 @@ class _Runner:
         consulted on every link and address event)."""
         spec = self.spec
         self.vip_opts = dict(spec.vip_options)
+        self.vip_watch = None  # no_track may have changed
         self.vips_by_ip = {vip.ip: vip for vip in spec.params.held_addresses}
         own = {spec.interface, self.vip_ifname}
         devs = {
@@ -390,6 +413,7 @@ class _Runner:
 
 
 _NO_OPTIONS = AddressOptions()
+_NO_ADDRESSES: Mapping[IPAddress, LinkAddress] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -1161,7 +1185,7 @@ class VrrpEngine:
                 ",".join(map(str, stale)),
             )
             for vip in stale:  # ours: an earlier run of ours added them
-                runner.held_vips[vip] = runner.dev_of(vip)
+                runner.hold(vip, runner.dev_of(vip))
             runner.queue.put_nowait(RemoveAddresses(tuple(stale)))
 
     # ---- feeding the state machine -------------------------------------------
@@ -1501,7 +1525,7 @@ class VrrpEngine:
                     address,
                 )
                 continue
-            runner.held_vips[address] = dev
+            runner.hold(address, dev)
             if address.ip not in table:
                 # Known before the kernel's event arrives: the sweep must not see it missing.
                 table[address.ip] = LinkAddress(link.ifindex, address)
@@ -1519,7 +1543,7 @@ class VrrpEngine:
         changes: list[AddressChange] = []
         targets: list[tuple[IPInterface, str, dict[IPAddress, LinkAddress]]] = []
         for address in addresses:
-            dev = runner.held_vips.pop(address, None)
+            dev = runner.release(address)
             if dev is None:
                 continue  # never added by us: not ours to remove
             link, table = self._table(dev)
@@ -1616,6 +1640,16 @@ class VrrpEngine:
         announces it, in order with its other actions; not a `no_track` one (keepalived
         leaves those alone until the next transition to master)."""
         if runner.fsm.state is not State.MASTER:
+            return
+        # Every second for every master, so first the common case, cheaply: each VIP it
+        # holds is on its interface. Only if one is not, the exact look below (which also
+        # leaves out a re-add already queued, and VIPs no longer configured).
+        links, tables = self._links, self._addresses
+        for ip, watched_dev in runner.watched_vips():
+            link = links.get(watched_dev)
+            if link is not None and ip not in tables.get(link.ifindex, _NO_ADDRESSES):
+                break
+        else:
             return
         missing: list[IPInterface] = []
         for vip in runner.spec.params.held_addresses:
