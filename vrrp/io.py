@@ -2,10 +2,10 @@
 
 `VrrpEngine` owns, for every interface its instances use, one raw VRRP socket per address
 family (instances on the same interface share it and are told apart by VRID), an AF_PACKET
-socket for gratuitous ARP / unsolicited NA, the VIPs (through route netlink) and exactly one
-`loop.call_at` timer per instance. It feeds each `vrrp.fsm.Instance` the loop's monotonic
-time, performs the actions the instance returns, in order, and re-arms the timer from
-`get_timer()` after every input.
+socket for gratuitous ARP / unsolicited NA, the VIPs (through route netlink) and one timer
+per instance (instances due at the same instant share a `loop.call_at` handle). It feeds
+each `vrrp.fsm.Instance` the loop's monotonic time, performs the actions the instance
+returns, in order, and re-arms the timer from `get_timer()` after every input.
 
 What it reports goes to one `publish` callable as the typed values of vrrp/events.py; it
 never knows who listens. Per-packet figures are plain counters, read with `counters()`.
@@ -292,7 +292,7 @@ class _Runner:
     vips_by_ip: Mapping[IPAddress, IPInterface] = field(default_factory=dict)
     tracked_devs: frozenset[str] = frozenset()
     depends_on: frozenset[str] = frozenset()
-    timer: asyncio.TimerHandle | None = None
+    timer: _WakeGroup | None = None  # the wake-up it is armed in (None: not armed)
     deadline: float | None = None  # what the fsm asked for
     wake: float = 0.0  # when `timer` fires (at or before `deadline`)
     queue: asyncio.Queue[_Queued] = field(default_factory=asyncio.Queue)
@@ -410,6 +410,23 @@ class _Runner:
         # Every interface whose links or addresses can change this instance's faults.
         mine = {spec.interface, self.sock_ifname, self.src_ifname, self.vip_ifname}
         self.depends_on = frozenset(mine) | self.tracked_devs
+
+
+@dataclass(eq=False, slots=True)
+class _WakeGroup:
+    """The instances that wake at one instant, behind one loop timer.
+
+    A master's adverts of one interval fall due on the same float (vrrp.fsm
+    advert_due_after), so 1,000 masters at 1 s share one handle: one heap entry and one
+    callback a second instead of 1,000 of each. An instance that leaves (cancelled, or
+    re-armed elsewhere) stays in `runners` and is skipped: the group is its `timer` no
+    longer. The handle is cancelled when the last one leaves.
+    """
+
+    when: float
+    handle: asyncio.TimerHandle | None = None
+    runners: list[_Runner] = field(default_factory=list)
+    live: int = 0
 
 
 _NO_OPTIONS = AddressOptions()
@@ -634,6 +651,7 @@ class VrrpEngine:
         self._sweep_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         # Adverts to send at the end of this pass of the loop (_flush_adverts).
+        self._wake_groups: dict[float, _WakeGroup] = {}  # by instant (_wake_at)
         self._outbox: list[
             tuple[_Runner, socket.socket, IPAddress, tuple[tuple[IPAddress, SendmsgArgs], ...]]
         ] = []
@@ -1243,7 +1261,28 @@ class VrrpEngine:
         self._cancel_timer(runner)
         runner.deadline = deadline
         runner.wake = self._wake_for(runner, deadline, self._loop.time())
-        runner.timer = self._loop.call_at(runner.wake, self._on_timer, runner)
+        self._wake_at(runner, runner.wake)
+
+    def _wake_at(self, runner: _Runner, when: float) -> None:
+        """Arm `runner` to wake at `when`, in the group of that instant."""
+        assert self._loop is not None
+        group = self._wake_groups.get(when)
+        if group is None:
+            group = self._wake_groups[when] = _WakeGroup(when)
+            group.handle = self._loop.call_at(when, self._on_wake, group)
+        group.runners.append(runner)
+        group.live += 1
+        runner.timer = group
+
+    def _on_wake(self, group: _WakeGroup) -> None:
+        if self._wake_groups.get(group.when) is group:
+            # Gone before anyone runs: an instance re-armed for this same instant while
+            # the group runs gets a group (and a handle) of its own.
+            del self._wake_groups[group.when]
+        for runner in group.runners:
+            if runner.timer is group:
+                group.live -= 1
+                self._on_timer(runner)
 
     @staticmethod
     def _wake_for(runner: _Runner, deadline: float, now: float) -> float:
@@ -1257,8 +1296,13 @@ class VrrpEngine:
         return _wake_time(deadline, now)
 
     def _cancel_timer(self, runner: _Runner) -> None:
-        if runner.timer is not None:
-            runner.timer.cancel()
+        group = runner.timer
+        if group is not None:
+            group.live -= 1
+            if group.live == 0 and group.handle is not None:
+                group.handle.cancel()
+                if self._wake_groups.get(group.when) is group:
+                    del self._wake_groups[group.when]
         runner.timer = runner.deadline = None
 
     def _on_timer(self, runner: _Runner) -> None:
@@ -1269,8 +1313,9 @@ class VrrpEngine:
             # Early: the early wake-up of _wake_time (the short remainder is then timed
             # by the kernel to within microseconds), or a deadline that moved later
             # since the handle was armed (_arm).
+            runner.timer = None
             runner.wake = self._wake_for(runner, deadline, now)
-            runner.timer = self._loop.call_at(runner.wake, self._on_timer, runner)
+            self._wake_at(runner, runner.wake)
             return
         runner.timer = runner.deadline = None
         # call_at may run a handle up to the clock resolution early; the fsm fires only

@@ -147,3 +147,55 @@ def test_no_deadline_cancels_the_handle() -> None:
     assert loop.pending() == 0
     loop.run_until(10.0)
     assert runner.fsm.fired == []
+
+
+def masters(engine: VrrpEngine, count: int, deadline: float) -> list[FakeRunner]:
+    runners = [
+        FakeRunner(FakeFsm(deadline, state=State.MASTER), name=f"VI_{n}") for n in range(count)
+    ]
+    for runner in runners:
+        engine._arm(cast(_Runner, runner))
+    return runners
+
+
+def test_masters_due_at_the_same_instant_share_one_handle() -> None:
+    """A master's adverts of one interval fall due on the same float (advert_due_after):
+    one heap entry and one callback for all of them, and each fsm still fires once."""
+    engine, loop, _ = setup()
+    runners = masters(engine, 1000, 2.0)
+    assert loop.armed == 1 and loop.pending() == 1
+    loop.run_until(1.999)
+    assert all(r.fsm.fired == [] for r in runners)
+    loop.run_until(2.0)
+    assert [r.fsm.fired for r in runners] == [[2.0]] * 1000
+    assert engine._wake_groups == {}
+
+
+def test_an_instance_that_leaves_its_group_is_not_woken_by_it() -> None:
+    engine, loop, _ = setup()
+    a, b, c = masters(engine, 3, 2.0)
+    b.fsm.deadline = None  # e.g. stopped
+    engine._arm(cast(_Runner, b))
+    c.fsm.deadline = 1.5  # moved earlier: a group of its own
+    engine._arm(cast(_Runner, c))
+    loop.run_until(3.0)
+    assert (a.fsm.fired, b.fsm.fired, c.fsm.fired) == ([2.0], [], [1.5])
+    # Its group's handle was already in the heap: a wake-up is never run twice.
+    assert loop.pending() == 0
+
+
+def test_the_handle_goes_when_its_last_instance_leaves() -> None:
+    engine, loop, _ = setup()
+    runners = masters(engine, 2, 2.0)
+    for runner in runners:
+        runner.fsm.deadline = None
+        engine._arm(cast(_Runner, runner))
+    assert loop.pending() == 0
+    assert engine._wake_groups == {}
+    # Armed again for the same instant: a new group, a new handle, and it fires.
+    for runner in runners:
+        runner.fsm.deadline = 2.0
+        engine._arm(cast(_Runner, runner))
+    assert loop.pending() == 1
+    loop.run_until(2.0)
+    assert [r.fsm.fired for r in runners] == [[2.0], [2.0]]
