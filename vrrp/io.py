@@ -299,8 +299,9 @@ class _Runner:
     worker: asyncio.Task[None] | None = None
     mismatch_logged: bool = False
     repeat_key: Hashable | None = None  # of its entry in its interface's `repeats`
-    send_failing: bool = False  # log the first failure of a run at warning, the rest at debug
-    encode_failing: bool = False  # likewise for adverts that cannot be encoded at all
+    # Failures that would repeat every Advertisement_Interval ("send", "encode"): the first
+    # of a run is logged at its own level, the rest at debug (failure_level); all counted.
+    failing: set[str] = field(default_factory=set)
     sending: _Sending | None = None  # the last advert sent, encoded
     # Added by us, not yet removed, with the interface each one was added to. Changed only
     # through hold() and release(), which keep `vip_watch` in step.
@@ -371,6 +372,13 @@ class _Runner:
 
     def options(self, address: IPInterface) -> AddressOptions:
         return self.vip_opts.get(address.ip, _NO_OPTIONS)
+
+    def failure_level(self, kind: str, first: int) -> int:
+        """The level to log a failure of `kind` at: `first` unless one is already said."""
+        if kind in self.failing:
+            return logging.DEBUG
+        self.failing.add(kind)
+        return first
 
     def hold(self, vip: IPInterface, dev: str) -> None:
         self.held_vips[vip] = dev
@@ -1458,10 +1466,8 @@ class VrrpEngine:
                     sock.sendmsg(*message)
                     sent = True
                 except OSError as exc:
-                    level = logging.DEBUG if runner.send_failing else logging.WARNING
-                    runner.send_failing = True
                     log.log(
-                        level,
+                        runner.failure_level("send", logging.WARNING),
                         "vrrp.send_error instance=%s iface=%s src=%s dst=%s error=%s",
                         runner.name,
                         runner.interface,
@@ -1471,7 +1477,8 @@ class VrrpEngine:
                     )
                     self._error(runner, "send_advert")
             if sent:
-                runner.send_failing = False
+                if runner.failing:
+                    runner.failing.discard("send")
                 runner.counts.adverts_sent += 1
 
     def _advert_messages(
@@ -1487,10 +1494,8 @@ class VrrpEngine:
                 # A bug of ours, not the network's: it would fail the same way every
                 # Advertisement_Interval, so say it once (not a traceback a second) and
                 # count every failure. The other destinations would fail alike.
-                level = logging.DEBUG if runner.encode_failing else logging.ERROR
-                runner.encode_failing = True
                 log.log(
-                    level,
+                    runner.failure_level("encode", logging.ERROR),
                     "vrrp.encode_error instance=%s iface=%s addresses=%d error=%s",
                     runner.name,
                     runner.interface,
@@ -1501,7 +1506,7 @@ class VrrpEngine:
                 return None
             message = advert_message(payload, source, destination, ifindex, runner.unicast.ttl)
             messages.append((destination, message))
-        runner.encode_failing = False
+        runner.failing.discard("encode")
         return tuple(messages)
 
     async def _add_addresses(self, runner: _Runner, addresses: tuple[IPInterface, ...]) -> None:

@@ -13,6 +13,7 @@ that became ours or a new peer filter must make the next copy be judged in full.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import struct
 from collections.abc import Callable, Iterator
@@ -358,3 +359,36 @@ def test_a_master_waits_for_its_adverts_in_one_go_and_a_backup_wakes_early(
     backup = rig.runner
     assert backup.deadline == rig.clock[0] + backup.fsm.master_down_interval
     assert backup.deadline - 0.01 < backup.wake < backup.deadline
+
+
+def test_a_run_of_send_failures_is_said_once_and_counted_every_time(
+    master_rig: Rig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig = master_rig
+    failing = [True]
+
+    def sendmsg(*args: Any, **kwargs: Any) -> int:
+        if failing[0]:
+            raise OSError(101, "Network is unreachable")
+        return 0
+
+    monkeypatch.setattr(rig.ours, "sendmsg", sendmsg)
+
+    def advertise() -> None:
+        rig.clock[0] = rig.runner.fsm.get_timer()
+        rig.run(lambda: rig.engine._on_timer(rig.runner))
+
+    def said() -> list[str]:
+        return [r.levelname for r in caplog.records if "vrrp.send_error" in r.getMessage()]
+
+    caplog.set_level(logging.DEBUG, logger="vrrp")
+    for _ in range(3):
+        advertise()
+    assert said() == ["WARNING", "DEBUG", "DEBUG"]
+    assert rig.engine.counters().instances["vi"].errors["send_advert"] == 3
+    failing[0] = False
+    advertise()  # sent again: the run is over
+    failing[0] = True
+    advertise()
+    assert said() == ["WARNING", "DEBUG", "DEBUG", "WARNING"]
+    assert rig.engine.counters().instances["vi"].errors["send_advert"] == 4
