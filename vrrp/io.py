@@ -658,8 +658,8 @@ class VrrpEngine:
         self._monitor_task: asyncio.Task[None] | None = None
         self._sweep_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
-        # Adverts to send at the end of this pass of the loop (_flush_adverts).
         self._wake_groups: dict[float, _WakeGroup] = {}  # by instant (_wake_at)
+        # Adverts to send at the end of this pass of the loop (_flush_adverts).
         self._outbox: list[
             tuple[_Runner, socket.socket, IPAddress, tuple[tuple[IPAddress, SendmsgArgs], ...]]
         ] = []
