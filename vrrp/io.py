@@ -1321,7 +1321,6 @@ class VrrpEngine:
             # Early: the early wake-up of _wake_time (the short remainder is then timed
             # by the kernel to within microseconds), or a deadline that moved later
             # since the handle was armed (_arm).
-            runner.timer = None
             runner.wake = self._wake_for(runner, deadline, now)
             self._wake_at(runner, runner.wake)
             return
