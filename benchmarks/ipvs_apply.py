@@ -10,9 +10,12 @@ kernel with virtme-ng and re-runs this script inside). Prints, for the same rule
   of this process (user and system, all threads: the median of ``--passes``), its share of
   one core at the default ``ipvs.reconcile_interval``, and wall time; without counters, with
   them kept (metrics endpoint configured: decoded when scraped, hacontrol/metrics.py) and
-  with them decoded on every pass (a drain waiting for connections to end);
+  with them decoded on every pass (a drain waiting for connections to end); without and with
+  counters kept, also as spread dumps (the daemon's passes over more than 1,000 services
+  while nothing drains: half the services' real servers asked for per pass);
 - a reconcile pass after changing one weight (exactly one kernel write), and one after
-  ``ipvsadm -e`` changed a weight behind our back (repaired by exactly one write).
+  ``ipvsadm -e`` changed a weight behind our back (repaired by exactly one write: by the
+  next pass, and with spread dumps by one of the next two).
 
 ``--profile`` prints a cProfile of a pass's dump and plan (stderr). ``--host-decode`` needs
 no IPVS: it times only the Python side of a pass (decoding kernel answers made here in the
@@ -155,17 +158,32 @@ def measure(
 class WithCounters:
     """The table pass while the metrics endpoint is configured: its dump keeps the counters
     (decoded when Prometheus scrapes); ``decode``: and decodes them, as while a drain waits
-    for connections to end (or with a scrape after every pass)."""
+    for connections to end (or with a scrape after every pass). ``spread``: the daemon's
+    dumps of a large table while nothing drains (half the real servers read per pass)."""
 
-    def __init__(self, ipvs: AsyncIpvs, *, decode: bool = False) -> None:
+    def __init__(self, ipvs: AsyncIpvs, *, decode: bool = False, spread: bool = False) -> None:
         self.ipvs = ipvs
         self.decode = decode
+        self.spread = spread
 
     async def dump(self) -> Table:
-        snap = await self.ipvs.snapshot()
+        snap = await self.ipvs.snapshot(spread=self.spread)
         if self.decode:
             assert len(snap.dest_counters) == snap.table.real_server_count
         return snap.table
+
+    async def apply(self, ops: Sequence[Op]) -> ApplyResult:
+        return await self.ipvs.apply(ops)
+
+
+class Spread:
+    """The daemon's table pass without counters (no metrics endpoint), nothing draining."""
+
+    def __init__(self, ipvs: AsyncIpvs) -> None:
+        self.ipvs = ipvs
+
+    async def dump(self) -> Table:
+        return await self.ipvs.dump(spread=True)
 
     async def apply(self, ops: Sequence[Op]) -> ApplyResult:
         return await self.ipvs.apply(ops)
@@ -234,20 +252,27 @@ async def reconcile_costs(
     try:
         variants: tuple[tuple[str, Kernel], ...] = (
             ("", kernel),
+            ("_spread", Spread(kernel)),
             ("_counters", WithCounters(kernel)),
+            ("_counters_spread", WithCounters(kernel, spread=True)),
             ("_counters_decoded", WithCounters(kernel, decode=True)),
         )
         for name, k in variants:
             rec = Reconciler(k, table)
-            warm = await rec.reconcile_once()  # warms the decode caches of a long-lived daemon
-            assert warm.ok and warm.ops == (), "the table restored by ipvsadm -R should match"
+            for _ in range(2):  # warms the decode caches of a long-lived daemon (and spreads)
+                warm = await rec.reconcile_once()
+                assert warm.ok and warm.ops == (), "the table restored by ipvsadm -R should match"
             cost, report = await steady_passes(
                 rec,
                 passes,
-                kernel.sync if profile and name != "_counters" else None,
+                kernel.sync if profile and name in ("", "_counters_decoded") else None,
                 counters=bool(name),
             )
             label = "no-drift pass" + name.replace("_", " with ", 1).replace("_", ", ")
+            if "spread" in name:
+                read = kernel.sync._decoder.servers_read
+                progress(f"{label}: the last pass asked for {read} services' real servers")
+                out[f"reconcile_no_drift{name}_services_read"] = read
             progress(
                 f"{label}: {cost['cpu_s']:.3f} s CPU "
                 f"(user {cost['user_s']:.3f}, system {cost['system_s']:.3f}), "
@@ -279,12 +304,21 @@ async def reconcile_costs(
                 f"{first.real_servers[1].address}:{first.key.port}", "-g", "-w", "9")  # fmt: skip
         again = await rec.reconcile_once()
         assert again.ok and len(again.ops) == 1, [str(o) for o in again.ops]
+        # With spread dumps: within two passes, whichever half the service falls in.
+        spread = Reconciler(Spread(kernel), rec.desired)
+        for _ in range(2):
+            assert (await spread.reconcile_once()).ops == ()
+        ipvsadm("-e", "-t", f"{first.key.address}:{first.key.port}", "-r",
+                f"{first.real_servers[1].address}:{first.key.port}", "-g", "-w", "8")  # fmt: skip
+        passes_ops = [(await spread.reconcile_once()).ops for _ in range(2)]
+        assert sum(len(ops) for ops in passes_ops) == 1, passes_ops
         out.update(
             {
                 "reconcile_one_weight_s": round(one_s, 3),
                 "reconcile_one_weight_writes": len(one.ops),
                 "reconcile_one_weight_op": str(one.ops[0]),
                 "reconcile_hand_drift_repaired": str(again.ops[0]),
+                "reconcile_spread_hand_drift_repaired_by_pass": 1 if passes_ops[0] else 2,
             }
         )
         return out
@@ -392,11 +426,16 @@ def host_decode(n: int, passes: int) -> dict[str, object]:
     answers = [(memoryview(s), [memoryview(d) for d in ds]) for s, ds in kernel_answers(table)]
     interval = IpvsSection().reconcile_interval
 
-    def one_pass(decoder: DumpDecoder, memo: PlanMemo, counters: bool) -> float:
+    def one_pass(
+        decoder: DumpDecoder, memo: PlanMemo, counters: bool, spread: bool = False
+    ) -> float:
         c0 = time.process_time()
-        decoder.begin()
-        for raw_svc, raws in answers:
-            full = decoder.servers(decoder.service(raw_svc), raws)
+        decoder.begin(counters=counters)
+        for index, (raw_svc, raws) in enumerate(answers):
+            base = decoder.service(raw_svc)
+            # IpvsNetlink.dump's choice: a carried service's real servers are not asked for.
+            carried = decoder.carry(index, base) if spread else None
+            full = decoder.servers(base, raws) if carried is None else carried[0]
             if counters:
                 decode_service_stats(raw_svc)
                 for _rs, raw in zip(full.real_servers, raws, strict=True):
@@ -412,6 +451,7 @@ def host_decode(n: int, passes: int) -> dict[str, object]:
     one_pass(decoder, memo, False)
     steady = sorted(one_pass(decoder, memo, False) for _ in range(passes))
     counting = sorted(one_pass(decoder, memo, True) for _ in range(passes))
+    spreading = sorted(one_pass(decoder, memo, False, spread=True) for _ in range(passes))
     out: dict[str, object] = {"services": n, "real_servers": table.real_server_count}
     user_us, system_us, size = genl_dump_round_trip(n)
     out["host_genl_dump_bytes"] = size
@@ -422,7 +462,16 @@ def host_decode(n: int, passes: int) -> dict[str, object]:
     out["host_estimate_core_share"] = round(
         (steady[passes // 2] + n * system_us / 1e6) / interval, 4
     )
-    for name, runs in (("cold", cold), ("steady", steady), ("steady_counters", counting)):
+    # Spread (the daemon's default above SPREAD_ABOVE services): half the dest dumps.
+    spread_pass = spreading[passes // 2] + (n // 2) * system_us / 1e6
+    out["host_estimate_spread_pass_cpu_s"] = round(spread_pass, 3)
+    out["host_estimate_spread_core_share"] = round(spread_pass / interval, 4)
+    for name, runs in (
+        ("cold", cold),
+        ("steady", steady),
+        ("steady_counters", counting),
+        ("steady_spread", spreading),
+    ):
         out[f"host_decode_{name}_cpu_s"] = round(runs[passes // 2], 4)
         out[f"host_decode_{name}_core_share"] = round(runs[passes // 2] / interval, 5)
     return out
@@ -492,11 +541,13 @@ def main() -> int:
         interval = out["reconcile_interval_s"]
         for name, label in (
             ("", "no drift"),
+            ("_spread", "no drift, spread"),
             ("_counters", "no drift, counters kept"),
+            ("_counters_spread", "same, spread"),
             ("_counters_decoded", "same, counters decoded"),
         ):
             print(
-                f"  reconcile pass, {label:<19}: {out[f'reconcile_no_drift{name}_cpu_s']:>8} s CPU"
+                f"  reconcile pass, {label:<23}: {out[f'reconcile_no_drift{name}_cpu_s']:>8} s CPU"
                 f" (user {out[f'reconcile_no_drift{name}_user_s']}, system"
                 f" {out[f'reconcile_no_drift{name}_system_s']}), "
                 f"{out[f'reconcile_no_drift{name}_s']} s wall, "
@@ -508,6 +559,10 @@ def main() -> int:
             f"{out['reconcile_one_weight_writes']} write ({out['reconcile_one_weight_op']})"
         )
         print(f"  hand-made drift repaired   : {out['reconcile_hand_drift_repaired']}")
+        print(
+            "  same, spread dumps         : repaired by pass "
+            f"{out['reconcile_spread_hand_drift_repaired_by_pass']}"
+        )
     return 0
 
 

@@ -253,6 +253,7 @@ class LvsRuntime:
             want_counters=self._want_counters,
             on_snapshot=self._on_snapshot,
             before_first_pass=self._seed_from_kernel,
+            spread_dumps=self._spread_dumps,
         )
         self.reconciler.add(self._table)
         self._set_sync_daemon(self.config)
@@ -584,6 +585,11 @@ class LvsRuntime:
         # bytes and decodes them only when read (netlink.Snapshot): by a drain on every pass,
         # by metrics when Prometheus scrapes.
         return self._draining() or self.config.global_.metrics_listen is not None
+
+    def _spread_dumps(self) -> bool:
+        # A large table's real servers are read over two passes (netlink.IpvsNetlink.dump),
+        # except while a drain waits: it ends on the connection counts, read every pass.
+        return not self._draining()
 
     def _on_snapshot(self, snap: Snapshot) -> None:
         """A table pass dumped with counters: hand them to metrics, advance any drains."""

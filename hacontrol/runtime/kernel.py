@@ -47,8 +47,8 @@ log = logging.getLogger("hacontrol.kernel")
 class IpvsBackend(Protocol):
     """The IPVS requests the convergers make (netlink.AsyncIpvs; a fake in unit tests)."""
 
-    async def snapshot(self) -> Snapshot: ...
-    async def dump(self) -> Table: ...
+    async def snapshot(self, *, spread: bool = False) -> Snapshot: ...
+    async def dump(self, *, spread: bool = False) -> Table: ...
     async def apply(self, ops: Sequence[Op]) -> ApplyResult: ...
     async def get_daemons(self) -> list[SyncDaemonConfig]: ...
     async def start_daemon(self, cfg: SyncDaemonConfig) -> None: ...
@@ -164,25 +164,29 @@ def _unavailable(exc: IpvsError) -> Convergence:
 
 
 class _LinkKernel:
-    """The table reconciler's Kernel over the shared link; dumps with counters on demand."""
+    """The table reconciler's Kernel over the shared link; dumps with counters on demand,
+    spread over two passes on a large table when allowed (netlink.IpvsNetlink.dump)."""
 
     def __init__(
         self,
         link: IpvsSource,
         want_counters: Callable[[], bool],
         on_snapshot: Callable[[Snapshot], None] | None,
+        spread: Callable[[], bool],
     ) -> None:
         self.link = link
         self.want_counters = want_counters
         self.on_snapshot = on_snapshot
+        self.spread = spread
 
     async def dump(self) -> Table:
         ipvs = await self.link.get()
+        spread = self.spread()
         if self.want_counters() and self.on_snapshot is not None:
-            snap = await ipvs.snapshot()
+            snap = await ipvs.snapshot(spread=spread)
             self.on_snapshot(snap)
             return snap.table
-        return await ipvs.dump()
+        return await ipvs.dump(spread=spread)
 
     async def apply(self, ops: Sequence[Op]) -> ApplyResult:
         ipvs = await self.link.get()
@@ -204,8 +208,9 @@ class IpvsTableConverger:
         want_counters: Callable[[], bool] = lambda: False,
         on_snapshot: Callable[[Snapshot], None] | None = None,
         before_first_pass: Callable[[Snapshot], None] | None = None,
+        spread_dumps: Callable[[], bool] = lambda: False,
     ) -> None:
-        self._kernel = _LinkKernel(link, want_counters, on_snapshot)
+        self._kernel = _LinkKernel(link, want_counters, on_snapshot, spread_dumps)
         self.table = TableReconciler(self._kernel, desired, purge_unowned=purge_unowned)
         # Services an earlier run owned count as desired earlier in this run: deleted when
         # no longer desired, forgotten once gone from the kernel.

@@ -48,6 +48,7 @@ class FakeKernel:
         self.dests: dict[ServiceKey, dict[DestKey, RealServer]] = {}
         self.writes = 0
         self.dumps = 0
+        self.spread_asked: list[bool] = []
         self.applied: list[Op] = []
         self.fail_dump: Exception | None = None
         self.counters: dict[tuple[ServiceKey, DestKey], tuple[int, int]] = {}
@@ -68,15 +69,17 @@ class FakeKernel:
             for k, svc in self.services.items()
         )
 
-    async def dump(self) -> Table:
+    async def dump(self, *, spread: bool = False) -> Table:
+        """The whole table (``spread``, a transport's economy, is only recorded)."""
         self.dumps += 1
+        self.spread_asked.append(spread)
         if self.fail_dump is not None:
             raise self.fail_dump
         return self.table()
 
-    async def snapshot(self) -> Snapshot:
+    async def snapshot(self, *, spread: bool = False) -> Snapshot:
         """The table with connection counters (`counters[(service, dest)] = (active, inact)`)."""
-        table = await self.dump()
+        table = await self.dump(spread=spread)
         counts = {
             (svc.key, rs.key): self.counters.get((svc.key, rs.key), (0, 0))
             for svc in table

@@ -5,7 +5,8 @@ published as it is, without waking the drain logic when nothing drains."""
 from __future__ import annotations
 
 from hacontrol.config import parse_config
-from hacontrol.ipvs.model import Table
+from hacontrol.desired import start_service_drain
+from hacontrol.ipvs.model import ServiceKey, Table, VirtualService
 from hacontrol.ipvs.netlink import Snapshot
 from hacontrol.lvs import LvsRuntime
 from hacontrol.runtime.bus import Bus
@@ -33,3 +34,17 @@ async def test_dumps_go_to_the_bus_while_metrics_are_served() -> None:
 
     quiet = LvsRuntime(parse_config(CONFIG % "null"), Bus())
     assert not quiet._want_counters(), "no endpoint, nothing draining: no counters to decode"
+
+
+async def test_a_large_tables_dumps_are_spread_except_while_a_drain_waits() -> None:
+    """The reconciler may read a large table's real servers over two passes
+    (netlink.IpvsNetlink.dump), but not while a drain waits for connection counts: those
+    must be the pass's own."""
+    lvs = LvsRuntime(parse_config(CONFIG % "null"), Bus(), clock=lambda: 42.0)
+    assert lvs._spread_dumps()
+    # A service removed from the config drains, as LvsRuntime.reload starts it.
+    service = VirtualService(ServiceKey.of("tcp", "192.0.2.10", 80), "wlc")
+    lvs._service_drains[service.key] = start_service_drain(service, 42.0, 60.0)
+    assert lvs._draining() and not lvs._spread_dumps()
+    lvs._service_drains.clear()
+    assert lvs._spread_dumps()

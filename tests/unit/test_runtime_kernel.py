@@ -212,3 +212,30 @@ async def test_counters_come_from_the_passes_own_dump_not_another() -> None:
     wanted[0] = False
     await rec.run_due()
     assert kernel.dumps == 4 and len(seen) == 3
+
+
+async def test_each_pass_asks_for_a_spread_dump_only_while_allowed() -> None:
+    """`spread_dumps` is asked at every pass, with counters or without (a drain turns it off
+    between two passes: hacontrol/lvs.py)."""
+    kernel = FakeKernel(Table.of([web(rs("198.51.100.1"))]))
+    clock = Clock()
+    allowed = [True]
+    counters = [False]
+    table = IpvsTableConverger(
+        Link(kernel),
+        Table.of([web(rs("198.51.100.1"))]),
+        want_counters=lambda: counters[0],
+        on_snapshot=lambda snap: None,
+        spread_dumps=lambda: allowed[0],
+    )
+    rec = Reconciler([table], interval=5.0, clock=clock)
+    for allow, count in ((True, False), (False, False), (True, True), (False, True)):
+        allowed[0], counters[0] = allow, count
+        (r,) = await rec.run_due()
+        assert r.ok
+        clock.now += 5.0
+    assert kernel.spread_asked == [True, False, True, False]
+    # The default (tests, tools): whole dumps.
+    other = FakeKernel()
+    await Reconciler([IpvsTableConverger(Link(other), Table())], interval=5.0).run_due()
+    assert other.spread_asked == [False]
