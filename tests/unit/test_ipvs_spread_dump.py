@@ -10,7 +10,6 @@ the same against the real kernel (tests/kernel/test_ipvs_apply.py).
 from __future__ import annotations
 
 import errno
-import struct
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -30,16 +29,9 @@ from hacontrol.ipvs.plan import PlanMemo, plan
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from ipvs_apply import build_table, kernel_answers
 
+from tests.unit.test_ipvs_dump_cache import ACTIVE_AT, WEIGHT_AT, poke
+
 Answers = list[tuple[bytes, list[bytes]]]
-
-WEIGHT_AT = 20 + 8 + 8 + 4  # a real server's WEIGHT value (test_ipvs_dump_cache.py)
-ACTIVE_AT = 88  # its ACTIVE_CONNS value
-
-
-def poke(raw: bytes, offset: int, value: int) -> bytes:
-    b = bytearray(raw)
-    struct.pack_into("=I", b, offset, value)
-    return bytes(b)
 
 
 class CannedKernel(IpvsNetlink):
@@ -74,7 +66,7 @@ class CannedKernel(IpvsNetlink):
 def weight_changed(answers: Answers, index: int, weight: int) -> Answers:
     out = list(answers)
     svc, raws = out[index]
-    out[index] = (svc, [poke(raws[0], WEIGHT_AT, weight), *raws[1:]])
+    out[index] = (svc, [poke(raws[0], WEIGHT_AT, "=I", weight), *raws[1:]])
     return out
 
 
@@ -180,7 +172,7 @@ def test_counters_of_a_carried_service_are_those_of_the_dump_that_read_it() -> N
     kernel = CannedKernel(answers, spread_above=10)
     snap = kernel.dump(counters=True, spread=True)
     assert {c.active_conns for c in snap.dest_counters.values()} == {3}
-    kernel.answers = [(s, [poke(r, ACTIVE_AT, 40) for r in raws]) for s, raws in answers]
+    kernel.answers = [(s, [poke(r, ACTIVE_AT, "=I", 40) for r in raws]) for s, raws in answers]
     snap = kernel.dump(counters=True, spread=True)
     assert len(kernel.asked) == 10
     counts = {key: c.active_conns for key, c in snap.dest_counters.items()}
