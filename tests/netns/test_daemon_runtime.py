@@ -10,8 +10,10 @@ restart); a real server drained and undrained; the control socket under bad inpu
 
 from __future__ import annotations
 
+import cmath
 import itertools
 import json
+import math
 import os
 import shutil
 import signal
@@ -596,8 +598,22 @@ def test_a_master_at_10_ms_sends_one_advert_per_interval(net: Net) -> None:
     time.sleep(1.0)  # past the start-up transitions
     start = time.time()
     net.witness.collect(30.0)
-    window = [x for x in net.adverts(start, mac_a) if x.at < start + 30.0]
-    assert abs(len(window) - 3000) <= 30, len(window)
+    window = [x.at for x in net.adverts(start, mac_a) if x.at < start + 30.0]
+    # Never more than one advert per interval (no catch-up bursts after a stall).
+    assert len(window) <= 3000 + 30, len(window)
+    # The adverts stay on one grid of 10 ms from the first: a cadence timed from each
+    # sending drifts by its wake-up lateness every interval (7.5% slow once), and its
+    # phases then spread over the whole interval within a second. An interval the
+    # machine stalled through is skipped, not drifted: how many a loaded CI machine
+    # stalls through is the machine's, so it bounds only the count below (2968 of 3000
+    # seen there), while the phase test is what a drifting schedule cannot pass.
+    # Kernel receive timestamps are CLOCK_REALTIME, which NTP slews at the same rate as
+    # the daemon's CLOCK_MONOTONIC, so the grid holds across the 30 s.
+    phases = [(at - window[0]) / 0.01 % 1.0 for at in window]
+    grid = cmath.phase(sum(cmath.exp(2j * math.pi * p) for p in phases)) / (2 * math.pi)
+    on_grid = sum(abs((p - grid + 0.5) % 1.0 - 0.5) < 0.25 for p in phases)
+    assert on_grid >= 0.95 * len(window), (on_grid, len(window))
+    assert len(window) >= 2700, len(window)
 
 
 def test_a_reload_that_adds_the_first_virtual_server_starts_checking_it(net: Net) -> None:
