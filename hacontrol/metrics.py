@@ -555,6 +555,12 @@ class VrrpCountersCollector:
                 "hacontrol_vrrp_address_list_mismatch",
                 "adverts whose address list differs from ours (RFC 5798 §7.1: logged, not dropped)",
             ),
+            (
+                "intervals_missed",
+                "hacontrol_vrrp_advert_intervals_missed",
+                "Advertisement_Intervals a master let pass without an advert because its timer "
+                "fired that late (a stall of the machine or the process)",
+            ),
         ):
             family = CounterMetricFamily(name, doc, labels=["vrrp_instance"])
             for instance, c in sorted(total.instances.items()):
@@ -595,6 +601,7 @@ def _add(a: VrrpCounters, b: VrrpCounters) -> VrrpCounters:
             garp_sent=base.garp_sent + c.garp_sent,
             address_mismatch=base.address_mismatch + c.address_mismatch,
             errors=errors,
+            intervals_missed=base.intervals_missed + c.intervals_missed,
         )
     drops: dict[tuple[str, str], int] = dict(a.drops)
     for key, n in b.drops.items():

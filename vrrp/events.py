@@ -152,6 +152,9 @@ class InstanceCounters:
     # action -> failures: send_advert, add_address, remove_address, send_garp, add_route,
     # remove_route, add_rule, remove_rule, vmac
     errors: Mapping[str, int] = field(default_factory=dict)
+    # Advertisement_Intervals a master let pass without an advert (a stall): last, so
+    # the positional arguments an older VRRP process pickled still fit (`restart`).
+    intervals_missed: int = 0
 
     def __reduce__(self) -> tuple[type[InstanceCounters], tuple[Any, ...]]:
         # The VRRP process pickles one of these per instance every second; the default
@@ -165,6 +168,7 @@ class InstanceCounters:
                 self.garp_sent,
                 self.address_mismatch,
                 self.errors,
+                self.intervals_missed,
             ),
         )
 

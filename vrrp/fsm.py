@@ -21,6 +21,10 @@ Behaviour beyond the RFC follows keepalived, which operators compare us with:
   flood of spoofed lower-priority adverts must not make us send an advert and
   a GARP burst for each (101,900 packets/s once drew 528,079 frames in 20 s).
   Answers held back are counted in `suppressed_answers` for the adapter.
+* A master whose advert timer fires a whole Advertisement_Interval late or more
+  (the machine or the process stalled) sends one advert, not a catch-up burst,
+  and counts the intervals that passed without one in `intervals_missed`: three
+  in a row are what makes a backup take over.
 * Equal priorities, as RFC 5798 has them (and keepalived and FRR): a backup
   follows a live master whose priority equals its own (§6.4.2 (440)), so a
   director that comes back does not take the VIPs from its equal peer. The
@@ -183,6 +187,7 @@ class Instance:
         self._last_answer: float | None = None
         self._master_since = float("-inf")  # when this instance last became MASTER
         self._suppressed_answers = 0
+        self._intervals_missed = 0
 
     # ---- read-only view ------------------------------------------------------
 
@@ -242,6 +247,12 @@ class Instance:
     def suppressed_answers(self) -> int:
         """How many lower-priority adverts a master left unanswered (rate limit); only grows."""
         return self._suppressed_answers
+
+    @property
+    def intervals_missed(self) -> int:
+        """How many Advertisement_Intervals a master let pass without an advert because its
+        timer fired that late (a stall); only grows."""
+        return self._intervals_missed
 
     @property
     def master_adver_interval(self) -> int:
@@ -698,6 +709,12 @@ class Instance:
             # the next one is the next due, without a burst of catch-up adverts. The
             # RFC's other resets (takeover, answering a lower priority) restart the
             # timer from now; the periodic advert after them joins the schedule again.
+            # The deadlines that passed before `now`, after the one this advert is for,
+            # had none of their own: counted, since a backup sees the same gap.
+            # (1e-9: a stall of exactly whole intervals is not lost to float rounding.)
+            missed = int((now - self._adver_timer) / self._advertisement_interval + 1e-9)
+            if missed > 0:
+                self._intervals_missed += missed
             actions.extend(self._send_advertisement(now))
             self._adver_timer = advert_due_after(now, self._params.advert_int)
         garp = self._params.garp

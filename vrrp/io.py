@@ -263,6 +263,8 @@ class _Counts:
     garp_sent: int = 0
     address_mismatch: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    # A retired fsm's Instance.intervals_missed; a live one's is added when frozen.
+    intervals_missed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -925,9 +927,9 @@ class VrrpEngine:
         """Cumulative per-packet figures since start (removed instances included)."""
         instances: dict[str, InstanceCounters] = {}
         for name, counts in self._retired_counts.items():
-            instances[name] = _frozen(counts)
+            instances[name] = _frozen(counts, 0)
         for name, runner in self._runners.items():
-            instances[name] = _frozen(runner.counts)
+            instances[name] = _frozen(runner.counts, runner.fsm.intervals_missed)
         return VrrpCounters(instances, dict(self._drops))
 
     # ---- instances come and go -------------------------------------------------
@@ -1081,8 +1083,9 @@ class VrrpEngine:
         self._runners.pop(runner.name, None)
         runner.retired = True
         runner.group = None
-        self._retired_counts[runner.name] = runner.counts
         self._feed(runner, runner.fsm.stop, now)
+        runner.counts.intervals_missed += runner.fsm.intervals_missed
+        self._retired_counts[runner.name] = runner.counts
         self._cancel_timer(runner)
         self._update_vips()
         task = asyncio.get_running_loop().create_task(self._finish_retire(runner, iface))
@@ -2795,13 +2798,14 @@ def _vmac_of(runner: _Runner) -> bytes:
     return vmac_address(runner.spec.params.vrid, 6 if runner.family == socket.AF_INET6 else 4)
 
 
-def _frozen(counts: _Counts) -> InstanceCounters:
+def _frozen(counts: _Counts, live_missed: int) -> InstanceCounters:
     return InstanceCounters(
         adverts_sent=counts.adverts_sent,
         adverts_received=counts.adverts_received,
         garp_sent=counts.garp_sent,
         address_mismatch=counts.address_mismatch,
         errors=dict(counts.errors),
+        intervals_missed=counts.intervals_missed + live_missed,
     )
 
 

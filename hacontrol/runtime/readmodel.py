@@ -61,6 +61,7 @@ class _Instance:
     held: bool = False
     adverts_sent: int = 0
     adverts_received: int = 0
+    advert_intervals_missed: int = 0
     vip_repairs: int = 0
     route_repairs: int = 0  # virtual routes and rules put back
     tracking: tuple[TrackedItemStatus, ...] = ()
@@ -280,6 +281,7 @@ class ReadModel:
             if inst is not None:
                 inst.adverts_sent = counters.adverts_sent
                 inst.adverts_received = counters.adverts_received
+                inst.advert_intervals_missed = counters.intervals_missed
 
     def _real_server(self, vs_name: str, address: str, port: int) -> _RealServer | None:
         vs = self.virtual_servers.get(vs_name)
@@ -394,6 +396,7 @@ class ReadModel:
                     "stepped_down": i.held or i.name in self.stepped_down,
                     "adverts_sent": i.adverts_sent,
                     "adverts_received": i.adverts_received,
+                    "advert_intervals_missed": i.advert_intervals_missed,
                     "vip_repairs": i.vip_repairs,
                     "sync_group": i.sync_group,
                     "tracking": [

@@ -254,6 +254,7 @@ def test_the_advert_schedule_has_no_cumulative_drift(interval_cs: int) -> None:
         sent += sum(isinstance(a, SendAdvertisement) for a in inst.handle_timer(fire))
     # The garp timers share get_timer(); only adverts are counted.
     assert sent == 6000, sent  # one at 0, then one per interval, until 6,000 intervals
+    assert inst.intervals_missed == 0  # late, but never a whole interval
 
 
 def test_after_a_stall_the_schedule_restarts_without_a_burst() -> None:
@@ -264,6 +265,25 @@ def test_after_a_stall_the_schedule_restarts_without_a_burst() -> None:
     assert sum(isinstance(a, SendAdvertisement) for a in actions) == 1
     # The next one due on the schedule, not 0.2, 0.3, ... at once.
     assert inst.get_timer() == pytest.approx(0.6)
+    # 0.2 to 0.5 went by without an advert of their own: what a backup saw.
+    assert inst.intervals_missed == 4
+    inst.handle_timer(0.6001)  # a little late: nothing missed
+    assert inst.intervals_missed == 4
+    inst.handle_timer(0.9)  # exactly two whole intervals late: 0.8 and 0.9 missed
+    assert inst.intervals_missed == 6
+    assert inst.get_timer() == pytest.approx(1.0)
+
+
+def test_only_a_master_timer_firing_late_counts_missed_intervals() -> None:
+    # A backup's timers and the RFC's resets (an answer to a lower priority restarts
+    # the advert timer from now) are not a periodic advert that went missing.
+    inst = Instance(dataclasses.replace(params("a", 100), advert_int=10))
+    inst.start(0.0)
+    assert inst.state is State.BACKUP
+    takeover = mdi(3, 100, 10)
+    inst.handle_timer(takeover + 5.0)  # the backup's timer very late: it takes over
+    assert inst.state is State.MASTER
+    assert inst.intervals_missed == 0
 
 
 def test_masters_that_took_over_apart_advertise_together() -> None:

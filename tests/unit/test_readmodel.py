@@ -99,7 +99,12 @@ def test_vrrp_events_fold_into_the_instance_view() -> None:
     m.apply(MasterChanged("VI_WEB", IPv4Address("192.0.2.1"), 150, ours=True))
     m.apply(PriorityChanged("VI_WEB", 150, 120))
     m.apply(FaultsChanged("VI_GW", "eth1", ("no_such_interface",)))
-    m.apply(VrrpCounters({"VI_WEB": InstanceCounters(adverts_sent=7, adverts_received=3)}, {}))
+    m.apply(
+        VrrpCounters(
+            {"VI_WEB": InstanceCounters(adverts_sent=7, adverts_received=3, intervals_missed=2)},
+            {},
+        )
+    )
     snap = m.snapshot()
     web, gw = snap["vrrp_instances"]
     assert web["state"] == "MASTER" and web["reason"] == "master_down"
@@ -107,6 +112,7 @@ def test_vrrp_events_fold_into_the_instance_view() -> None:
     assert (web["priority"], web["effective_priority"]) == (150, 120)
     assert web["master"] == "192.0.2.1" and web["master_is_us"]
     assert (web["adverts_sent"], web["adverts_received"]) == (7, 3)
+    assert web["advert_intervals_missed"] == 2
     assert gw["faults"] == ["no_such_interface"]
     # Stepping down forgets that we were master.
     m.apply(

@@ -6,6 +6,7 @@ instance backup's CPU). Real processes, a real socketpair."""
 from __future__ import annotations
 
 import asyncio
+import pickle
 import socket
 import subprocess
 
@@ -80,3 +81,25 @@ def test_a_scrape_asks_for_fresh_counters_and_registration_does_not() -> None:
     sent = next(f for f in collector.collect() if f.name == "hacontrol_vrrp_adverts_sent")
     assert asked == [1]
     assert [s.value for s in sent.samples if s.name.endswith("_total")] == [5]
+
+
+def test_missed_intervals_are_exported_and_survive_a_vrrp_process_restart() -> None:
+    collector = VrrpCountersCollector()
+    collector.update(VrrpCounters({"VI_1": InstanceCounters(intervals_missed=4)}, {}))
+    collector.process_restarted()
+    collector.update(VrrpCounters({"VI_1": InstanceCounters(intervals_missed=1)}, {}))
+    (family,) = [
+        f for f in collector.collect() if f.name == "hacontrol_vrrp_advert_intervals_missed"
+    ]
+    assert [(s.labels, s.value) for s in family.samples if s.name.endswith("_total")] == [
+        ({"vrrp_instance": "VI_1"}, 5)
+    ]
+
+
+def test_counters_pickle_whole_and_an_older_process_s_still_load() -> None:
+    counters = InstanceCounters(1, 2, 3, 4, {"send_advert": 5}, intervals_missed=6)
+    assert pickle.loads(pickle.dumps(counters)) == counters
+    # A VRRP process of the previous release (`hacontrol restart` after an upgrade) pickles
+    # five arguments: the field added since comes last, with its default.
+    make, arguments = counters.__reduce__()
+    assert make(*arguments[:5]) == InstanceCounters(1, 2, 3, 4, {"send_advert": 5})

@@ -347,6 +347,26 @@ def test_adverts_due_together_leave_together_after_the_state_machines_ran(
     assert [(a.vrid, a.priority) for a in resigned] == [(51, 0), (52, 0)]
 
 
+def test_intervals_a_stalled_master_missed_are_counted_and_outlive_its_removal(
+    master_rig: Rig,
+) -> None:
+    rig = master_rig
+    runner = rig.runner
+    deadline = runner.deadline  # 1 s adverts
+    rig.clock[0] = deadline + 3.5  # the process stalled: 3 more deadlines went by
+    rig.run(lambda: rig.engine._on_timer(runner))
+    assert rig.engine.counters().instances["vi"].intervals_missed == 3
+    # Removed, then configured again: the figure stays with the instance's name, as the
+    # other counters do, and the new state machine's own count adds to it.
+    rig.run(lambda: rig.engine.configure([]))
+    assert rig.engine.counters().instances["vi"].intervals_missed == 3
+    rig.run(lambda: rig.engine.configure([instance_spec(priority=255)]))
+    runner = rig.runner
+    rig.clock[0] = runner.deadline + 1.0  # a whole interval late: one missed
+    rig.run(lambda: rig.engine._on_timer(runner))
+    assert rig.engine.counters().instances["vi"].intervals_missed == 4
+
+
 def test_a_master_waits_for_its_adverts_in_one_go_and_a_backup_wakes_early(
     master_rig: Rig, rig: Rig
 ) -> None:
