@@ -186,6 +186,17 @@ def test_prometheus_evaluates_every_rule_and_panel_and_alerts_fire(
             lan[0].run("bridge", "link", "set", "dev", port, "isolated", "on")
         alert = prom.wait_firing("HacontrolVrrpMultipleMasters", vrid=str(VRID))
         assert alert["labels"]["cluster"] == "lab" and alert["labels"]["interface"] == "eth0"
+        # While nobody hears a: its VRRP process stopped for 1.2 s, past two of its
+        # 0.5 s advert deadlines, so at least one interval goes by without an advert.
+        vrrp_a = da.control({"command": "status"})["vrrp_process"]["pid"]
+        os.kill(vrrp_a, signal.SIGSTOP)
+        try:
+            time.sleep(1.2)
+        finally:
+            os.kill(vrrp_a, signal.SIGCONT)
+        alert = prom.wait_firing("HacontrolVrrpAdvertsMissed", instance=target_a)
+        assert alert["labels"]["vrrp_instance"] == "VI_1"
+        assert not prom.firing("HacontrolVrrpAdvertsMissed", instance=target_b)
         for port in (port_a, port_b):
             lan[0].run("bridge", "link", "set", "dev", port, "isolated", "off")
         wait_single_holder([da, db], "192.0.2.100", "a", timeout=30.0)

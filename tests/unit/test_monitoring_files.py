@@ -43,6 +43,7 @@ REQUIRED_ALERTS = {
     "HacontrolVrrpMultipleMasters",
     "HacontrolVrrpNoMaster",
     "HacontrolVrrpInstanceFault",
+    "HacontrolVrrpAdvertsMissed",
     "HacontrolQuorumLost",
     "HacontrolRealServerDown",
     "HacontrolChecksBehindSchedule",
